@@ -1,0 +1,129 @@
+//! Choosing the compute device: wgpu (Vulkan / Metal / DX12) or burn's `flex` CPU backend.
+//!
+//! The wgpu runtime is initialised at most once per process through the fallible
+//! initialiser (the lazy `Device::wgpu` panics when no adapter exists) and the
+//! result, success or failure, is cached.
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// What the user asked for (`--backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// wgpu when an adapter exists, else the CPU.
+    #[default]
+    Auto,
+    Wgpu,
+    Cpu,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "wgpu" => Some(Self::Wgpu),
+            "cpu" => Some(Self::Cpu),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no usable GPU adapter for wgpu: {0}")]
+    NoAdapter(String),
+}
+
+/// The adapter wgpu picked, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterDesc {
+    pub name: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (software, e.g. lavapipe) or `Other`.
+    pub device_type: String,
+    /// `Vulkan`, `Metal`, `Dx12`, `Gl`, …
+    pub api: String,
+}
+
+/// A ready device plus what to tell the user about it.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub device: Device,
+    pub adapter: Option<AdapterDesc>,
+    /// Set when `auto` fell back to the CPU, saying why.
+    pub notice: Option<String>,
+}
+
+impl Backend {
+    pub fn cpu() -> Self {
+        Self {
+            device: Device::flex(),
+            adapter: None,
+            notice: None,
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        self.adapter.is_some()
+    }
+
+    /// E.g. `wgpu · Vulkan · NVIDIA GeForce RTX 4090 (DiscreteGpu)` or `CPU (flex)`.
+    pub fn describe(&self) -> String {
+        match &self.adapter {
+            Some(a) => format!("wgpu · {} · {} ({})", a.api, a.name, a.device_type),
+            None => "CPU (flex)".to_string(),
+        }
+    }
+
+    /// Pick a device according to `choice`.
+    pub fn select(choice: BackendChoice) -> Result<Self, BackendError> {
+        match choice {
+            BackendChoice::Cpu => Ok(Self::cpu()),
+            BackendChoice::Wgpu => {
+                let (device, adapter) = wgpu_device().map_err(BackendError::NoAdapter)?;
+                Ok(Self {
+                    device,
+                    adapter: Some(adapter),
+                    notice: None,
+                })
+            }
+            BackendChoice::Auto => match wgpu_device() {
+                Ok((device, adapter)) => Ok(Self {
+                    device,
+                    adapter: Some(adapter),
+                    notice: None,
+                }),
+                Err(e) => Ok(Self {
+                    notice: Some(format!("no GPU adapter ({e}); training on the CPU")),
+                    ..Self::cpu()
+                }),
+            },
+        }
+    }
+}
+
+static WGPU: OnceLock<Result<(Device, AdapterDesc), String>> = OnceLock::new();
+
+fn wgpu_device() -> Result<(Device, AdapterDesc), String> {
+    WGPU.get_or_init(|| {
+        // Adapter probing may panic inside third-party code on broken drivers; a missing
+        // GPU must never take the app down, so treat a panic as "no adapter".
+        let res = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
+        match res {
+            Ok(Ok((device, setup))) => {
+                let info = setup.adapter.get_info();
+                let adapter = AdapterDesc {
+                    name: info.name.clone(),
+                    device_type: format!("{:?}", info.device_type),
+                    api: format!("{:?}", info.backend),
+                };
+                Ok((device, adapter))
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the wgpu runtime panicked while probing adapters".to_string()),
+        }
+    })
+    .clone()
+}

@@ -1,0 +1,713 @@
+//! The command-line face of the binary. Scripts depend on this contract; keep it stable.
+//!
+//! Exit codes: 0 success, 2 usage error, 1 any other failure (one line on stderr).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::{Backend, BackendChoice};
+use crate::checkpoint::Checkpoint;
+use crate::data::DataSource;
+use crate::eval::EvalReport;
+use crate::images::{save_gif, save_png, ImageBatch};
+use crate::infer::{lerp, normal_latents, slerp, Inference};
+use crate::model::{ModelKind, ModelOverrides};
+use crate::train::TrainConfig;
+use crate::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latent-lab",
+    version,
+    about = "Train VAEs and GANs on images and explore their latent spaces",
+    after_help = "Run without arguments to open the desktop app."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Train a model and save a checkpoint
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on its test split
+    Eval(EvalArgs),
+    /// Decode random latents to a PNG grid or a folder of PNGs
+    Sample(SampleArgs),
+    /// Interpolate between two latents (PNG strip or animated GIF)
+    Interpolate(InterpolateArgs),
+    /// Describe a checkpoint
+    Info(InfoArgs),
+    /// Export a checkpoint's weights
+    Export(ExportArgs),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ModelArg {
+    Vae,
+    ConvVae,
+    Gan,
+    Dcgan,
+    SeedVae,
+    SeedGan,
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(m: ModelArg) -> Self {
+        match m {
+            ModelArg::Vae => ModelKind::Vae,
+            ModelArg::ConvVae => ModelKind::ConvVae,
+            ModelArg::Gan => ModelKind::Gan,
+            ModelArg::Dcgan => ModelKind::Dcgan,
+            ModelArg::SeedVae => ModelKind::SeedVae,
+            ModelArg::SeedGan => ModelKind::SeedGan,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Wgpu,
+    Cpu,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Wgpu => BackendChoice::Wgpu,
+            BackendArg::Cpu => BackendChoice::Cpu,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum InterpMode {
+    Lerp,
+    Slerp,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum, default_value = "vae")]
+    pub model: ModelArg,
+    /// `mnist` (built-in), `shapes`, an IDX file or an image folder
+    #[arg(long, default_value = "mnist")]
+    pub data: String,
+    /// Train until this many epochs are complete (with --resume: in total)
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Checkpoint to write (after every epoch and at the end)
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
+    /// Hidden widths, comma-separated (MLP models) or base channels (conv models)
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// KL weight (β-VAE)
+    #[arg(long)]
+    pub beta: Option<f64>,
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    #[arg(long)]
+    pub adam_beta2: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Image side for image folders and shapes
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Load image folders as RGB instead of grayscale
+    #[arg(long)]
+    pub rgb: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Continue the run saved in this checkpoint
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many optimiser steps (for quick checks)
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Evaluate on other data (default: the checkpoint's own test split)
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Importance samples for the IWAE bound (VAE)
+    #[arg(long, default_value_t = 50)]
+    pub iw_samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub n: usize,
+    /// A .png file (grid) or a directory (one PNG per sample)
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Nearest-neighbour upscaling factor
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct InterpolateArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, value_enum, default_value = "slerp")]
+    pub mode: InterpMode,
+    /// Test-split image to start from (VAE)
+    #[arg(long)]
+    pub from_index: Option<usize>,
+    /// Test-split image to end at (VAE)
+    #[arg(long)]
+    pub to_index: Option<usize>,
+    /// A .png (strip) or .gif (animation)
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Write the weights as safetensors (Linear weights transposed to PyTorch's [out, in])
+    #[arg(long)]
+    pub safetensors: PathBuf,
+}
+
+/// Parse `args` and run; returns the process exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    // clap's message spans lines (reason, details, usage); keep the reason and
+                    // details on one line.
+                    let text = e.render().to_string();
+                    let line: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .take_while(|l| !l.starts_with("Usage:"))
+                        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                        .collect();
+                    eprintln!("{} (see `latent-lab --help`)", line.join(" "));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let Some(cmd) = cli.command else {
+        // The desktop app arrives with the app issue; until then, show help.
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        println!();
+        return ExitCode::SUCCESS;
+    };
+    let result = match cmd {
+        Cmd::Train(a) => train(a),
+        Cmd::Eval(a) => eval(a),
+        Cmd::Sample(a) => sample(a),
+        Cmd::Interpolate(a) => interpolate(a),
+        Cmd::Info(a) => info(a),
+        Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes joined.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn data_source(arg: &str, size: Option<usize>, rgb: bool) -> Result<DataSource> {
+    let mut src = DataSource::parse(arg)?;
+    // Checkpoints store the source; absolute paths keep `--resume` working from any directory.
+    match &mut src {
+        DataSource::Idx { images, labels } => {
+            *images = std::fs::canonicalize(&*images).unwrap_or(images.clone());
+            if let Some(l) = labels {
+                *l = std::fs::canonicalize(&*l).unwrap_or(l.clone());
+            }
+        }
+        DataSource::Folder { path, .. } => {
+            *path = std::fs::canonicalize(&*path).unwrap_or(path.clone());
+        }
+        _ => {}
+    }
+    match &mut src {
+        DataSource::Folder {
+            size: s, channels, ..
+        } => {
+            if let Some(z) = size {
+                *s = z;
+            }
+            if rgb {
+                *channels = 3;
+            }
+        }
+        DataSource::Shapes { size: s, .. } => {
+            if let Some(z) = size {
+                *s = z;
+            }
+        }
+        _ => {}
+    }
+    Ok(src)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let worker = WorkerHandle::spawn(WorkerOptions {
+        snapshot_every: None,
+        samples: false,
+        waker: None,
+    })
+    .context("cannot start the training thread")?;
+    let backend: BackendChoice = a.backend.into();
+    if let Some(resume) = &a.resume {
+        worker.send(Command::Load {
+            path: resume.clone(),
+            backend,
+        })?;
+    } else {
+        let kind: ModelKind = a.model.into();
+        let mut config = TrainConfig::for_kind(kind);
+        config.seed = a.seed;
+        config.epochs = a.epochs;
+        if let Some(b) = a.batch_size {
+            config.batch_size = b;
+        }
+        if let Some(lr) = a.lr {
+            config.learning_rate = lr;
+        }
+        if let Some(b) = a.beta {
+            config.beta = b;
+        }
+        if let Some(b) = a.adam_beta1 {
+            config.adam_beta1 = b;
+        }
+        if let Some(b) = a.adam_beta2 {
+            config.adam_beta2 = b;
+        }
+        config.validate()?;
+        let req = TrainRequest {
+            kind,
+            overrides: ModelOverrides {
+                latent_dim: a.latent_dim,
+                hidden: a.hidden.clone(),
+            },
+            data: data_source(&a.data, a.image_size, a.rgb)?,
+            config,
+            backend,
+        };
+        worker.send(Command::Start(Box::new(req)))?;
+    }
+
+    let info = loop {
+        match worker.recv_timeout(Duration::from_secs(3600)) {
+            Some(Event::Ready(info)) => break info,
+            Some(Event::Error(e)) => bail!("{e}"),
+            Some(_) => {}
+            None => bail!("the training thread stopped unexpectedly"),
+        }
+    };
+    if a.resume.is_some() {
+        worker.send(Command::SetEpochs(a.epochs))?;
+    }
+    if let Some(n) = &info.backend_notice {
+        eprintln!("note: {n}");
+    }
+    let total_steps = (a.epochs as u64) * info.batches_per_epoch as u64;
+    eprintln!(
+        "training {} on {} ({} train / {} test images) with {}; {} steps per epoch",
+        info.spec.describe(),
+        info.data,
+        info.train_images,
+        info.test_images,
+        info.backend,
+        info.batches_per_epoch
+    );
+    let max_steps = a.max_steps.map(|m| m.saturating_sub(info.step));
+    match max_steps {
+        Some(n) => worker.send(Command::Step(n.max(1)))?,
+        None => worker.send(Command::Train)?,
+    }
+
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let pb = indicatif::ProgressBar::new(total_steps.max(1));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  epoch {prefix}  {msg}  [{elapsed_precise} < {eta_precise}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb.set_position(info.step);
+        Some(pb)
+    } else {
+        None
+    };
+    let names = info.history.names.clone();
+    let mut last_line = Instant::now() - Duration::from_secs(60);
+    let fmt_terms = |values: &[f32]| -> String {
+        names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    loop {
+        let Some(ev) = worker.recv_timeout(Duration::from_secs(3600)) else {
+            bail!("the training thread stopped unexpectedly");
+        };
+        match ev {
+            Event::Metrics(p) => {
+                let msg = format!("{}  {:.0} img/s", fmt_terms(&p.values), p.images_per_sec);
+                if let Some(pb) = &bar {
+                    pb.set_position(p.step);
+                    pb.set_prefix(format!("{:.2}", p.epoch));
+                    pb.set_message(msg);
+                } else if last_line.elapsed() > Duration::from_secs(5) {
+                    eprintln!("step {} epoch {:.2}  {msg}", p.step, p.epoch);
+                    last_line = Instant::now();
+                }
+            }
+            Event::TestMetrics(t) => {
+                let line = match &t.report {
+                    EvalReport::Vae(r) => format!(
+                        "epoch {} (step {}): test −ELBO {:.2} nats (recon {:.2}, KL {:.2}), {} active units",
+                        t.epoch, t.step, r.neg_elbo, r.recon, r.kl, r.active_units
+                    ),
+                    EvalReport::Gan(r) => format!(
+                        "epoch {} (step {}): test D loss {:.4}, G loss {:.4}, D(x) {:.3}, D(G(z)) {:.3}",
+                        t.epoch, t.step, r.d_loss, r.g_loss, r.d_real, r.d_fake
+                    ),
+                };
+                match &bar {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
+                worker.send(Command::Save(a.out.clone()))?;
+            }
+            Event::Saved { .. } => {}
+            Event::Diverged {
+                step,
+                restored_step,
+                term,
+            } => {
+                save_and_wait(&worker, &a.out)?;
+                if let Some(pb) = &bar {
+                    pb.abandon();
+                }
+                bail!(
+                    "training diverged at step {step} ({term} is not finite); saved the last good weights (step {restored_step}) to {}; try a lower --lr",
+                    a.out.display()
+                );
+            }
+            Event::Paused { step } | Event::Finished { step, .. } => {
+                let step = save_and_wait(&worker, &a.out)?.max(step);
+                if let Some(pb) = &bar {
+                    pb.finish_and_clear();
+                }
+                eprintln!("saved {} (step {step})", a.out.display());
+                return Ok(());
+            }
+            Event::Error(e) => bail!("{e}"),
+            _ => {}
+        }
+    }
+}
+
+/// Ask the worker to save to `path` and wait for the result.
+fn save_and_wait(worker: &WorkerHandle, path: &Path) -> Result<u64> {
+    worker.send(Command::Save(path.to_path_buf()))?;
+    loop {
+        match worker.recv_timeout(Duration::from_secs(600)) {
+            Some(Event::Saved { path: p, step }) if p == path => return Ok(step),
+            Some(Event::Error(e)) => bail!("{e}"),
+            Some(_) => {}
+            None => bail!("the training thread stopped before saving"),
+        }
+    }
+}
+
+fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    Ok(Checkpoint::load(path)?)
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let backend = Backend::select(a.backend.into())?;
+    backend.device.seed(a.seed);
+    let inf = Inference::from_checkpoint(&ckpt, &backend.device)?;
+    let source = match &a.data {
+        Some(d) => data_source(
+            d,
+            Some(ckpt.header.model.shape.height),
+            ckpt.header.model.shape.channels == 3,
+        )?,
+        None => ckpt.header.data.clone(),
+    };
+    let data = source.load()?;
+    let split = data.split(ckpt.header.train.seed)?;
+    let report = crate::train::evaluate(&inf, &data, &split.test, a.iw_samples)?;
+    if a.json {
+        let mut obj = match serde_json::to_value(&report)? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        obj.remove("kind");
+        obj.insert("step".into(), ckpt.header.step.into());
+        obj.insert("epoch".into(), ckpt.header.epoch.into());
+        obj.insert("model".into(), ckpt.header.model.kind.name().into());
+        obj.insert("dataset".into(), source.describe().into());
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        println!(
+            "{} at step {} (epoch {}), {}",
+            ckpt.header.model.describe(),
+            ckpt.header.step,
+            ckpt.header.epoch,
+            source.describe()
+        );
+        match report {
+            EvalReport::Vae(r) => {
+                println!(
+                    "negative ELBO  {:.3} nats  (recon {:.3} + KL {:.3})",
+                    r.neg_elbo, r.recon, r.kl
+                );
+                if let Some(nll) = r.iwae_nll {
+                    println!("IWAE NLL       {nll:.3} nats  (K = {})", r.iw_samples);
+                }
+                println!("active units   {} / {}", r.active_units, r.kl_per_dim.len());
+                let kl: Vec<String> = r.kl_per_dim.iter().map(|k| format!("{k:.2}")).collect();
+                println!("KL per dim     {}", kl.join(" "));
+                println!("test images    {}", r.images);
+            }
+            EvalReport::Gan(r) => {
+                println!(
+                    "D loss {:.4}  G loss {:.4}  D(x) {:.4}  D(G(z)) {:.4}  ({} test images)",
+                    r.d_loss, r.g_loss, r.d_real, r.d_fake, r.images
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_dir_target(p: &Path) -> bool {
+    p.is_dir() || p.extension().is_none()
+}
+
+fn sample(a: SampleArgs) -> Result<()> {
+    if a.n == 0 || a.n > 10_000 {
+        bail!("--n must be between 1 and 10000");
+    }
+    let scale = a.scale.clamp(1, 32);
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let cpu = Backend::cpu();
+    let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
+    let z = normal_latents(a.n, inf.latent_dim(), a.seed);
+    let images = inf.decode(&z)?;
+    if is_dir_target(&a.out) {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+        for i in 0..images.count() {
+            save_png(
+                &images.single(i, scale),
+                &a.out.join(format!("sample-{i:04}.png")),
+            )?;
+        }
+        eprintln!("wrote {} PNGs to {}", images.count(), a.out.display());
+    } else {
+        let cols = (a.n as f64).sqrt().ceil() as usize;
+        save_png(&images.grid(cols, 2, scale), &a.out)?;
+        eprintln!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
+
+fn interpolate(a: InterpolateArgs) -> Result<()> {
+    if a.steps < 2 || a.steps > 1000 {
+        bail!("--steps must be between 2 and 1000");
+    }
+    let ext = a
+        .out
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if ext != "png" && ext != "gif" {
+        bail!("--out must end in .png or .gif: {}", a.out.display());
+    }
+    let scale = a.scale.clamp(1, 32);
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let cpu = Backend::cpu();
+    let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
+    let d = inf.latent_dim();
+    let (za, zb) = if ckpt.header.model.is_vae() {
+        let data = ckpt.header.data.load()?;
+        let split = data.split(ckpt.header.train.seed)?;
+        let (i, j) = (a.from_index.unwrap_or(0), a.to_index.unwrap_or(1));
+        let n = split.test.len();
+        if i >= n || j >= n {
+            bail!("--from-index/--to-index must be below {n} (the test split size)");
+        }
+        let mut px = Vec::new();
+        data.gather_f32(&[split.test[i], split.test[j]], &mut px);
+        let (mu, _) = inf.encode(&px)?;
+        (mu[..d].to_vec(), mu[d..].to_vec())
+    } else {
+        if a.from_index.is_some() || a.to_index.is_some() {
+            bail!("--from-index/--to-index need a VAE (a GAN cannot encode images); GANs interpolate between random latents from --seed");
+        }
+        let z = normal_latents(2, d, a.seed);
+        (z[..d].to_vec(), z[d..].to_vec())
+    };
+    let mut latents = Vec::with_capacity(a.steps * d);
+    for s in 0..a.steps {
+        let t = s as f32 / (a.steps - 1) as f32;
+        latents.extend(match a.mode {
+            InterpMode::Lerp => lerp(&za, &zb, t),
+            InterpMode::Slerp => slerp(&za, &zb, t),
+        });
+    }
+    let images: ImageBatch = inf.decode(&latents)?;
+    if ext == "gif" {
+        let mut frames: Vec<_> = (0..images.count())
+            .map(|i| images.single(i, scale.max(4)))
+            .collect();
+        // Play forwards then backwards so the loop is seamless.
+        let back: Vec<_> = frames
+            .iter()
+            .rev()
+            .skip(1)
+            .take(frames.len().saturating_sub(2))
+            .cloned()
+            .collect();
+        frames.extend(back);
+        save_gif(&frames, 80, &a.out)?;
+    } else {
+        save_png(&images.grid(a.steps, 2, scale), &a.out)?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn info(a: InfoArgs) -> Result<()> {
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let h = &ckpt.header;
+    if a.json {
+        let v = serde_json::json!({
+            "model": h.model.kind.name(),
+            "architecture": h.model,
+            "dataset": h.data_description,
+            "data_source": h.data,
+            "train": h.train,
+            "step": h.step,
+            "epoch": h.epoch,
+            "batch_in_epoch": h.batch_in_epoch,
+            "metric_points": h.history.points.len(),
+            "test": h.history.test.last(),
+            "app_version": h.app_version,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let size = std::fs::metadata(&a.checkpoint)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "checkpoint   {} ({:.1} MB, written by latent-lab {})",
+        a.checkpoint.display(),
+        size as f64 / 1e6,
+        h.app_version
+    );
+    println!("model        {}", h.model.describe());
+    println!("images       {}", h.model.shape);
+    println!("dataset      {}", h.data_description);
+    println!(
+        "position     step {}, epoch {} of {} (+{} batches)",
+        h.step, h.epoch, h.train.epochs, h.batch_in_epoch
+    );
+    println!(
+        "optimiser    Adam lr {:.2e}, betas ({}, {}), batch {}, β {}, seed {}",
+        h.train.learning_rate,
+        h.train.adam_beta1,
+        h.train.adam_beta2,
+        h.train.batch_size,
+        h.train.beta,
+        h.train.seed
+    );
+    if let Some(p) = h.history.points.last() {
+        let terms: Vec<String> = h
+            .history
+            .names
+            .iter()
+            .zip(&p.values)
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect();
+        println!("last train   {}", terms.join("  "));
+    }
+    if let Some(t) = h.history.test.last() {
+        println!("last test    {:.4} at epoch {}", t.value, t.epoch);
+    }
+    println!(
+        "history      {} points, {} test evaluations, {} markers",
+        h.history.points.len(),
+        h.history.test.len(),
+        h.history.markers.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Plain image batches (what crosses to the UI and the CLI) and writing them to PNG / GIF.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ImageShape;
+
+/// `count` images of `shape`, pixels in [0, 1], CHW per image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageBatch {
+    pub shape: ImageShape,
+    pub pixels: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: {source}")]
+    Write {
+        path: String,
+        source: image::ImageError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ImageBatch {
+    pub fn count(&self) -> usize {
+        self.pixels
+            .len()
+            .checked_div(self.shape.numel())
+            .unwrap_or(0)
+    }
+
+    /// Image `i` as RGBA8, `width * height * 4` bytes.
+    pub fn rgba(&self, i: usize) -> Vec<u8> {
+        let ImageShape {
+            channels,
+            height,
+            width,
+        } = self.shape;
+        let plane = height * width;
+        let img = &self.pixels[i * self.shape.numel()..(i + 1) * self.shape.numel()];
+        let to8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+        let mut out = Vec::with_capacity(plane * 4);
+        for p in 0..plane {
+            let (r, g, b) = if channels >= 3 {
+                (img[p], img[plane + p], img[2 * plane + p])
+            } else {
+                (img[p], img[p], img[p])
+            };
+            out.extend_from_slice(&[to8(r), to8(g), to8(b), 255]);
+        }
+        out
+    }
+
+    /// All images tiled in a grid of `cols` columns with `pad` pixels between them,
+    /// each scaled by `scale` (nearest neighbour).
+    pub fn grid(&self, cols: usize, pad: usize, scale: usize) -> image::RgbaImage {
+        let n = self.count();
+        let cols = cols.clamp(1, n.max(1));
+        let rows = n.div_ceil(cols).max(1);
+        let (w, h) = (self.shape.width * scale, self.shape.height * scale);
+        let gw = cols * w + (cols + 1) * pad;
+        let gh = rows * h + (rows + 1) * pad;
+        let mut out =
+            image::RgbaImage::from_pixel(gw as u32, gh as u32, image::Rgba([40, 40, 48, 255]));
+        for i in 0..n {
+            let (r, c) = (i / cols, i % cols);
+            let (ox, oy) = (pad + c * (w + pad), pad + r * (h + pad));
+            let px = self.rgba(i);
+            for y in 0..h {
+                for x in 0..w {
+                    let s = ((y / scale) * self.shape.width + x / scale) * 4;
+                    out.put_pixel(
+                        (ox + x) as u32,
+                        (oy + y) as u32,
+                        image::Rgba([px[s], px[s + 1], px[s + 2], 255]),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Image `i` alone, scaled.
+    pub fn single(&self, i: usize, scale: usize) -> image::RgbaImage {
+        let one = ImageBatch {
+            shape: self.shape,
+            pixels: self.pixels[i * self.shape.numel()..(i + 1) * self.shape.numel()].to_vec(),
+        };
+        one.grid(1, 0, scale)
+    }
+}
+
+/// Write a PNG atomically (temporary file + rename).
+pub fn save_png(img: &image::RgbaImage, path: &Path) -> Result<(), ImageError> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|source| ImageError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    crate::checkpoint::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Write an animated GIF (looping) of `frames`, `delay_ms` each, atomically.
+pub fn save_gif(frames: &[image::RgbaImage], delay_ms: u32, path: &Path) -> Result<(), ImageError> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let err = |source| ImageError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    {
+        let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
+        enc.set_repeat(Repeat::Infinite).map_err(err)?;
+        let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+        let frames = frames
+            .iter()
+            .map(|f| image::Frame::from_parts(f.clone(), 0, 0, delay));
+        enc.encode_frames(frames).map_err(err)?;
+    }
+    crate::checkpoint::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}

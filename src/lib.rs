@@ -1,0 +1,16 @@
+//! Latent Lab: train VAEs and GANs on images and explore what they learn.
+//!
+//! The engine (everything here) has no GUI dependency: data, models, training,
+//! checkpoints, metrics and the worker thread. See `ARCHITECTURE.md`.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod export;
+pub mod images;
+pub mod infer;
+pub mod model;
+pub mod train;
+pub mod worker;

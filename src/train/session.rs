@@ -1,0 +1,623 @@
+//! One training run: networks, optimisers, data, position in the data, history.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::Distribution;
+
+use super::losses::{bce_logits_const, bce_logits_per_image, kl_per_dim};
+use super::metrics::{Marker, MetricPoint, MetricsHistory, TestPoint};
+use super::{images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
+use crate::backend::Backend;
+use crate::checkpoint::{Checkpoint, CheckpointHeader};
+use crate::data::{BatchPlan, Dataset, Split};
+use crate::eval::{eval_gan, eval_vae, EvalReport};
+use crate::images::ImageBatch;
+use crate::infer::{normal_latents, Inference};
+use crate::model::{DiscNet, GenNet, ModelSpec, Networks, VaeNet};
+
+/// Latents of the fixed-noise sample grid.
+pub const SAMPLE_GRID: usize = 64;
+/// Test images shown with their reconstructions.
+pub const RECON_COUNT: usize = 8;
+
+const VAE_TERMS: [&str; 3] = ["loss", "recon", "kl"];
+const GAN_TERMS: [&str; 4] = ["d_loss", "g_loss", "d_real", "d_fake"];
+
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // one per session
+enum TrainNets {
+    Vae {
+        model: VaeNet,
+        optim: ModuleOptimizer,
+    },
+    Gan {
+        gen: GenNet,
+        disc: DiscNet,
+        opt_g: ModuleOptimizer,
+        opt_d: ModuleOptimizer,
+    },
+}
+
+impl TrainNets {
+    fn networks(&self) -> Networks {
+        match self {
+            TrainNets::Vae { model, .. } => Networks::Vae(model.clone()),
+            TrainNets::Gan { gen, disc, .. } => Networks::Gan {
+                gen: gen.clone(),
+                disc: disc.clone(),
+            },
+        }
+    }
+}
+
+/// Weights and position at the last step whose losses were all finite.
+#[derive(Clone)]
+struct GoodState {
+    nets: TrainNets,
+    step: u64,
+    epoch: usize,
+    batch: usize,
+}
+
+/// What one call to [`Session::step`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    Ran {
+        /// Set when losses were read back at this step.
+        point: Option<MetricPoint>,
+        /// Set when this step completed an epoch.
+        epoch_done: bool,
+    },
+    /// A loss became NaN or infinite at `step`; the weights of `restored_step` are back.
+    Diverged {
+        step: u64,
+        restored_step: u64,
+        term: String,
+    },
+}
+
+pub struct Session {
+    spec: ModelSpec,
+    config: TrainConfig,
+    data: Arc<Dataset>,
+    split: Split,
+    plan: BatchPlan,
+    backend: Backend,
+    /// Autodiff view of the backend device.
+    device: Device,
+    nets: Option<TrainNets>,
+    good: Option<GoodState>,
+    step: u64,
+    epoch: usize,
+    batch: usize,
+    history: MetricsHistory,
+    /// Detached loss terms of the steps since the last read-back.
+    pending: Vec<Tensor<1>>,
+    buf: Vec<f32>,
+    fixed_noise: Vec<f32>,
+    interval_start: Instant,
+    interval_images: usize,
+}
+
+fn adam(config: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(config.adam_beta1 as f32)
+        .with_beta_2(config.adam_beta2 as f32)
+        .with_epsilon(1e-8)
+        .init()
+}
+
+impl Session {
+    /// A fresh run of `spec` on `data`.
+    pub fn new(
+        spec: ModelSpec,
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        backend: Backend,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let device = backend.device.clone().autodiff();
+        device.seed(config.seed);
+        let nets = match spec.init(&device) {
+            Networks::Vae(model) => TrainNets::Vae {
+                model,
+                optim: adam(&config),
+            },
+            Networks::Gan { gen, disc } => TrainNets::Gan {
+                gen,
+                disc,
+                opt_g: adam(&config),
+                opt_d: adam(&config),
+            },
+        };
+        let names: &[&str] = if spec.is_vae() {
+            &VAE_TERMS
+        } else {
+            &GAN_TERMS
+        };
+        let history = MetricsHistory::new(names);
+        Self::assemble(
+            spec,
+            config,
+            data,
+            backend,
+            device,
+            nets,
+            history,
+            (0, 0, 0),
+        )
+    }
+
+    /// Continue the run saved in `ckpt` (its data must be loaded already).
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        data: Arc<Dataset>,
+        backend: Backend,
+    ) -> Result<Self, TrainError> {
+        let h = &ckpt.header;
+        let config = h.train.clone();
+        config.validate()?;
+        let device = backend.device.clone().autodiff();
+        device.seed(config.seed.wrapping_add(h.step));
+        let nets = match ckpt.networks(&device)? {
+            Networks::Vae(model) => TrainNets::Vae {
+                model,
+                optim: ckpt.optimizer("optim", adam(&config))?,
+            },
+            Networks::Gan { gen, disc } => TrainNets::Gan {
+                gen,
+                disc,
+                opt_g: ckpt.optimizer("optim_g", adam(&config))?,
+                opt_d: ckpt.optimizer("optim_d", adam(&config))?,
+            },
+        };
+        let mut history = h.history.clone();
+        history.markers.push(Marker {
+            step: h.step,
+            text: "resumed".into(),
+        });
+        Self::assemble(
+            h.model.clone(),
+            config,
+            data,
+            backend,
+            device,
+            nets,
+            history,
+            (h.step, h.epoch, h.batch_in_epoch),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        spec: ModelSpec,
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        backend: Backend,
+        device: Device,
+        nets: TrainNets,
+        history: MetricsHistory,
+        (step, epoch, batch): (u64, usize, usize),
+    ) -> Result<Self, TrainError> {
+        let shape = crate::model::ImageShape::new(data.channels, data.height, data.width);
+        if shape != spec.shape {
+            return Err(TrainError::Invalid(format!(
+                "the model expects {} images but the dataset has {}",
+                spec.shape, shape
+            )));
+        }
+        let split = data.split(config.seed)?;
+        let plan = BatchPlan::new(split.train.clone(), config.batch_size, config.seed);
+        let fixed_noise = normal_latents(SAMPLE_GRID, spec.latent_dim(), config.seed ^ 0x5A3D_11FE);
+        let good = Some(GoodState {
+            nets: nets.clone(),
+            step,
+            epoch,
+            batch,
+        });
+        Ok(Self {
+            spec,
+            config,
+            data,
+            split,
+            plan,
+            backend,
+            device,
+            nets: Some(nets),
+            good,
+            step,
+            epoch,
+            batch,
+            history,
+            pending: Vec::new(),
+            buf: Vec::new(),
+            fixed_noise,
+            interval_start: Instant::now(),
+            interval_images: 0,
+        })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    pub fn data(&self) -> &Arc<Dataset> {
+        &self.data
+    }
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+    /// Completed epochs.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+    pub fn batch_in_epoch(&self) -> usize {
+        self.batch
+    }
+    pub fn batches_per_epoch(&self) -> usize {
+        self.plan.batches_per_epoch()
+    }
+    pub fn history(&self) -> &MetricsHistory {
+        &self.history
+    }
+    /// True once `config.epochs` epochs are complete.
+    pub fn is_done(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.config.epochs = epochs;
+    }
+
+    /// Change the learning rate from the next step on; marked in the history.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<(), TrainError> {
+        let mut c = self.config.clone();
+        c.learning_rate = lr;
+        c.validate()?;
+        self.config = c;
+        self.history.markers.push(Marker {
+            step: self.step,
+            text: format!("lr = {lr:.2e}"),
+        });
+        Ok(())
+    }
+
+    /// Change β (VAE KL weight) from the next step on; marked in the history.
+    pub fn set_beta(&mut self, beta: f64) -> Result<(), TrainError> {
+        let mut c = self.config.clone();
+        c.beta = beta;
+        c.validate()?;
+        self.config = c;
+        self.history.markers.push(Marker {
+            step: self.step,
+            text: format!("β = {beta}"),
+        });
+        Ok(())
+    }
+
+    fn nets(&self) -> &TrainNets {
+        // Invariant: `nets` is only `None` inside `step` (and after a panic there,
+        // after which the worker drops the session).
+        self.nets.as_ref().expect("session networks present")
+    }
+
+    /// One optimiser step on the next batch.
+    pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
+        if self.batch >= self.plan.batches_per_epoch() {
+            self.batch = 0;
+            self.epoch += 1;
+        }
+        let idx = self.plan.batch(self.epoch, self.batch);
+        let lr = self.config.learning_rate;
+        let nets = self.nets.take().expect("session networks present");
+        let (nets, terms) = match nets {
+            TrainNets::Vae { model, mut optim } => {
+                let x = images_to_tensor(
+                    &self.data,
+                    &idx,
+                    &mut self.buf,
+                    &self.device,
+                    PixelRange::Unit,
+                );
+                let (model, terms) = vae_step(model, &mut optim, x, lr, self.config.beta);
+                (TrainNets::Vae { model, optim }, terms)
+            }
+            TrainNets::Gan {
+                gen,
+                disc,
+                mut opt_g,
+                mut opt_d,
+            } => {
+                let x = images_to_tensor(
+                    &self.data,
+                    &idx,
+                    &mut self.buf,
+                    &self.device,
+                    PixelRange::Signed,
+                );
+                let (gen, disc, terms) = gan_step(
+                    gen,
+                    disc,
+                    &mut opt_g,
+                    &mut opt_d,
+                    x,
+                    self.spec.latent_dim(),
+                    lr,
+                    &self.device,
+                );
+                (
+                    TrainNets::Gan {
+                        gen,
+                        disc,
+                        opt_g,
+                        opt_d,
+                    },
+                    terms,
+                )
+            }
+        };
+        self.nets = Some(nets);
+        self.pending.push(terms);
+        self.step += 1;
+        self.batch += 1;
+        self.interval_images += idx.len();
+        let epoch_done = self.batch >= self.plan.batches_per_epoch();
+        if epoch_done {
+            self.batch = 0;
+            self.epoch += 1;
+        }
+        if self.step % self.config.log_every == 0 || epoch_done {
+            return self.read_back(epoch_done);
+        }
+        Ok(StepOutcome::Ran {
+            point: None,
+            epoch_done,
+        })
+    }
+
+    /// Read the pending loss terms (one device sync), check them, log their mean.
+    fn read_back(&mut self, epoch_done: bool) -> Result<StepOutcome, TrainError> {
+        let n_steps = self.pending.len();
+        if n_steps == 0 {
+            return Ok(StepOutcome::Ran {
+                point: None,
+                epoch_done,
+            });
+        }
+        let values = read_f32(Tensor::cat(std::mem::take(&mut self.pending), 0))?;
+        let n_terms = self.history.names.len();
+        let first_step = self.step + 1 - n_steps as u64;
+        for (i, row) in values.chunks(n_terms).enumerate() {
+            if let Some(t) = row.iter().position(|v| !v.is_finite()) {
+                return Ok(self.roll_back(first_step + i as u64, t));
+            }
+        }
+        let mut mean = vec![0.0f32; n_terms];
+        for row in values.chunks(n_terms) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += v / n_steps as f32;
+            }
+        }
+        let secs = self.interval_start.elapsed().as_secs_f32().max(1e-6);
+        let point = MetricPoint {
+            step: self.step,
+            epoch: self.epoch as f64 + self.batch as f64 / self.plan.batches_per_epoch() as f64,
+            values: mean,
+            images_per_sec: self.interval_images as f32 / secs,
+        };
+        self.interval_start = Instant::now();
+        self.interval_images = 0;
+        self.history.points.push(point.clone());
+        self.good = Some(GoodState {
+            nets: self.nets().clone(),
+            step: self.step,
+            epoch: self.epoch,
+            batch: self.batch,
+        });
+        Ok(StepOutcome::Ran {
+            point: Some(point),
+            epoch_done,
+        })
+    }
+
+    fn roll_back(&mut self, bad_step: u64, term: usize) -> StepOutcome {
+        let term = self.history.names.get(term).cloned().unwrap_or_default();
+        let restored_step = match self.good.clone() {
+            Some(g) => {
+                self.nets = Some(g.nets);
+                self.step = g.step;
+                self.epoch = g.epoch;
+                self.batch = g.batch;
+                g.step
+            }
+            None => self.step,
+        };
+        self.history.truncate_after(restored_step);
+        self.history.markers.push(Marker {
+            step: restored_step,
+            text: format!("diverged at step {bad_step} ({term}); rolled back"),
+        });
+        self.interval_start = Instant::now();
+        self.interval_images = 0;
+        StepOutcome::Diverged {
+            step: bad_step,
+            restored_step,
+            term,
+        }
+    }
+
+    /// Frozen copy of the current weights on `device` (the UI uses `Device::flex()`).
+    pub fn inference(&self, device: &Device) -> Inference {
+        Inference::new(
+            self.spec.clone(),
+            &self.nets().networks(),
+            device,
+            self.step,
+        )
+    }
+
+    /// Frozen copy on the training device (for evaluation and sample grids).
+    fn local_inference(&self) -> Inference {
+        self.inference(&self.backend.device)
+    }
+
+    /// The fixed-noise sample grid with the current weights.
+    pub fn samples(&self) -> Result<ImageBatch, TrainError> {
+        self.local_inference().decode(&self.fixed_noise)
+    }
+
+    /// The first test images and their reconstructions (VAE only).
+    pub fn reconstructions(&self) -> Result<Option<(ImageBatch, ImageBatch)>, TrainError> {
+        if !self.spec.is_vae() {
+            return Ok(None);
+        }
+        let n = RECON_COUNT.min(self.split.test.len());
+        let idx = &self.split.test[..n];
+        let mut originals = Vec::new();
+        self.data.gather_f32(idx, &mut originals);
+        let inf = self.local_inference();
+        let (mu, _) = inf.encode(&originals)?;
+        let recon = inf.decode(&mu)?;
+        Ok(Some((
+            ImageBatch {
+                shape: self.spec.shape,
+                pixels: originals,
+            },
+            recon,
+        )))
+    }
+
+    /// Evaluate on the test split and record the result in the history.
+    pub fn evaluate(&mut self) -> Result<TestPoint, TrainError> {
+        let report = self.eval_report(self.config.iw_samples)?;
+        let point = TestPoint {
+            step: self.step,
+            epoch: self.epoch,
+            value: report.headline(),
+            report,
+        };
+        self.history.test.retain(|p| p.step != point.step);
+        self.history.test.push(point.clone());
+        Ok(point)
+    }
+
+    /// Test-split metrics without touching the history.
+    pub fn eval_report(&self, iw_samples: usize) -> Result<EvalReport, TrainError> {
+        let inf = self.local_inference();
+        evaluate(&inf, &self.data, &self.split.test, iw_samples)
+    }
+
+    /// Everything needed to continue this run later.
+    pub fn checkpoint(&self) -> Result<Checkpoint, TrainError> {
+        let header = CheckpointHeader {
+            app_version: env!("CARGO_PKG_VERSION").to_string(),
+            model: self.spec.clone(),
+            data: self.data.source.clone(),
+            data_description: self.data.source.describe(),
+            train: self.config.clone(),
+            step: self.step,
+            epoch: self.epoch,
+            batch_in_epoch: self.batch,
+            history: self.history.clone(),
+            saved_unix_secs: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let nets = self.nets();
+        let ckpt = match nets {
+            TrainNets::Vae { optim, .. } => {
+                Checkpoint::from_parts(header, &nets.networks(), &[optim])?
+            }
+            TrainNets::Gan { opt_g, opt_d, .. } => {
+                Checkpoint::from_parts(header, &nets.networks(), &[opt_g, opt_d])?
+            }
+        };
+        Ok(ckpt)
+    }
+}
+
+/// Test metrics of a frozen model on images `idx` of `data`.
+pub fn evaluate(
+    inf: &Inference,
+    data: &Dataset,
+    idx: &[usize],
+    iw_samples: usize,
+) -> Result<EvalReport, TrainError> {
+    Ok(match inf.networks() {
+        Networks::Vae(m) => EvalReport::Vae(eval_vae(m, data, idx, iw_samples, inf.device())?),
+        Networks::Gan { gen, disc } => EvalReport::Gan(eval_gan(
+            gen,
+            disc,
+            inf.latent_dim(),
+            data,
+            idx,
+            inf.device(),
+        )?),
+    })
+}
+
+/// One VAE step; returns the new model and the detached terms `[loss, recon, kl]`.
+fn vae_step(
+    model: VaeNet,
+    optim: &mut ModuleOptimizer,
+    x: Tensor<2>,
+    lr: f64,
+    beta: f64,
+) -> (VaeNet, Tensor<1>) {
+    let b = x.dims()[0] as f64;
+    let (mu, logvar) = model.encode(x.clone()); // [b, latent] each
+    let std = logvar.clone().mul_scalar(0.5).exp();
+    let eps = std.random_like(Distribution::Normal(0.0, 1.0));
+    let logits = model.decode_logits(mu.clone() + eps * std); // [b, pixels]
+    let recon = bce_logits_per_image(logits, x).sum().div_scalar(b);
+    let kl = kl_per_dim(mu, logvar).sum().div_scalar(b);
+    let loss = recon.clone() + kl.clone().mul_scalar(beta);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    let terms = Tensor::cat(vec![loss.detach(), recon.detach(), kl.detach()], 0);
+    (model, terms)
+}
+
+/// One GAN step (non-saturating loss): D on real and detached fake, then G through the
+/// updated D. Returns the new networks and `[d_loss, g_loss, D(x), D(G(z))]`.
+#[allow(clippy::too_many_arguments)]
+fn gan_step(
+    gen: GenNet,
+    disc: DiscNet,
+    opt_g: &mut ModuleOptimizer,
+    opt_d: &mut ModuleOptimizer,
+    real: Tensor<2>,
+    latent: usize,
+    lr: f64,
+    device: &Device,
+) -> (GenNet, DiscNet, Tensor<1>) {
+    let b = real.dims()[0];
+    let z = Tensor::<2>::random([b, latent], Distribution::Normal(0.0, 1.0), device);
+    let fake = gen.forward(z); // [b, pixels]
+    let real_logits = disc.forward(real);
+    let fake_logits = disc.forward(fake.clone().detach());
+    let d_loss =
+        bce_logits_const(real_logits.clone(), true) + bce_logits_const(fake_logits.clone(), false);
+    let grads = GradientsParams::from_grads(d_loss.backward(), &disc);
+    let disc = opt_d.step(lr, disc, grads);
+    let g_loss = bce_logits_const(disc.forward(fake), true);
+    let grads = GradientsParams::from_grads(g_loss.backward(), &gen);
+    let gen = opt_g.step(lr, gen, grads);
+    let d_real = sigmoid(real_logits.detach()).mean();
+    let d_fake = sigmoid(fake_logits.detach()).mean();
+    let terms = Tensor::cat(vec![d_loss.detach(), g_loss.detach(), d_real, d_fake], 0);
+    (gen, disc, terms)
+}

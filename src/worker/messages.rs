@@ -1,0 +1,134 @@
+//! Messages between the worker and its owner (UI or CLI).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::BackendChoice;
+use crate::data::DataSource;
+use crate::images::ImageBatch;
+use crate::infer::Inference;
+use crate::model::{ModelKind, ModelOverrides, ModelSpec};
+use crate::train::metrics::{MetricPoint, MetricsHistory, TestPoint};
+use crate::train::TrainConfig;
+
+/// A new run.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    pub kind: ModelKind,
+    pub overrides: ModelOverrides,
+    pub data: DataSource,
+    pub config: TrainConfig,
+    pub backend: BackendChoice,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    /// Load data and build a fresh model (paused; send `Train` to run).
+    Start(Box<TrainRequest>),
+    /// Load a checkpoint to continue it (paused).
+    Load {
+        path: PathBuf,
+        backend: BackendChoice,
+    },
+    /// Run until the configured epochs are done (or resume after a pause).
+    Train,
+    Pause,
+    /// Run this many steps, then pause.
+    Step(u64),
+    /// End the run (the model is dropped; save first if you want it).
+    Stop,
+    SetLearningRate(f64),
+    SetBeta(f64),
+    SetEpochs(usize),
+    /// Decode `n × latent_dim` latents with the newest weights on the training device.
+    Decode {
+        id: u64,
+        latents: Vec<f32>,
+    },
+    /// Encode `n × pixels` images (values in [0, 1]).
+    Encode {
+        id: u64,
+        images: Vec<f32>,
+    },
+    /// Save a checkpoint (atomically).
+    Save(PathBuf),
+    /// Evaluate on the test split now.
+    Evaluate,
+    Shutdown,
+}
+
+/// A run is ready: what it is, where it stands, its history so far.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub spec: ModelSpec,
+    pub config: TrainConfig,
+    pub data: String,
+    /// Files of an image folder that could not be read, with the reason.
+    pub data_skipped: Vec<String>,
+    pub label_names: Vec<String>,
+    pub backend: String,
+    /// Set when `auto` fell back to the CPU.
+    pub backend_notice: Option<String>,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub batches_per_epoch: usize,
+    pub step: u64,
+    pub epoch: usize,
+    pub history: MetricsHistory,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Ready(Box<RunInfo>),
+    Running {
+        step: u64,
+    },
+    Paused {
+        step: u64,
+    },
+    Stopped {
+        step: u64,
+    },
+    /// Training reached the configured number of epochs.
+    Finished {
+        step: u64,
+        epoch: usize,
+    },
+    Metrics(MetricPoint),
+    TestMetrics(TestPoint),
+    /// Fixed-noise samples with the current weights.
+    Samples {
+        step: u64,
+        images: ImageBatch,
+    },
+    /// Test images and their VAE reconstructions.
+    Reconstructions {
+        step: u64,
+        originals: ImageBatch,
+        reconstructions: ImageBatch,
+    },
+    /// A frozen CPU copy of the model for live decoding off the training device.
+    Snapshot(Arc<Inference>),
+    ConfigChanged(TrainConfig),
+    /// A loss became NaN/inf at `step`; training paused with the weights of `restored_step`.
+    Diverged {
+        step: u64,
+        restored_step: u64,
+        term: String,
+    },
+    Saved {
+        path: PathBuf,
+        step: u64,
+    },
+    Decoded {
+        id: u64,
+        images: ImageBatch,
+    },
+    Encoded {
+        id: u64,
+        mu: Vec<f32>,
+        logvar: Vec<f32>,
+    },
+    /// Something failed; the message is meant for the user.
+    Error(String),
+}

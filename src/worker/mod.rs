@@ -1,0 +1,487 @@
+//! The training worker: a thread that owns the device, the model and the optimisers.
+//!
+//! Commands go in and events come out over bounded channels, as plain data (the one
+//! exception is [`Event::Snapshot`], an opaque frozen CPU copy of the model for a
+//! decoder thread). The UI and the CLI drive training only through this API.
+
+mod messages;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use burn::tensor::Device;
+
+pub use messages::{Command, Event, RunInfo, TrainRequest};
+
+use crate::backend::Backend;
+use crate::checkpoint::Checkpoint;
+use crate::model::ModelSpec;
+use crate::train::{Session, StepOutcome, TrainError};
+
+/// Called after events are sent (e.g. `egui::Context::request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Worker behaviour that is not part of a run.
+#[derive(Clone)]
+pub struct WorkerOptions {
+    /// Send [`Event::Snapshot`] (a CPU copy for live decoding) every this many steps.
+    pub snapshot_every: Option<u64>,
+    /// Send sample grids and reconstructions (`TrainConfig::sample_every`).
+    pub samples: bool,
+    pub waker: Option<Waker>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            snapshot_every: Some(25),
+            samples: true,
+            waker: None,
+        }
+    }
+}
+
+/// Handle to a running worker. Dropping it shuts the worker down.
+pub struct WorkerHandle {
+    commands: SyncSender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const COMMAND_CAPACITY: usize = 64;
+const EVENT_CAPACITY: usize = 1024;
+
+impl WorkerHandle {
+    pub fn spawn(options: WorkerOptions) -> std::io::Result<Self> {
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_CAPACITY);
+        let (ev_tx, ev_rx) = mpsc::sync_channel(EVENT_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("latent-lab-trainer".into())
+            .spawn(move || {
+                Worker {
+                    commands: cmd_rx,
+                    events: ev_tx,
+                    options,
+                    session: None,
+                    running: false,
+                    steps_left: None,
+                }
+                .run()
+            })?;
+        Ok(Self {
+            commands: cmd_tx,
+            events: ev_rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Send a command; fails only if the worker has exited.
+    pub fn send(&self, cmd: Command) -> Result<(), TrainError> {
+        self.commands
+            .send(cmd)
+            .map_err(|_| TrainError::Invalid("the training worker has stopped".into()))
+    }
+
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Wait up to `timeout` for an event; `None` on timeout or when the worker is gone.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// True once the worker thread has exited.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.try_send(Command::Shutdown);
+        // Unblock a worker stuck sending into a full event queue.
+        while self.events.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    commands: Receiver<Command>,
+    events: SyncSender<Event>,
+    options: WorkerOptions,
+    session: Option<Session>,
+    running: bool,
+    /// Steps still to run for `Command::Step`.
+    steps_left: Option<u64>,
+}
+
+/// What the loop should do after handling a command.
+enum Flow {
+    Continue,
+    Exit,
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            let active = self.running || self.steps_left.is_some();
+            let cmd = if active {
+                match self.commands.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match self.commands.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            };
+            if let Some(cmd) = cmd {
+                match self.guarded(|w| w.handle(cmd)) {
+                    Some(Flow::Exit) => return,
+                    Some(Flow::Continue) | None => continue,
+                }
+            }
+            if self.guarded(|w| w.train_one()).is_none() {
+                continue;
+            }
+        }
+    }
+
+    /// Run `f`, turning a panic (a bug, or a backend failure burn reports by panicking)
+    /// into an error event. The session may be inconsistent after a panic, so it is dropped.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(v) => Some(v),
+            Err(p) => {
+                self.session = None;
+                self.running = false;
+                self.steps_left = None;
+                self.emit(Event::Error(format!(
+                    "training stopped: internal error in the training thread ({}); load a checkpoint or start again",
+                    panic_message(p.as_ref())
+                )));
+                None
+            }
+        }
+    }
+
+    /// Send an event, blocking when the queue is full (back-pressure).
+    fn emit(&self, ev: Event) {
+        let _ = self.events.send(ev);
+        if let Some(w) = &self.options.waker {
+            w();
+        }
+    }
+
+    /// Send an event that may be dropped when the consumer is behind (images, snapshots).
+    fn offer(&self, ev: Event) {
+        match self.events.try_send(ev) {
+            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        }
+        if let Some(w) = &self.options.waker {
+            w();
+        }
+    }
+
+    fn fail(&mut self, e: TrainError) {
+        self.running = false;
+        self.steps_left = None;
+        self.emit(Event::Error(e.to_string()));
+    }
+
+    fn handle(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::Start(req) => match self.start(*req) {
+                Ok(()) => {}
+                Err(e) => self.fail(e),
+            },
+            Command::Load { path, backend } => match self.load(path, backend) {
+                Ok(()) => {}
+                Err(e) => self.fail(e),
+            },
+            Command::Train => {
+                if let Some(s) = &self.session {
+                    if s.is_done() {
+                        self.emit(Event::Finished {
+                            step: s.step_count(),
+                            epoch: s.epoch(),
+                        });
+                    } else {
+                        self.running = true;
+                        self.emit(Event::Running {
+                            step: s.step_count(),
+                        });
+                    }
+                } else {
+                    self.fail(TrainError::Invalid(
+                        "nothing to train: start or load a run first".into(),
+                    ));
+                }
+            }
+            Command::Pause => {
+                self.running = false;
+                self.steps_left = None;
+                if let Some(s) = &self.session {
+                    self.emit(Event::Paused {
+                        step: s.step_count(),
+                    });
+                }
+            }
+            Command::Step(n) => {
+                if self.session.is_some() {
+                    self.running = false;
+                    self.steps_left = Some(n.max(1));
+                }
+            }
+            Command::Stop => {
+                self.running = false;
+                self.steps_left = None;
+                if let Some(s) = self.session.take() {
+                    self.emit(Event::Stopped {
+                        step: s.step_count(),
+                    });
+                }
+            }
+            Command::SetLearningRate(lr) => {
+                self.change_config(|s| s.set_learning_rate(lr));
+            }
+            Command::SetBeta(beta) => {
+                self.change_config(|s| s.set_beta(beta));
+            }
+            Command::SetEpochs(n) => {
+                self.change_config(|s| {
+                    s.set_epochs(n);
+                    Ok(())
+                });
+            }
+            Command::Decode { id, latents } => {
+                let r = self
+                    .with_session(|s| s.inference(&s.backend().device.clone()).decode(&latents));
+                match r {
+                    Ok(images) => self.emit(Event::Decoded { id, images }),
+                    Err(e) => self.emit(Event::Error(e.to_string())),
+                }
+            }
+            Command::Encode { id, images } => {
+                let r =
+                    self.with_session(|s| s.inference(&s.backend().device.clone()).encode(&images));
+                match r {
+                    Ok((mu, logvar)) => self.emit(Event::Encoded { id, mu, logvar }),
+                    Err(e) => self.emit(Event::Error(e.to_string())),
+                }
+            }
+            Command::Save(path) => {
+                let r = self.with_session(|s| {
+                    let ckpt = s.checkpoint()?;
+                    ckpt.save(&path)?;
+                    Ok(s.step_count())
+                });
+                match r {
+                    Ok(step) => self.emit(Event::Saved { path, step }),
+                    Err(e) => self.emit(Event::Error(format!(
+                        "saving failed, nothing was written: {e}"
+                    ))),
+                }
+            }
+            Command::Evaluate => match self.with_session(|s| s.evaluate()) {
+                Ok(p) => self.emit(Event::TestMetrics(p)),
+                Err(e) => self.emit(Event::Error(e.to_string())),
+            },
+            Command::Shutdown => return Flow::Exit,
+        }
+        Flow::Continue
+    }
+
+    /// Apply a hyperparameter change and report the new configuration.
+    fn change_config(&mut self, f: impl FnOnce(&mut Session) -> Result<(), TrainError>) {
+        match self.with_session(|s| f(s).map(|()| s.config().clone())) {
+            Ok(c) => self.emit(Event::ConfigChanged(c)),
+            Err(e) => self.emit(Event::Error(e.to_string())),
+        }
+    }
+
+    fn with_session<T>(
+        &mut self,
+        f: impl FnOnce(&mut Session) -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
+        match &mut self.session {
+            Some(s) => f(s),
+            None => Err(TrainError::Invalid("no model loaded".into())),
+        }
+    }
+
+    fn start(&mut self, req: TrainRequest) -> Result<(), TrainError> {
+        self.running = false;
+        self.steps_left = None;
+        self.session = None;
+        let backend =
+            Backend::select(req.backend).map_err(|e| TrainError::Device(e.to_string()))?;
+        let data = Arc::new(req.data.load()?);
+        let shape = crate::model::ImageShape::new(data.channels, data.height, data.width);
+        let spec = ModelSpec::new(req.kind, shape, &req.overrides)?;
+        let session = Session::new(spec, req.config, data, backend)?;
+        self.ready(session);
+        Ok(())
+    }
+
+    fn load(
+        &mut self,
+        path: PathBuf,
+        backend: crate::backend::BackendChoice,
+    ) -> Result<(), TrainError> {
+        let ckpt = Checkpoint::load(&path)?;
+        let backend = Backend::select(backend).map_err(|e| TrainError::Device(e.to_string()))?;
+        let data = Arc::new(ckpt.header.data.load()?);
+        let session = Session::from_checkpoint(&ckpt, data, backend)?;
+        self.running = false;
+        self.steps_left = None;
+        self.ready(session);
+        Ok(())
+    }
+
+    fn ready(&mut self, session: Session) {
+        let data = session.data();
+        let info = RunInfo {
+            spec: session.spec().clone(),
+            config: session.config().clone(),
+            data: data.source.describe(),
+            data_skipped: data
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.path.display(), s.reason))
+                .collect(),
+            label_names: data.label_names.clone(),
+            backend: session.backend().describe(),
+            backend_notice: session.backend().notice.clone(),
+            train_images: session.split().train.len(),
+            test_images: session.split().test.len(),
+            batches_per_epoch: session.batches_per_epoch(),
+            step: session.step_count(),
+            epoch: session.epoch(),
+            history: session.history().clone(),
+        };
+        self.session = Some(session);
+        self.emit(Event::Ready(Box::new(info)));
+        self.send_images();
+        self.send_snapshot();
+    }
+
+    fn send_images(&mut self) {
+        if !self.options.samples {
+            return;
+        }
+        let Some(s) = &self.session else { return };
+        let step = s.step_count();
+        match s.samples() {
+            Ok(images) => self.offer(Event::Samples { step, images }),
+            Err(e) => self.emit(Event::Error(e.to_string())),
+        }
+        if let Ok(Some((originals, reconstructions))) = s.reconstructions() {
+            self.offer(Event::Reconstructions {
+                step,
+                originals,
+                reconstructions,
+            });
+        }
+    }
+
+    fn send_snapshot(&mut self) {
+        if self.options.snapshot_every.is_none() {
+            return;
+        }
+        if let Some(s) = &self.session {
+            let snap = s.inference(&Device::flex());
+            self.offer(Event::Snapshot(Arc::new(snap)));
+        }
+    }
+
+    fn train_one(&mut self) {
+        let Some(session) = &mut self.session else {
+            self.running = false;
+            self.steps_left = None;
+            return;
+        };
+        if session.is_done() {
+            self.running = false;
+            self.steps_left = None;
+            let (step, epoch) = (session.step_count(), session.epoch());
+            self.emit(Event::Finished { step, epoch });
+            return;
+        }
+        let outcome = session.step();
+        let step = session.step_count();
+        let sample_every = session.config().sample_every;
+        match outcome {
+            Err(e) => {
+                self.fail(e);
+                return;
+            }
+            Ok(StepOutcome::Diverged {
+                step: bad,
+                restored_step,
+                term,
+            }) => {
+                self.running = false;
+                self.steps_left = None;
+                self.emit(Event::Diverged {
+                    step: bad,
+                    restored_step,
+                    term,
+                });
+                self.send_images();
+                self.send_snapshot();
+                return;
+            }
+            Ok(StepOutcome::Ran { point, epoch_done }) => {
+                if let Some(p) = point {
+                    self.emit(Event::Metrics(p));
+                }
+                if epoch_done {
+                    let session = self.session.as_mut().expect("session present");
+                    match session.evaluate() {
+                        Ok(p) => self.emit(Event::TestMetrics(p)),
+                        Err(e) => self.emit(Event::Error(e.to_string())),
+                    }
+                }
+            }
+        }
+        if step % sample_every == 0 {
+            self.send_images();
+        }
+        if let Some(n) = self.options.snapshot_every {
+            if step % n == 0 {
+                self.send_snapshot();
+            }
+        }
+        if let Some(left) = self.steps_left {
+            if left <= 1 {
+                self.steps_left = None;
+                self.emit(Event::Paused { step });
+            } else {
+                self.steps_left = Some(left - 1);
+            }
+        }
+    }
+}

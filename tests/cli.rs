@@ -1,0 +1,364 @@
+//! The CLI end to end through the real binary: success paths and failure exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-lab"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic trace: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn train_eval_sample_interpolate_info_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("vae.llck");
+    let o = run(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        "mnist",
+        "--epochs",
+        "1",
+        "--out",
+        p(&ckpt),
+        "--seed",
+        "1",
+        "--backend",
+        "cpu",
+        "--max-steps",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ckpt.exists());
+
+    let o = run(&[
+        "eval",
+        "--checkpoint",
+        p(&ckpt),
+        "--json",
+        "--iw-samples",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "neg_elbo",
+        "recon",
+        "kl",
+        "kl_per_dim",
+        "active_units",
+        "iwae_nll",
+        "step",
+        "epoch",
+        "model",
+        "dataset",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["step"], 60);
+    assert_eq!(v["model"], "vae");
+    assert_eq!(v["kl_per_dim"].as_array().unwrap().len(), 20);
+    let nelbo = v["neg_elbo"].as_f64().unwrap();
+    assert!(nelbo > 60.0 && nelbo < 250.0, "{nelbo}");
+
+    // Resume to a later step: step and history continue.
+    let o = run(&[
+        "train",
+        "--resume",
+        p(&ckpt),
+        "--epochs",
+        "1",
+        "--out",
+        p(&ckpt),
+        "--backend",
+        "cpu",
+        "--max-steps",
+        "70",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["info", p(&ckpt), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["step"], 70);
+    assert_eq!(v["epoch"], 1);
+    assert!(v["metric_points"].as_u64().unwrap() >= 7);
+
+    let grid = dir.path().join("grid.png");
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&ckpt),
+        "--n",
+        "16",
+        "--out",
+        p(&grid),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&grid).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (4 * 56 + 5 * 2, 4 * 56 + 5 * 2)
+    );
+
+    let many = dir.path().join("samples");
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&ckpt),
+        "--n",
+        "3",
+        "--out",
+        p(&many),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&many).unwrap().count(), 3);
+
+    for (mode, out) in [("lerp", "strip.png"), ("slerp", "walk.gif")] {
+        let out = dir.path().join(out);
+        let o = run(&[
+            "interpolate",
+            "--checkpoint",
+            p(&ckpt),
+            "--steps",
+            "6",
+            "--mode",
+            mode,
+            "--from-index",
+            "0",
+            "--to-index",
+            "5",
+            "--out",
+            p(&out),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::metadata(&out).unwrap().len() > 100);
+    }
+
+    let o = run(&["info", p(&ckpt)]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("784-400-20"));
+
+    let st = dir.path().join("w.safetensors");
+    let o = run(&["export", "--checkpoint", p(&ckpt), "--safetensors", p(&st)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&st).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // PyTorch layout: nn.Linear(784, 400).weight is [400, 784].
+    assert_eq!(t.tensor("enc.0.weight").unwrap().shape(), &[400, 784]);
+    assert_eq!(t.tensor("out.weight").unwrap().shape(), &[784, 400]);
+    assert_eq!(t.tensor("mu.bias").unwrap().shape(), &[20]);
+}
+
+#[test]
+fn gan_cli_samples_and_refuses_encoder_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gan.llck");
+    let o = run(&[
+        "train",
+        "--model",
+        "gan",
+        "--epochs",
+        "1",
+        "--out",
+        p(&ckpt),
+        "--backend",
+        "cpu",
+        "--max-steps",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["eval", "--checkpoint", p(&ckpt), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["d_loss", "g_loss", "d_real", "d_fake", "step", "model"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    let out = dir.path().join("g.png");
+    let o = run(&[
+        "interpolate",
+        "--checkpoint",
+        p(&ckpt),
+        "--steps",
+        "4",
+        "--mode",
+        "slerp",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "interpolate",
+        "--checkpoint",
+        p(&ckpt),
+        "--steps",
+        "4",
+        "--from-index",
+        "1",
+        "--out",
+        p(&out),
+    ]);
+    assert_fails(&o, 1, "GAN cannot encode");
+}
+
+#[test]
+fn failures_exit_with_one_readable_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+
+    // Usage errors: exit 2.
+    assert_fails(&run(&["train"]), 2, "--out");
+    assert_fails(&run(&["train", "--model", "nope", "--out", "x"]), 2, "nope");
+    assert_fails(&run(&["frobnicate"]), 2, "frobnicate");
+
+    // Bad checkpoints: exit 1, naming the file.
+    std::fs::write(d("junk.llck"), b"not a checkpoint at all").unwrap();
+    assert_fails(
+        &run(&["info", p(&d("junk.llck"))]),
+        1,
+        "junk.llck: not a Latent Lab checkpoint",
+    );
+    assert_fails(
+        &run(&["eval", "--checkpoint", p(&d("missing.llck"))]),
+        1,
+        "missing.llck",
+    );
+    assert_fails(
+        &run(&[
+            "sample",
+            "--checkpoint",
+            p(&d("junk.llck")),
+            "--out",
+            p(&d("o.png")),
+        ]),
+        1,
+        "junk.llck",
+    );
+
+    // Bad datasets: exit 1, naming the file and the problem.
+    let out = d("o.llck");
+    let train = |data: &Path| {
+        run(&[
+            "train",
+            "--data",
+            p(data),
+            "--epochs",
+            "1",
+            "--out",
+            p(&out),
+            "--backend",
+            "cpu",
+        ])
+    };
+    std::fs::write(d("magic.idx"), [0u8, 0, 8, 1, 0, 0, 0, 1, 7]).unwrap();
+    assert_fails(&train(&d("magic.idx")), 1, "magic.idx: bad magic");
+    let mut huge = vec![0u8, 0, 8, 3];
+    huge.extend(4_000_000_000u32.to_be_bytes());
+    huge.extend(28u32.to_be_bytes());
+    huge.extend(28u32.to_be_bytes());
+    huge.extend([0u8; 64]);
+    std::fs::write(d("huge.idx"), &huge).unwrap();
+    assert_fails(&train(&d("huge.idx")), 1, "huge.idx");
+    let mut short = vec![0u8, 0, 8, 3];
+    short.extend(10u32.to_be_bytes());
+    short.extend(28u32.to_be_bytes());
+    short.extend(28u32.to_be_bytes());
+    short.extend([0u8; 784 * 3]);
+    std::fs::write(d("short.idx"), &short).unwrap();
+    assert_fails(&train(&d("short.idx")), 1, "truncated");
+    std::fs::create_dir(d("empty")).unwrap();
+    assert_fails(&train(&d("empty")), 1, "empty");
+    assert_fails(&train(&d("does-not-exist")), 1, "does-not-exist");
+    std::fs::create_dir(d("corrupt")).unwrap();
+    std::fs::write(d("corrupt/a.png"), b"\x89PNG garbage").unwrap();
+    assert_fails(&train(&d("corrupt")), 1, "corrupt");
+
+    // Bad numbers: exit 1 (valid syntax, invalid value).
+    assert_fails(
+        &run(&["train", "--lr=-1", "--out", p(&out), "--backend", "cpu"]),
+        1,
+        "learning rate",
+    );
+    assert_fails(
+        &run(&[
+            "train",
+            "--model",
+            "dcgan",
+            "--data",
+            "shapes",
+            "--image-size",
+            "30",
+            "--out",
+            p(&out),
+            "--backend",
+            "cpu",
+        ]),
+        1,
+        "divisible by 4",
+    );
+}
+
+#[test]
+fn same_seed_same_run_on_cpu() {
+    // Separate processes: the device RNG is per process, so this is what a user reproduces.
+    let dir = tempfile::tempdir().unwrap();
+    let history = |name: &str, seed: &str| {
+        let ckpt = dir.path().join(name);
+        let o = run(&[
+            "train",
+            "--model",
+            "seed-vae",
+            "--epochs",
+            "1",
+            "--out",
+            p(&ckpt),
+            "--seed",
+            seed,
+            "--backend",
+            "cpu",
+            "--max-steps",
+            "30",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        latent_lab::checkpoint::Checkpoint::load(&ckpt)
+            .unwrap()
+            .header
+            .history
+            .points
+    };
+    let a = history("a.llck", "5");
+    let b = history("b.llck", "5");
+    let c = history("c.llck", "6");
+    let values = |h: &[latent_lab::train::metrics::MetricPoint]| {
+        h.iter().map(|p| p.values.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(values(&a), values(&b));
+    assert_ne!(values(&a), values(&c));
+}
+
+#[test]
+fn no_arguments_prints_help_and_succeeds() {
+    let o = run(&[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("train"));
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use latent_lab::backend::Backend;
+use latent_lab::data::{DataSource, Dataset};
+use latent_lab::model::{ImageShape, ModelKind, ModelOverrides, ModelSpec};
+use latent_lab::train::{Session, StepOutcome, TrainConfig};
+
+/// The built-in MNIST, loaded once per test binary.
+pub fn mnist() -> Arc<Dataset> {
+    static DATA: OnceLock<Arc<Dataset>> = OnceLock::new();
+    DATA.get_or_init(|| Arc::new(DataSource::Mnist.load().expect("built-in MNIST loads")))
+        .clone()
+}
+
+pub fn mnist_spec(kind: ModelKind) -> ModelSpec {
+    ModelSpec::new(kind, ImageShape::new(1, 28, 28), &ModelOverrides::default()).unwrap()
+}
+
+pub fn session(kind: ModelKind, configure: impl FnOnce(&mut TrainConfig)) -> Session {
+    let mut config = TrainConfig::for_kind(kind);
+    config.seed = 1;
+    configure(&mut config);
+    Session::new(mnist_spec(kind), config, mnist(), Backend::cpu()).unwrap()
+}
+
+/// Run `n` steps, returning every logged point's values.
+pub fn run_steps(s: &mut Session, n: usize) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        match s.step().unwrap() {
+            StepOutcome::Ran { point, .. } => {
+                if let Some(p) = point {
+                    out.push(p.values);
+                }
+            }
+            StepOutcome::Diverged { step, .. } => panic!("diverged at step {step}"),
+        }
+    }
+    out
+}

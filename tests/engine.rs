@@ -1,0 +1,342 @@
+//! Models, training, evaluation and checkpoints on the CPU backend.
+
+mod common;
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+use common::*;
+use latent_lab::backend::Backend;
+use latent_lab::checkpoint::Checkpoint;
+use latent_lab::eval::EvalReport;
+use latent_lab::infer::{normal_latents, Inference};
+use latent_lab::model::{ImageShape, ModelKind, ModelOverrides, ModelSpec, Networks};
+use latent_lab::train::{Session, StepOutcome, TrainConfig};
+
+#[test]
+fn every_family_has_the_right_shapes() {
+    let device = Backend::cpu().device;
+    for (kind, shape) in [
+        (ModelKind::Vae, ImageShape::new(1, 28, 28)),
+        (ModelKind::SeedVae, ImageShape::new(1, 28, 28)),
+        (ModelKind::ConvVae, ImageShape::new(1, 28, 28)),
+        (ModelKind::ConvVae, ImageShape::new(3, 32, 32)),
+        (ModelKind::Gan, ImageShape::new(1, 28, 28)),
+        (ModelKind::SeedGan, ImageShape::new(1, 28, 28)),
+        (ModelKind::Dcgan, ImageShape::new(1, 28, 28)),
+        (ModelKind::Dcgan, ImageShape::new(3, 32, 32)),
+    ] {
+        let spec = ModelSpec::new(kind, shape, &ModelOverrides::default()).unwrap();
+        let d = spec.latent_dim();
+        let p = shape.numel();
+        let z = Tensor::<2>::random([5, d], burn::tensor::Distribution::Default, &device);
+        let x = Tensor::<2>::random([5, p], burn::tensor::Distribution::Default, &device);
+        match spec.init(&device) {
+            Networks::Vae(m) => {
+                let (mu, lv) = m.encode(x);
+                assert_eq!(mu.dims(), [5, d], "{kind} mu");
+                assert_eq!(lv.dims(), [5, d], "{kind} logvar");
+                assert_eq!(m.decode_logits(z).dims(), [5, p], "{kind} decoder");
+            }
+            Networks::Gan { gen, disc } => {
+                let g = gen.forward(z);
+                assert_eq!(g.dims(), [5, p], "{kind} generator");
+                let v = g.clone().abs().max().into_scalar::<f32>();
+                assert!(v <= 1.0, "{kind} generator output is tanh-bounded");
+                assert_eq!(disc.forward(g).dims(), [5, 1], "{kind} discriminator");
+            }
+        }
+    }
+    // Presets match the issue: 784-400-20, seed-vae 784-128-64-32, GAN z 100.
+    assert_eq!(mnist_spec(ModelKind::Vae).describe(), "vae (784-400-20)");
+    assert_eq!(
+        mnist_spec(ModelKind::SeedVae).describe(),
+        "seed-vae (784-128-64-32)"
+    );
+    assert_eq!(mnist_spec(ModelKind::Gan).latent_dim(), 100);
+    // Conv families refuse shapes they cannot handle.
+    assert!(ModelSpec::new(
+        ModelKind::Dcgan,
+        ImageShape::new(1, 30, 30),
+        &Default::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn vae_training_lowers_the_loss_on_mnist() {
+    let mut s = session(ModelKind::Vae, |c| c.log_every = 10);
+    let before = s.eval_report(0).unwrap().headline();
+    let points = run_steps(&mut s, 150);
+    let first = points.first().unwrap()[0];
+    let last = points.last().unwrap()[0];
+    assert!(last < first - 50.0, "train loss {first} -> {last}");
+    let after = s.eval_report(0).unwrap().headline();
+    assert!(after < before - 150.0, "test -ELBO {before} -> {after}");
+    assert!(after < 200.0, "test -ELBO after 150 steps: {after}");
+}
+
+#[test]
+fn gan_step_moves_both_losses() {
+    let mut s = session(ModelKind::Gan, |c| c.log_every = 1);
+    let a = run_steps(&mut s, 1).remove(0);
+    let b = run_steps(&mut s, 30).pop().unwrap();
+    // [d_loss, g_loss, d_real, d_fake]
+    assert!(
+        (a[0] - b[0]).abs() > 1e-3,
+        "D loss did not move: {} -> {}",
+        a[0],
+        b[0]
+    );
+    assert!(
+        (a[1] - b[1]).abs() > 1e-3,
+        "G loss did not move: {} -> {}",
+        a[1],
+        b[1]
+    );
+    assert!(
+        b[2] > b[3],
+        "D should score real above fake after 30 steps: {b:?}"
+    );
+}
+
+#[test]
+fn dcgan_and_conv_vae_train_a_step() {
+    for kind in [ModelKind::Dcgan, ModelKind::ConvVae] {
+        let mut s = session(kind, |c| {
+            c.log_every = 1;
+            c.batch_size = 16;
+        });
+        let v = run_steps(&mut s, 2);
+        assert!(v.iter().flatten().all(|x| x.is_finite()), "{kind}: {v:?}");
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vae.llck");
+    let mut s = session(ModelKind::Vae, |c| c.log_every = 10);
+    run_steps(&mut s, 40);
+    s.evaluate().unwrap();
+    s.checkpoint().unwrap().save(&path).unwrap();
+
+    let cpu = Backend::cpu();
+    let z = normal_latents(4, 20, 3);
+    let before = s.inference(&cpu.device).decode(&z).unwrap();
+    let ckpt = Checkpoint::load(&path).unwrap();
+    let after = Inference::from_checkpoint(&ckpt, &cpu.device)
+        .unwrap()
+        .decode(&z)
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "decoded images differ after a checkpoint round trip"
+    );
+
+    // Resuming continues step, position and history.
+    let mut r = Session::from_checkpoint(&ckpt, mnist(), cpu.clone()).unwrap();
+    assert_eq!(r.step_count(), 40);
+    assert_eq!(r.history().points.len(), s.history().points.len());
+    assert_eq!(r.history().test.len(), 1);
+    run_steps(&mut r, 10);
+    assert_eq!(r.step_count(), 50);
+    assert_eq!(r.history().points.last().unwrap().step, 50);
+
+    // Optimiser state came back too: the resumed run matches the uninterrupted one.
+    let a = run_steps(&mut s, 10);
+    let reloaded = Checkpoint::load(&path).unwrap();
+    let mut r2 = Session::from_checkpoint(&reloaded, mnist(), cpu).unwrap();
+    let b = run_steps(&mut r2, 10);
+    for (x, y) in a[0].iter().zip(&b[0]) {
+        // Different RNG draws for the reparameterisation noise after resume, same weights
+        // and Adam moments: losses agree closely.
+        assert!((x - y).abs() / x.abs().max(1.0) < 0.05, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn gan_checkpoint_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gan.llck");
+    let mut s = session(ModelKind::Dcgan, |c| {
+        c.log_every = 1;
+        c.batch_size = 16;
+    });
+    run_steps(&mut s, 3);
+    s.checkpoint().unwrap().save(&path).unwrap();
+    let cpu = Backend::cpu();
+    let z = normal_latents(3, 100, 9);
+    let before = s.inference(&cpu.device).decode(&z).unwrap();
+    let ckpt = Checkpoint::load(&path).unwrap();
+    let after = Inference::from_checkpoint(&ckpt, &cpu.device)
+        .unwrap()
+        .decode(&z)
+        .unwrap();
+    assert_eq!(before, after);
+    let mut r = Session::from_checkpoint(&ckpt, mnist(), cpu).unwrap();
+    run_steps(&mut r, 1);
+    assert_eq!(r.step_count(), 4);
+}
+
+#[test]
+fn bad_checkpoints_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.llck");
+    let mut s = session(ModelKind::SeedVae, |_| {});
+    run_steps(&mut s, 1);
+    s.checkpoint().unwrap().save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.llck", vec![], "not a Latent Lab checkpoint"),
+        (
+            "foreign.llck",
+            b"PK\x03\x04 this is a zip".to_vec(),
+            "not a Latent Lab checkpoint",
+        ),
+        (
+            "truncated.llck",
+            bytes[..bytes.len() / 2].to_vec(),
+            "truncated or corrupt",
+        ),
+        (
+            "flipped.llck",
+            {
+                let mut b = bytes.clone();
+                let i = b.len() / 3;
+                b[i] ^= 0x40;
+                b
+            },
+            "truncated or corrupt",
+        ),
+        (
+            "future.llck",
+            {
+                let mut b = bytes.clone();
+                b[8] = 99;
+                b
+            },
+            "newer than this build",
+        ),
+    ];
+    for (name, content, expect) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        let err = Checkpoint::load(&p).unwrap_err().to_string();
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: message must name the file: {err}"
+        );
+    }
+    let missing = Checkpoint::load(&dir.path().join("nope.llck"))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.llck"), "{missing}");
+
+    // Weights that do not fit the declared model are refused, not half-loaded.
+    let mut ckpt = Checkpoint::load(&good).unwrap();
+    ckpt.header.model = mnist_spec(ModelKind::Vae);
+    let err = Inference::from_checkpoint(&ckpt, &Backend::cpu().device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("do not fit"), "{err}");
+}
+
+#[test]
+fn vae_eval_reports_every_metric() {
+    let mut s = session(ModelKind::Vae, |c| c.log_every = 50);
+    run_steps(&mut s, 100);
+    let EvalReport::Vae(r) = s.eval_report(20).unwrap() else {
+        panic!("VAE report expected")
+    };
+    assert_eq!(r.images, 1000);
+    assert_eq!(r.kl_per_dim.len(), 20);
+    assert!((r.kl - r.kl_per_dim.iter().sum::<f64>()).abs() < 1e-6);
+    assert!((r.neg_elbo - (r.recon + r.kl)).abs() < 1e-6);
+    assert!(
+        r.active_units > 0 && r.active_units <= 20,
+        "{}",
+        r.active_units
+    );
+    let nll = r.iwae_nll.unwrap();
+    // The IWAE bound is tighter than the ELBO (allowing for sampling noise).
+    assert!(nll < r.neg_elbo + 1.0, "IWAE {nll} vs -ELBO {}", r.neg_elbo);
+    assert!(nll > 50.0, "{nll}");
+}
+
+#[test]
+fn non_finite_loss_pauses_and_keeps_the_last_good_weights() {
+    let mut s = session(ModelKind::Vae, |c| c.log_every = 5);
+    run_steps(&mut s, 10);
+    let good_step = s.step_count();
+    let z = normal_latents(2, 20, 1);
+    let good = s.inference(&Backend::cpu().device).decode(&z).unwrap();
+    s.set_learning_rate(1e12).unwrap();
+    let mut diverged = None;
+    for _ in 0..200 {
+        if let StepOutcome::Diverged {
+            step,
+            restored_step,
+            ..
+        } = s.step().unwrap()
+        {
+            diverged = Some((step, restored_step));
+            break;
+        }
+    }
+    let (bad, restored) = diverged.expect("a learning rate of 1e12 must diverge");
+    assert!(bad > good_step);
+    assert_eq!(s.step_count(), restored);
+    let after = s.inference(&Backend::cpu().device).decode(&z).unwrap();
+    assert!(after.pixels.iter().all(|v| v.is_finite()));
+    if restored == good_step {
+        assert_eq!(good, after);
+    }
+    assert!(s
+        .history()
+        .markers
+        .iter()
+        .any(|m| m.text.contains("diverged")));
+    // Continuing with a sane learning rate works.
+    s.set_learning_rate(1e-3).unwrap();
+    run_steps(&mut s, 5);
+}
+
+#[test]
+fn mismatched_data_is_refused() {
+    let spec = ModelSpec::new(
+        ModelKind::Vae,
+        ImageShape::new(1, 32, 32),
+        &Default::default(),
+    )
+    .unwrap();
+    let err = Session::new(
+        spec,
+        TrainConfig::for_kind(ModelKind::Vae),
+        mnist(),
+        Backend::cpu(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("expects"), "{err}");
+    let data = Arc::new(
+        latent_lab::data::DataSource::Shapes {
+            count: 200,
+            size: 28,
+            seed: 1,
+        }
+        .load()
+        .unwrap(),
+    );
+    let mut s = Session::new(
+        mnist_spec(ModelKind::Vae),
+        TrainConfig::for_kind(ModelKind::Vae),
+        data,
+        Backend::cpu(),
+    )
+    .unwrap();
+    s.step().unwrap();
+}

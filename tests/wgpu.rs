@@ -1,0 +1,54 @@
+//! One real training step on the wgpu backend (Mesa's lavapipe on CI).
+//!
+//! Set `LATENT_LAB_SKIP_WGPU=1` to skip on a machine with no Vulkan driver at all;
+//! CI installs `mesa-vulkan-drivers` and does not skip.
+
+use latent_lab::backend::{Backend, BackendChoice};
+use latent_lab::model::ModelKind;
+use latent_lab::train::{Session, StepOutcome, TrainConfig};
+
+mod common;
+
+#[test]
+fn vae_trains_a_step_on_wgpu() {
+    if std::env::var_os("LATENT_LAB_SKIP_WGPU").is_some() {
+        eprintln!("skipping: LATENT_LAB_SKIP_WGPU is set");
+        return;
+    }
+    let backend =
+        Backend::select(BackendChoice::Wgpu).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    eprintln!("wgpu adapter: {}", backend.describe());
+    let mut config = TrainConfig::for_kind(ModelKind::Vae);
+    config.log_every = 2;
+    config.batch_size = 64;
+    let mut s = Session::new(
+        common::mnist_spec(ModelKind::Vae),
+        config,
+        common::mnist(),
+        backend,
+    )
+    .unwrap();
+    let mut points = Vec::new();
+    for _ in 0..4 {
+        if let StepOutcome::Ran { point: Some(p), .. } = s.step().unwrap() {
+            points.push(p.values[0]);
+        }
+    }
+    assert_eq!(points.len(), 2);
+    assert!(
+        points.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{points:?}"
+    );
+    // The frozen CPU copy decodes what the GPU trained.
+    let img = s
+        .inference(&burn::tensor::Device::flex())
+        .decode(&[0.0; 20])
+        .unwrap();
+    assert!(img.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+#[test]
+fn auto_backend_never_panics() {
+    let b = Backend::select(BackendChoice::Auto).unwrap();
+    assert!(b.is_gpu() || b.notice.is_some());
+}

@@ -1,0 +1,199 @@
+//! The worker protocol end to end: commands in, events out, on the CPU backend.
+
+use std::time::Duration;
+
+use latent_lab::backend::BackendChoice;
+use latent_lab::data::DataSource;
+use latent_lab::model::{ModelKind, ModelOverrides};
+use latent_lab::train::TrainConfig;
+use latent_lab::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
+
+fn wait_for(w: &WorkerHandle, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while std::time::Instant::now() < deadline {
+        if let Some(ev) = w.recv_timeout(Duration::from_millis(200)) {
+            if let Event::Error(e) = &ev {
+                panic!("worker error while waiting for {what}: {e}");
+            }
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn request(kind: ModelKind) -> TrainRequest {
+    let mut config = TrainConfig::for_kind(kind);
+    config.epochs = 1;
+    config.log_every = 5;
+    config.sample_every = 20;
+    TrainRequest {
+        kind,
+        overrides: ModelOverrides::default(),
+        data: DataSource::Mnist,
+        config,
+        backend: BackendChoice::Cpu,
+    }
+}
+
+#[test]
+fn worker_trains_pauses_steps_saves_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.llck");
+    let w = WorkerHandle::spawn(WorkerOptions {
+        snapshot_every: Some(10),
+        samples: true,
+        waker: None,
+    })
+    .unwrap();
+    w.send(Command::Start(Box::new(request(ModelKind::Vae))))
+        .unwrap();
+    let Event::Ready(info) = wait_for(&w, "ready", |e| matches!(e, Event::Ready(_))) else {
+        unreachable!()
+    };
+    assert_eq!(info.train_images, 9000);
+    assert_eq!(info.test_images, 1000);
+    assert_eq!(info.batches_per_epoch, 70);
+    assert_eq!(info.history.names, ["loss", "recon", "kl"]);
+
+    // Single step while paused.
+    w.send(Command::Step(1)).unwrap();
+    wait_for(&w, "paused after one step", |e| {
+        matches!(e, Event::Paused { step: 1 })
+    });
+
+    // Run, see metrics, a sample grid and a snapshot, change the learning rate, pause.
+    w.send(Command::Train).unwrap();
+    wait_for(
+        &w,
+        "metrics",
+        |e| matches!(e, Event::Metrics(p) if p.step >= 10),
+    );
+    w.send(Command::SetLearningRate(5e-4)).unwrap();
+    wait_for(
+        &w,
+        "config change",
+        |e| matches!(e, Event::ConfigChanged(c) if c.learning_rate == 5e-4),
+    );
+    let Event::Samples { images, .. } = wait_for(
+        &w,
+        "samples",
+        |e| matches!(e, Event::Samples { step, .. } if *step >= 20),
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(images.count(), 64);
+    let Event::Snapshot(snap) = wait_for(&w, "snapshot", |e| matches!(e, Event::Snapshot(_)))
+    else {
+        unreachable!()
+    };
+    // The snapshot decodes on the CPU without the worker.
+    let img = snap.decode(&[0.0; 20]).unwrap();
+    assert_eq!(img.pixels.len(), 784);
+    w.send(Command::Pause).unwrap();
+    let Event::Paused { step } = wait_for(&w, "pause", |e| matches!(e, Event::Paused { .. }))
+    else {
+        unreachable!()
+    };
+    assert!(step >= 20);
+
+    // Decode / encode with the newest weights.
+    w.send(Command::Decode {
+        id: 7,
+        latents: vec![0.0; 40],
+    })
+    .unwrap();
+    let Event::Decoded { id, images } =
+        wait_for(&w, "decoded", |e| matches!(e, Event::Decoded { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!((id, images.count()), (7, 2));
+    w.send(Command::Encode {
+        id: 8,
+        images: vec![0.5; 784],
+    })
+    .unwrap();
+    let Event::Encoded { id, mu, logvar } =
+        wait_for(&w, "encoded", |e| matches!(e, Event::Encoded { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!((id, mu.len(), logvar.len()), (8, 20, 20));
+
+    // Save, then run to the end of the epoch: test metrics and Finished.
+    w.send(Command::Save(ckpt.clone())).unwrap();
+    wait_for(
+        &w,
+        "saved",
+        |e| matches!(e, Event::Saved { step: s, .. } if *s == step),
+    );
+    w.send(Command::Train).unwrap();
+    let Event::TestMetrics(t) =
+        wait_for(&w, "test metrics", |e| matches!(e, Event::TestMetrics(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(t.epoch, 1);
+    assert!(t.value.is_finite() && t.value < 300.0, "{}", t.value);
+    wait_for(&w, "finished", |e| {
+        matches!(e, Event::Finished { step: 70, epoch: 1 })
+    });
+
+    // Load the checkpoint saved mid-epoch: position and history come back.
+    w.send(Command::Load {
+        path: ckpt.clone(),
+        backend: BackendChoice::Cpu,
+    })
+    .unwrap();
+    let Event::Ready(info) = wait_for(&w, "ready after load", |e| matches!(e, Event::Ready(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.step, step);
+    assert!(!info.history.points.is_empty());
+    assert!(info
+        .history
+        .markers
+        .iter()
+        .any(|m| m.text.starts_with("lr =")));
+    assert!(info.history.markers.iter().any(|m| m.text == "resumed"));
+}
+
+#[test]
+fn worker_reports_bad_input_as_events() {
+    let w = WorkerHandle::spawn(WorkerOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.llck");
+    std::fs::write(&bad, b"garbage").unwrap();
+    w.send(Command::Load {
+        path: bad,
+        backend: BackendChoice::Cpu,
+    })
+    .unwrap();
+    let ev = loop {
+        match w.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::Error(e)) => break e,
+            Some(_) => {}
+            None => panic!("no error event"),
+        }
+    };
+    assert!(
+        ev.contains("bad.llck") && ev.contains("not a Latent Lab checkpoint"),
+        "{ev}"
+    );
+    // Training with nothing loaded is an error, not a panic.
+    w.send(Command::Train).unwrap();
+    match w.recv_timeout(Duration::from_secs(60)) {
+        Some(Event::Error(e)) => assert!(e.contains("nothing to train"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Still alive afterwards.
+    w.send(Command::Start(Box::new(request(ModelKind::SeedGan))))
+        .unwrap();
+    match w.recv_timeout(Duration::from_secs(120)) {
+        Some(Event::Ready(info)) => assert_eq!(info.history.names[0], "d_loss"),
+        other => panic!("{other:?}"),
+    }
+}
