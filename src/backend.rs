@@ -90,6 +90,15 @@ impl Backend {
                 })
             }
             BackendChoice::Auto => match wgpu_device() {
+                // A software rasteriser (lavapipe, WARP, SwiftShader) is slower than burn's
+                // own CPU backend; `auto` means "a real GPU if there is one".
+                Ok((_, adapter)) if adapter.device_type == "Cpu" => Ok(Self {
+                    notice: Some(format!(
+                        "only a software GPU adapter ({}) is available; training on the CPU backend, which is faster",
+                        adapter.name
+                    )),
+                    ..Self::cpu()
+                }),
                 Ok((device, adapter)) => Ok(Self {
                     device,
                     adapter: Some(adapter),

@@ -190,6 +190,10 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
         let header =
             serde_json::to_vec(&self.header).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        // JSON turns NaN into null, which would not load again: refuse before writing.
+        serde_json::from_slice::<CheckpointHeader>(&header).map_err(|e| {
+            CheckpointError::Encode(format!("the header would not load again: {e}"))
+        })?;
         let mut out = Vec::with_capacity(
             header.len() + self.blobs.iter().map(|(_, b)| b.len() + 64).sum::<usize>() + 32,
         );
@@ -249,6 +253,10 @@ impl Checkpoint {
             .ok_or_else(|| corrupt("header runs past the end"))?;
         let header: CheckpointHeader = serde_json::from_slice(header)
             .map_err(|e| corrupt(&format!("unreadable header: {e}")))?;
+        header
+            .model
+            .validate()
+            .map_err(|e| corrupt(&e.to_string()))?;
         let count = r.u32().ok_or_else(|| corrupt("no section count"))?;
         if count > MAX_BLOBS {
             return Err(corrupt("too many sections"));

@@ -25,11 +25,40 @@ use crate::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
     name = "latent-lab",
     version,
     about = "Train VAEs and GANs on images and explore their latent spaces",
-    after_help = "Run without arguments to open the desktop app."
+    after_help = "Run without a command to open the desktop app."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub gui: GuiArgs,
+}
+
+/// Flags of the desktop app (no subcommand).
+#[derive(Args, Debug, Default)]
+pub struct GuiArgs {
+    /// Start training the default (or last used) configuration at once
+    #[arg(long)]
+    pub train: bool,
+    /// Open on this tab: training, explorer, interpolation, manifold, scatter
+    #[arg(long)]
+    pub tab: Option<String>,
+    /// Render this many frames, then exit (window smoke test)
+    #[arg(long)]
+    pub smoke_frames: Option<u64>,
+    /// Save a PNG screenshot of the window before exiting (with --smoke-frames or --bench-ui)
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Train, drag a latent slider every frame for this many seconds, then print frame-time
+    /// and decode-latency percentiles as JSON and exit
+    #[arg(long)]
+    pub bench_ui: Option<f64>,
+    /// Write the --bench-ui JSON here instead of stdout
+    #[arg(long)]
+    pub bench_out: Option<PathBuf>,
+    /// Ignore and do not overwrite saved settings
+    #[arg(long)]
+    pub fresh_settings: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,9 +130,10 @@ pub struct TrainArgs {
     /// `mnist` (built-in), `shapes`, an IDX file or an image folder
     #[arg(long, default_value = "mnist")]
     pub data: String,
-    /// Train until this many epochs are complete (with --resume: in total)
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Train until this many epochs are complete, in total [default: 10, or the
+    /// checkpoint's own target with --resume]
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Checkpoint to write (after every epoch and at the end)
     #[arg(long)]
     pub out: PathBuf,
@@ -246,11 +276,13 @@ where
         }
     };
     let Some(cmd) = cli.command else {
-        // The desktop app arrives with the app issue; until then, show help.
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        println!();
-        return ExitCode::SUCCESS;
+        return match gui(cli.gui) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     };
     let result = match cmd {
         Cmd::Train(a) => train(a),
@@ -269,6 +301,26 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+fn gui(a: GuiArgs) -> Result<()> {
+    let tab = match &a.tab {
+        Some(t) => Some(crate::app::Tab::parse(t).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown tab '{t}' (training, explorer, interpolation, manifold, scatter)"
+            )
+        })?),
+        None => None,
+    };
+    crate::app::run(crate::app::AppOptions {
+        smoke_frames: a.smoke_frames,
+        screenshot: a.screenshot,
+        autostart: a.train,
+        tab,
+        bench_secs: a.bench_ui,
+        bench_out: a.bench_out,
+        fresh_settings: a.fresh_settings || a.smoke_frames.is_some() || a.bench_ui.is_some(),
+    })
 }
 
 fn data_source(arg: &str, size: Option<usize>, rgb: bool) -> Result<DataSource> {
@@ -324,7 +376,7 @@ fn train(a: TrainArgs) -> Result<()> {
         let kind: ModelKind = a.model.into();
         let mut config = TrainConfig::for_kind(kind);
         config.seed = a.seed;
-        config.epochs = a.epochs;
+        config.epochs = a.epochs.unwrap_or(10);
         if let Some(b) = a.batch_size {
             config.batch_size = b;
         }
@@ -362,13 +414,17 @@ fn train(a: TrainArgs) -> Result<()> {
             None => bail!("the training thread stopped unexpectedly"),
         }
     };
-    if a.resume.is_some() {
-        worker.send(Command::SetEpochs(a.epochs))?;
-    }
+    let epochs = match (a.resume.is_some(), a.epochs) {
+        (true, Some(e)) => {
+            worker.send(Command::SetEpochs(e))?;
+            e
+        }
+        _ => info.config.epochs,
+    };
     if let Some(n) = &info.backend_notice {
         eprintln!("note: {n}");
     }
-    let total_steps = (a.epochs as u64) * info.batches_per_epoch as u64;
+    let total_steps = (epochs as u64) * info.batches_per_epoch as u64;
     eprintln!(
         "training {} on {} ({} train / {} test images) with {}; {} steps per epoch",
         info.spec.describe(),
@@ -378,9 +434,16 @@ fn train(a: TrainArgs) -> Result<()> {
         info.backend,
         info.batches_per_epoch
     );
-    let max_steps = a.max_steps.map(|m| m.saturating_sub(info.step));
-    match max_steps {
-        Some(n) => worker.send(Command::Step(n.max(1)))?,
+    match a.max_steps.map(|m| m.saturating_sub(info.step)) {
+        Some(0) => {
+            let step = save_and_wait(&worker, &a.out)?;
+            eprintln!(
+                "already at step {step} (--max-steps); saved {}",
+                a.out.display()
+            );
+            return Ok(());
+        }
+        Some(n) => worker.send(Command::Step(n))?,
         None => worker.send(Command::Train)?,
     }
 
@@ -501,6 +564,15 @@ fn eval(a: EvalArgs) -> Result<()> {
         None => ckpt.header.data.clone(),
     };
     let data = source.load()?;
+    let shape = crate::model::ImageShape::new(data.channels, data.height, data.width);
+    if shape != ckpt.header.model.shape {
+        bail!(
+            "{} has {shape} images but the model in {} expects {}",
+            source.describe(),
+            a.checkpoint.display(),
+            ckpt.header.model.shape
+        );
+    }
     let split = data.split(ckpt.header.train.seed)?;
     let report = crate::train::evaluate(&inf, &data, &split.test, a.iw_samples)?;
     if a.json {

@@ -27,6 +27,20 @@ pub enum EvalReport {
 }
 
 impl EvalReport {
+    /// Every number is finite (JSON cannot carry NaN or infinity).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            EvalReport::Vae(r) => {
+                [r.neg_elbo, r.recon, r.kl].iter().all(|v| v.is_finite())
+                    && r.kl_per_dim.iter().all(|v| v.is_finite())
+                    && r.iwae_nll.is_none_or(|v| v.is_finite())
+            }
+            EvalReport::Gan(r) => [r.d_loss, r.g_loss, r.d_real, r.d_fake]
+                .iter()
+                .all(|v| v.is_finite()),
+        }
+    }
+
     /// The number plotted per epoch: negative ELBO (VAE) or D loss (GAN).
     pub fn headline(&self) -> f64 {
         match self {

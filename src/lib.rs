@@ -1,8 +1,10 @@
 //! Latent Lab: train VAEs and GANs on images and explore what they learn.
 //!
-//! The engine (everything here) has no GUI dependency: data, models, training,
-//! checkpoints, metrics and the worker thread. See `ARCHITECTURE.md`.
+//! The engine (every module but `app`) has no GUI dependency: data, models, training,
+//! checkpoints, metrics and the worker thread. `app` is the eframe/egui desktop app,
+//! which talks to the engine only through the worker's messages. See `ARCHITECTURE.md`.
 
+pub mod app;
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;

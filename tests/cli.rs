@@ -357,8 +357,31 @@ fn same_seed_same_run_on_cpu() {
 }
 
 #[test]
-fn no_arguments_prints_help_and_succeeds() {
-    let o = run(&[]);
+fn help_lists_the_commands() {
+    let o = run(&["--help"]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("train"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for c in [
+        "train",
+        "eval",
+        "sample",
+        "interpolate",
+        "info",
+        "export",
+        "--smoke-frames",
+    ] {
+        assert!(out.contains(c), "{c} missing from help");
+    }
+}
+
+#[test]
+fn the_app_without_a_display_fails_in_words() {
+    let o = bin()
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .arg("--smoke-frames")
+        .arg("1")
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "cannot open the window");
 }

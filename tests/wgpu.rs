@@ -51,4 +51,10 @@ fn vae_trains_a_step_on_wgpu() {
 fn auto_backend_never_panics() {
     let b = Backend::select(BackendChoice::Auto).unwrap();
     assert!(b.is_gpu() || b.notice.is_some());
+    // A software adapter is never chosen automatically.
+    assert!(
+        b.adapter.as_ref().is_none_or(|a| a.device_type != "Cpu"),
+        "{:?}",
+        b.adapter
+    );
 }

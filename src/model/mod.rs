@@ -244,6 +244,54 @@ impl ModelSpec {
         Ok(Self { kind, shape, arch })
     }
 
+    /// Check a spec read from a file before anything is allocated from it.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        const MAX_WIDTH: usize = 1 << 16;
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        let s = self.shape;
+        if s.numel() == 0 || s.numel() > 4096 * 4096 * 3 || !(s.channels == 1 || s.channels == 3) {
+            return bad(format!("implausible image shape {s}"));
+        }
+        let widths_ok = |w: &[usize]| {
+            !w.is_empty() && w.len() <= 16 && w.iter().all(|&x| (1..=MAX_WIDTH).contains(&x))
+        };
+        let latent_ok = |l: usize| (1..=4096).contains(&l);
+        let ok = match &self.arch {
+            Architecture::Vae(c) => {
+                c.input == s.numel() && widths_ok(&c.hidden) && latent_ok(c.latent)
+            }
+            Architecture::Gan(c) => {
+                c.output == s.numel()
+                    && widths_ok(&c.g_hidden)
+                    && widths_ok(&c.d_hidden)
+                    && latent_ok(c.latent)
+            }
+            Architecture::ConvVae(c) => {
+                s.check_conv("conv-vae")?;
+                c.channels == s.channels
+                    && c.size == s.height
+                    && latent_ok(c.latent)
+                    && (1..=1024).contains(&c.width)
+                    && (1..=MAX_WIDTH).contains(&c.dense)
+            }
+            Architecture::Dcgan(c) => {
+                s.check_conv("dcgan")?;
+                c.channels == s.channels
+                    && c.size == s.height
+                    && latent_ok(c.latent)
+                    && (1..=1024).contains(&c.width)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            bad(format!(
+                "implausible {} configuration for {s} images",
+                self.kind
+            ))
+        }
+    }
+
     pub fn latent_dim(&self) -> usize {
         match &self.arch {
             Architecture::Vae(c) => c.latent,

@@ -90,7 +90,11 @@ pub struct Session {
     /// Autodiff view of the backend device.
     device: Device,
     nets: Option<TrainNets>,
+    /// Weights vouched for by a finite read-back (restored on divergence).
     good: Option<GoodState>,
+    /// Weights at the last read-back: their losses are only seen at the next read-back,
+    /// so they become `good` then.
+    candidate: Option<GoodState>,
     step: u64,
     epoch: usize,
     batch: usize,
@@ -213,8 +217,20 @@ impl Session {
         let split = data.split(config.seed)?;
         let plan = BatchPlan::new(split.train.clone(), config.batch_size, config.seed);
         let fixed_noise = normal_latents(SAMPLE_GRID, spec.latent_dim(), config.seed ^ 0x5A3D_11FE);
+        if history.names.len()
+            != if spec.is_vae() {
+                VAE_TERMS.len()
+            } else {
+                GAN_TERMS.len()
+            }
+        {
+            return Err(TrainError::Invalid(format!(
+                "the metrics history names {:?} do not fit a {} model",
+                history.names, spec.kind
+            )));
+        }
         let good = Some(GoodState {
-            nets: nets.clone(),
+            nets: deep_copy(&spec, &nets, &device)?,
             step,
             epoch,
             batch,
@@ -229,6 +245,7 @@ impl Session {
             device,
             nets: Some(nets),
             good,
+            candidate: None,
             step,
             epoch,
             batch,
@@ -420,8 +437,13 @@ impl Session {
         self.interval_start = Instant::now();
         self.interval_images = 0;
         self.history.points.push(point.clone());
-        self.good = Some(GoodState {
-            nets: self.nets().clone(),
+        // The losses just read were computed with the weights from before each step's
+        // update, so they vouch for the previous candidate, not for the current weights.
+        if let Some(c) = self.candidate.take() {
+            self.good = Some(c);
+        }
+        self.candidate = Some(GoodState {
+            nets: deep_copy(&self.spec, self.nets(), &self.device)?,
             step: self.step,
             epoch: self.epoch,
             batch: self.batch,
@@ -434,6 +456,7 @@ impl Session {
 
     fn roll_back(&mut self, bad_step: u64, term: usize) -> StepOutcome {
         let term = self.history.names.get(term).cloned().unwrap_or_default();
+        self.candidate = None;
         let restored_step = match self.good.clone() {
             Some(g) => {
                 self.nets = Some(g.nets);
@@ -502,6 +525,12 @@ impl Session {
     /// Evaluate on the test split and record the result in the history.
     pub fn evaluate(&mut self) -> Result<TestPoint, TrainError> {
         let report = self.eval_report(self.config.iw_samples)?;
+        if !report.is_finite() {
+            return Err(TrainError::Invalid(format!(
+                "test metrics at step {} are not finite; the model has diverged",
+                self.step
+            )));
+        }
         let point = TestPoint {
             step: self.step,
             epoch: self.epoch,
@@ -519,8 +548,20 @@ impl Session {
         evaluate(&inf, &self.data, &self.split.test, iw_samples)
     }
 
-    /// Everything needed to continue this run later.
-    pub fn checkpoint(&self) -> Result<Checkpoint, TrainError> {
+    /// Read back and check the losses of steps not logged yet (before a save or a pause),
+    /// so that no unchecked weights are written. May roll back.
+    pub fn flush(&mut self) -> Result<Option<StepOutcome>, TrainError> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        self.read_back(false).map(Some)
+    }
+
+    /// Everything needed to continue this run later. Pending steps are checked first
+    /// ([`Session::flush`]; call it yourself to see a divergence it finds), so unchecked
+    /// weights are never saved.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, TrainError> {
+        self.flush()?;
         let header = CheckpointHeader {
             app_version: env!("CARGO_PKG_VERSION").to_string(),
             model: self.spec.clone(),
@@ -546,6 +587,40 @@ impl Session {
             }
         };
         Ok(ckpt)
+    }
+}
+
+/// A copy that shares no state with `nets`. Tensors are immutable, so a clone suffices,
+/// except for batch-norm running statistics, which clones share; models with batch norm
+/// are copied through a record.
+fn deep_copy(spec: &ModelSpec, nets: &TrainNets, device: &Device) -> Result<TrainNets, TrainError> {
+    if !matches!(spec.arch, crate::model::Architecture::Dcgan(_)) {
+        return Ok(nets.clone());
+    }
+    match nets {
+        TrainNets::Gan {
+            gen,
+            disc,
+            opt_g,
+            opt_d,
+        } => {
+            let Networks::Gan { gen: g0, disc: d0 } = spec.init(device) else {
+                return Ok(nets.clone());
+            };
+            let load =
+                |e: burn::store::RecordError| TrainError::Invalid(format!("copying weights: {e}"));
+            Ok(TrainNets::Gan {
+                gen: g0
+                    .try_load_record(gen.valid().into_record())
+                    .map_err(load)?,
+                disc: d0
+                    .try_load_record(disc.valid().into_record())
+                    .map_err(load)?,
+                opt_g: opt_g.clone(),
+                opt_d: opt_d.clone(),
+            })
+        }
+        TrainNets::Vae { .. } => Ok(nets.clone()),
     }
 }
 

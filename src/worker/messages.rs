@@ -75,7 +75,14 @@ pub struct RunInfo {
     pub step: u64,
     pub epoch: usize,
     pub history: MetricsHistory,
+    /// The first (up to [`PREVIEW_IMAGES`]) test images, for thumbnails, encoding and scatter plots.
+    pub test_preview: ImageBatch,
+    /// Their labels (empty when the dataset has none).
+    pub test_preview_labels: Vec<u32>,
 }
+
+/// Test images sent with [`RunInfo`].
+pub const PREVIEW_IMAGES: usize = 1000;
 
 #[derive(Debug)]
 pub enum Event {

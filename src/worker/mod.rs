@@ -4,6 +4,7 @@
 //! exception is [`Event::Snapshot`], an opaque frozen CPU copy of the model for a
 //! decoder thread). The UI and the CLI drive training only through this API.
 
+pub mod decoder;
 mod messages;
 
 use std::panic::AssertUnwindSafe;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 
-pub use messages::{Command, Event, RunInfo, TrainRequest};
+pub use messages::{Command, Event, RunInfo, TrainRequest, PREVIEW_IMAGES};
 
 use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
@@ -47,7 +48,8 @@ impl Default for WorkerOptions {
 
 /// Handle to a running worker. Dropping it shuts the worker down.
 pub struct WorkerHandle {
-    commands: SyncSender<Command>,
+    /// `None` only while dropping.
+    commands: Option<SyncSender<Command>>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
 }
@@ -73,7 +75,7 @@ impl WorkerHandle {
                 .run()
             })?;
         Ok(Self {
-            commands: cmd_tx,
+            commands: Some(cmd_tx),
             events: ev_rx,
             thread: Some(thread),
         })
@@ -82,6 +84,8 @@ impl WorkerHandle {
     /// Send a command; fails only if the worker has exited.
     pub fn send(&self, cmd: Command) -> Result<(), TrainError> {
         self.commands
+            .as_ref()
+            .ok_or_else(|| TrainError::Invalid("the training worker has stopped".into()))?
             .send(cmd)
             .map_err(|_| TrainError::Invalid("the training worker has stopped".into()))
     }
@@ -106,10 +110,17 @@ impl WorkerHandle {
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        let _ = self.commands.try_send(Command::Shutdown);
-        // Unblock a worker stuck sending into a full event queue.
-        while self.events.try_recv().is_ok() {}
+        // Disconnecting the command channel stops the worker after its current step,
+        // even when the queue is full.
+        if let Some(c) = self.commands.take() {
+            let _ = c.try_send(Command::Shutdown);
+        }
         if let Some(t) = self.thread.take() {
+            // Keep draining so a worker blocked on a full event queue can finish.
+            while !t.is_finished() {
+                while self.events.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = t.join();
         }
     }
@@ -132,13 +143,19 @@ enum Flow {
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
+    let full = if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
         s.clone()
     } else {
         "unknown panic".to_string()
-    }
+    };
+    // burn's tensor errors span many lines; the first non-decorative one says what failed.
+    full.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("==="))
+        .unwrap_or("unknown panic")
+        .to_string()
 }
 
 impl Worker {
@@ -243,6 +260,7 @@ impl Worker {
             Command::Pause => {
                 self.running = false;
                 self.steps_left = None;
+                self.flush_pending();
                 if let Some(s) = &self.session {
                     self.emit(Event::Paused {
                         step: s.step_count(),
@@ -293,6 +311,7 @@ impl Worker {
                 }
             }
             Command::Save(path) => {
+                self.flush_pending();
                 let r = self.with_session(|s| {
                     let ckpt = s.checkpoint()?;
                     ckpt.save(&path)?;
@@ -312,6 +331,28 @@ impl Worker {
             Command::Shutdown => return Flow::Exit,
         }
         Flow::Continue
+    }
+
+    /// Check the losses of steps not logged yet; report a divergence found there.
+    fn flush_pending(&mut self) {
+        match self.with_session(|s| s.flush()) {
+            Ok(Some(StepOutcome::Ran { point: Some(p), .. })) => self.emit(Event::Metrics(p)),
+            Ok(Some(StepOutcome::Diverged {
+                step,
+                restored_step,
+                term,
+            })) => {
+                self.running = false;
+                self.steps_left = None;
+                self.emit(Event::Diverged {
+                    step,
+                    restored_step,
+                    term,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => self.emit(Event::Error(e.to_string())),
+        }
     }
 
     /// Apply a hyperparameter change and report the new configuration.
@@ -335,7 +376,6 @@ impl Worker {
     fn start(&mut self, req: TrainRequest) -> Result<(), TrainError> {
         self.running = false;
         self.steps_left = None;
-        self.session = None;
         let backend =
             Backend::select(req.backend).map_err(|e| TrainError::Device(e.to_string()))?;
         let data = Arc::new(req.data.load()?);
@@ -363,6 +403,19 @@ impl Worker {
 
     fn ready(&mut self, session: Session) {
         let data = session.data();
+        let preview: Vec<usize> = session
+            .split()
+            .test
+            .iter()
+            .take(PREVIEW_IMAGES)
+            .copied()
+            .collect();
+        let mut pixels = Vec::new();
+        data.gather_f32(&preview, &mut pixels);
+        let test_preview_labels = match &data.labels {
+            Some(l) => preview.iter().map(|&i| l[i]).collect(),
+            None => Vec::new(),
+        };
         let info = RunInfo {
             spec: session.spec().clone(),
             config: session.config().clone(),
@@ -381,6 +434,11 @@ impl Worker {
             step: session.step_count(),
             epoch: session.epoch(),
             history: session.history().clone(),
+            test_preview: crate::images::ImageBatch {
+                shape: session.spec().shape,
+                pixels,
+            },
+            test_preview_labels,
         };
         self.session = Some(session);
         self.emit(Event::Ready(Box::new(info)));
@@ -478,6 +536,8 @@ impl Worker {
         if let Some(left) = self.steps_left {
             if left <= 1 {
                 self.steps_left = None;
+                self.flush_pending();
+                let step = self.session.as_ref().map_or(step, |s| s.step_count());
                 self.emit(Event::Paused { step });
             } else {
                 self.steps_left = Some(left - 1);

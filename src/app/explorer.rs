@@ -1,0 +1,412 @@
+//! Latent explorer: one slider per latent dimension and a large decoded image that follows
+//! the drag, decoded on the CPU snapshot of the newest weights (also mid-training).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::colormap::{grid_image, to_color_image};
+use super::gpu_image::ColormapCallback;
+use super::settings::Colormap;
+use super::Shared;
+use crate::eval::EvalReport;
+use crate::images::ImageBatch;
+use crate::infer::normal_latents;
+use crate::worker::decoder::{Job, Output, Slot};
+
+/// Dataset thumbnails shown for encoding.
+const THUMBS: usize = 48;
+const THUMB_COLS: usize = 12;
+/// KL (nats) under which a dimension counts as inactive (posterior collapsed to the prior).
+const INACTIVE_KL: f64 = 0.02;
+
+pub struct Explorer {
+    pub z: Vec<f32>,
+    /// GAN truncation: latents are scaled by this before decoding.
+    pub truncation: f32,
+    image: Option<ImageBatch>,
+    gray: Arc<Vec<f32>>,
+    version: u64,
+    /// When the newest pending request was made (for the latency measurement).
+    requested_at: Option<Instant>,
+    dirty: bool,
+    thumbs_key: Option<usize>,
+    randomize_seed: u64,
+    /// Test image chosen as the start point (for the label under the image).
+    pub source: Option<String>,
+}
+
+impl Default for Explorer {
+    fn default() -> Self {
+        Self {
+            z: Vec::new(),
+            truncation: 1.0,
+            image: None,
+            gray: Arc::new(Vec::new()),
+            version: 0,
+            requested_at: None,
+            dirty: true,
+            thumbs_key: None,
+            randomize_seed: 1,
+            source: None,
+        }
+    }
+}
+
+impl Explorer {
+    pub fn reset(&mut self, latent_dim: usize) {
+        if self.z.len() != latent_dim {
+            self.z = vec![0.0; latent_dim];
+            self.image = None;
+        }
+        self.thumbs_key = None;
+        self.dirty = true;
+    }
+
+    pub fn set_latent(&mut self, z: Vec<f32>) {
+        if z.len() == self.z.len() {
+            self.z = z;
+            self.dirty = true;
+        }
+    }
+
+    /// The decoded image currently shown.
+    pub fn image(&self) -> Option<&ImageBatch> {
+        self.image.as_ref()
+    }
+
+    /// Benchmark hook: move slider 0 as a user dragging it would.
+    pub fn drag_for_benchmark(&mut self, t: f64) {
+        if let Some(v) = self.z.first_mut() {
+            *v = (3.0 * (t * 2.0).sin()) as f32;
+            self.dirty = true;
+        }
+    }
+
+    fn request_decode(&mut self, shared: &mut Shared) {
+        if self.z.is_empty() {
+            return;
+        }
+        let scale = if shared.run.is_vae() {
+            1.0
+        } else {
+            self.truncation
+        };
+        let z: Vec<f32> = self.z.iter().map(|v| v * scale).collect();
+        shared.decoder.request(Slot::Explorer, Job::Decode(z));
+        self.requested_at = Some(Instant::now());
+        self.dirty = false;
+    }
+
+    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+        match out {
+            Output::Decoded { images, .. } => {
+                if let Some(t) = self.requested_at.take() {
+                    shared.decode_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                if images.shape.channels == 1 {
+                    self.gray = Arc::new(images.pixels.clone());
+                }
+                self.image = Some(images);
+                self.version += 1;
+            }
+            Output::Encoded { mu, .. } => {
+                self.set_latent(mu);
+            }
+            Output::Failed { message, .. } => shared.run.errors.push(message),
+        }
+    }
+
+    /// Encode an image file (dropped on the window) and start from its latent.
+    pub fn encode_file(&mut self, path: &Path, shared: &mut Shared) {
+        let Some(info) = &shared.run.info else {
+            shared
+                .run
+                .errors
+                .push("load or train a model before dropping images on it".into());
+            return;
+        };
+        if !info.spec.is_vae() {
+            shared
+                .run
+                .errors
+                .push("a GAN has no encoder; drop images on a VAE".into());
+            return;
+        }
+        let s = info.spec.shape;
+        if s.height != s.width {
+            shared
+                .run
+                .errors
+                .push("only square models can encode image files".into());
+            return;
+        }
+        match crate::data::folder::decode_image(path, s.height, s.channels) {
+            Ok(px) => {
+                let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
+                shared.decoder.request(Slot::EncodeImage, Job::Encode(x));
+                self.source = Some(path.display().to_string());
+            }
+            Err(e) => shared.run.errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let Some(info) = shared.run.info.as_ref() else {
+            ui.label("Train or load a model to explore its latent space.");
+            return;
+        };
+        let is_vae = info.spec.is_vae();
+        let d = info.spec.latent_dim();
+        if self.z.len() != d {
+            self.reset(d);
+        }
+        if shared.run.new_weights || (self.image.is_none() && shared.decoder.has_model()) {
+            self.dirty = true;
+        }
+        let kl: Option<Vec<f64>> = shared
+            .run
+            .history
+            .test
+            .last()
+            .and_then(|t| match &t.report {
+                EvalReport::Vae(r) => Some(r.kl_per_dim.clone()),
+                EvalReport::Gan(_) => None,
+            });
+
+        let avail = ui.available_size();
+        let slider_w = (avail.x * 0.42).clamp(260.0, 480.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(slider_w);
+                self.controls_ui(ui, shared, is_vae, kl.as_deref());
+            });
+            ui.separator();
+            ui.vertical(|ui| {
+                self.image_ui(ui, shared);
+                if is_vae {
+                    ui.add_space(8.0);
+                    self.thumbs_ui(ui, shared);
+                }
+            });
+        });
+        if self.dirty && shared.decoder.has_model() {
+            self.request_decode(shared);
+        }
+    }
+
+    fn controls_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        is_vae: bool,
+        kl: Option<&[f64]>,
+    ) {
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("Randomize").clicked() {
+                self.randomize_seed += 1;
+                self.z = normal_latents(1, self.z.len(), self.randomize_seed);
+                self.dirty = true;
+                self.source = None;
+            }
+            if ui.button("Zero").clicked() {
+                self.z.iter_mut().for_each(|v| *v = 0.0);
+                self.dirty = true;
+                self.source = None;
+            }
+            if is_vae {
+                ui.checkbox(&mut shared.settings.sort_by_kl, "order by KL");
+            } else {
+                ui.add(egui::Slider::new(&mut self.truncation, 0.0..=2.0).text("truncation"))
+                    .changed()
+                    .then(|| self.dirty = true);
+            }
+        });
+        let mut order: Vec<usize> = (0..self.z.len()).collect();
+        if let (true, Some(kl)) = (shared.settings.sort_by_kl && is_vae, kl) {
+            order.sort_by(|&a, &b| {
+                kl.get(b)
+                    .unwrap_or(&0.0)
+                    .total_cmp(kl.get(a).unwrap_or(&0.0))
+            });
+        }
+        let max_kl = kl
+            .map(|k| k.iter().cloned().fold(0.0, f64::max))
+            .unwrap_or(0.0);
+        if is_vae && kl.is_none() {
+            ui.weak("KL per dimension appears after the first epoch.");
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("sliders")
+            .show(ui, |ui| {
+                for i in order {
+                    ui.horizontal(|ui| {
+                        let r = ui.add(
+                            egui::Slider::new(&mut self.z[i], -3.0..=3.0)
+                                .text(format!("z{i}"))
+                                .fixed_decimals(2),
+                        );
+                        if r.changed() {
+                            self.dirty = true;
+                            self.source = None;
+                        }
+                        if let Some(k) = kl.and_then(|k| k.get(i)) {
+                            let (rect, _) = ui
+                                .allocate_exact_size(egui::vec2(50.0, 10.0), egui::Sense::hover());
+                            let frac = if max_kl > 0.0 {
+                                (*k / max_kl) as f32
+                            } else {
+                                0.0
+                            };
+                            ui.painter()
+                                .rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+                            let mut bar = rect;
+                            bar.set_width(rect.width() * frac.clamp(0.0, 1.0));
+                            ui.painter().rect_filled(
+                                bar,
+                                2.0,
+                                egui::Color32::from_rgb(80, 160, 220),
+                            );
+                            if *k < INACTIVE_KL {
+                                ui.weak("inactive");
+                            } else {
+                                ui.weak(format!("{k:.2}"));
+                            }
+                        }
+                    });
+                }
+            });
+    }
+
+    fn image_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            ui.label("colour map");
+            for c in Colormap::ALL {
+                ui.selectable_value(&mut shared.settings.colormap, c, c.name());
+            }
+        });
+        let side = ui
+            .available_width()
+            .min(ui.available_height() - 140.0)
+            .clamp(160.0, 448.0);
+        let Some(img) = &self.image else {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
+            ui.painter()
+                .rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+            ui.painter().text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "decoding…",
+                egui::FontId::default(),
+                ui.visuals().weak_text_color(),
+            );
+            return;
+        };
+        let s = img.shape;
+        let (rect, _) = ui.allocate_exact_size(
+            egui::vec2(side, side * s.height as f32 / s.width as f32),
+            egui::Sense::hover(),
+        );
+        if shared.gpu_colormap && s.channels == 1 {
+            ui.painter()
+                .add(eframe::egui_wgpu::Callback::new_paint_callback(
+                    rect,
+                    ColormapCallback {
+                        id: 1,
+                        version: self.version,
+                        size: [s.width as u32, s.height as u32],
+                        pixels: self.gray.clone(),
+                        colormap: shared.settings.colormap,
+                    },
+                ));
+        } else {
+            let tex = shared.texture(
+                ui.ctx(),
+                "explorer",
+                to_color_image(img, 0, shared.settings.colormap),
+            );
+            ui.painter().image(
+                tex.id(),
+                rect,
+                egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                egui::Color32::WHITE,
+            );
+        }
+        let latency = shared
+            .decode_ms
+            .last()
+            .map(|v| format!("decoded in {v:.1} ms"))
+            .unwrap_or_default();
+        ui.weak(match &self.source {
+            Some(s) => format!("from {s} · {latency}"),
+            None => latency,
+        });
+    }
+
+    fn thumbs_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let Some(info) = &shared.run.info else { return };
+        let preview = &info.test_preview;
+        let n = preview.count().min(THUMBS);
+        if n == 0 {
+            return;
+        }
+        ui.label(
+            "Click a test image to start from its latent (or drop an image file on the window):",
+        );
+        let tex = if self.thumbs_key != Some(n) {
+            let some = ImageBatch {
+                shape: preview.shape,
+                pixels: preview.pixels[..n * preview.shape.numel()].to_vec(),
+            };
+            self.thumbs_key = Some(n);
+            shared.texture(
+                ui.ctx(),
+                "thumbs",
+                grid_image(&some, THUMB_COLS, Colormap::Gray),
+            )
+        } else if let Some(t) = shared.cached_texture("thumbs") {
+            t
+        } else {
+            self.thumbs_key = None;
+            return;
+        };
+        let [tw, th] = tex.size();
+        let w = ui.available_width().min(tw as f32 * 2.0);
+        let size = egui::vec2(w, w * th as f32 / tw as f32);
+        let r = ui.add(
+            egui::Image::new(&tex)
+                .fit_to_exact_size(size)
+                .sense(egui::Sense::click()),
+        );
+        if r.clicked() {
+            if let Some(pos) = r.interact_pointer_pos() {
+                let rel = (pos - r.rect.min) / r.rect.size();
+                let col = ((rel.x * THUMB_COLS as f32) as usize).min(THUMB_COLS - 1);
+                let rows = n.div_ceil(THUMB_COLS);
+                let row = ((rel.y * rows as f32) as usize).min(rows - 1);
+                let i = row * THUMB_COLS + col;
+                if i < n {
+                    self.encode_preview(i, shared);
+                }
+            }
+        }
+    }
+
+    /// Encode test image `i` of the run's preview and move the sliders to its latent.
+    pub fn encode_preview(&mut self, i: usize, shared: &mut Shared) {
+        let Some(info) = &shared.run.info else { return };
+        let p = info.test_preview.shape.numel();
+        if let Some(x) = info.test_preview.pixels.get(i * p..(i + 1) * p) {
+            shared
+                .decoder
+                .request(Slot::EncodeImage, Job::Encode(x.to_vec()));
+            let label = info
+                .test_preview_labels
+                .get(i)
+                .and_then(|l| info.label_names.get(*l as usize))
+                .map(|l| format!(" (label {l})"))
+                .unwrap_or_default();
+            self.source = Some(format!("test image {i}{label}"));
+        }
+    }
+}

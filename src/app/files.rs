@@ -1,0 +1,258 @@
+//! File dialogs that never block rendering: rfd's async dialog runs on a helper thread and
+//! its answer arrives by message. When no dialog can be shown (no portal, no zenity: rfd
+//! then answers "cancelled" within milliseconds) a path prompt is offered instead.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use super::LatentLabApp;
+use crate::data::DataSource;
+use crate::images::ImageBatch;
+use crate::worker::Command;
+
+/// A dialog answered faster than this was not shown to anyone.
+const NO_DIALOG: Duration = Duration::from_millis(150);
+
+#[derive(Clone, Debug)]
+pub enum FileAction {
+    OpenCheckpoint,
+    SaveCheckpoint,
+    OpenIdx,
+    OpenFolder,
+    ExportPng(ImageBatch),
+    ExportGif(ImageBatch),
+}
+
+impl FileAction {
+    fn title(&self) -> &'static str {
+        match self {
+            FileAction::OpenCheckpoint => "Open checkpoint",
+            FileAction::SaveCheckpoint => "Save checkpoint",
+            FileAction::OpenIdx => "Open IDX file",
+            FileAction::OpenFolder => "Open image folder",
+            FileAction::ExportPng(_) => "Export PNG strip",
+            FileAction::ExportGif(_) => "Export GIF",
+        }
+    }
+}
+
+type Answer = (FileAction, Option<PathBuf>, Duration);
+
+pub struct Files {
+    tx: Sender<Answer>,
+    rx: Receiver<Answer>,
+    /// A dialog is open.
+    pub busy: bool,
+    prompt: Option<(FileAction, String)>,
+    prompt_answer: Option<(FileAction, PathBuf)>,
+    messages: (Sender<String>, Receiver<String>),
+    /// Set once a dialog came back instantly: we then go straight to the prompt.
+    pub dialogs_unavailable: bool,
+}
+
+impl Files {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Self {
+            tx,
+            rx,
+            busy: false,
+            prompt: None,
+            prompt_answer: None,
+            messages: mpsc::channel(),
+            dialogs_unavailable: false,
+        }
+    }
+
+    /// Ask the user for a path for `action`.
+    pub fn open(&mut self, action: FileAction, frame: Option<&eframe::Frame>, ctx: &egui::Context) {
+        if self.busy {
+            return;
+        }
+        if self.dialogs_unavailable || frame.is_none() {
+            self.prompt(action);
+            return;
+        }
+        let mut d = rfd::AsyncFileDialog::new().set_title(action.title());
+        if let Some(f) = frame {
+            d = d.set_parent(f);
+        }
+        let ext = crate::checkpoint::EXTENSION;
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Option<PathBuf>> + Send>> =
+            match &action {
+                FileAction::OpenCheckpoint => {
+                    let f = d.add_filter("Latent Lab checkpoint", &[ext]).pick_file();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+                FileAction::SaveCheckpoint => {
+                    let f = d
+                        .add_filter("Latent Lab checkpoint", &[ext])
+                        .set_file_name(format!("model.{ext}"))
+                        .save_file();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+                FileAction::OpenIdx => {
+                    let f = d
+                        .add_filter("IDX", &["gz", "idx", "idx3-ubyte", "ubyte"])
+                        .pick_file();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+                FileAction::OpenFolder => {
+                    let f = d.pick_folder();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+                FileAction::ExportPng(_) => {
+                    let f = d
+                        .add_filter("PNG", &["png"])
+                        .set_file_name("interpolation.png")
+                        .save_file();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+                FileAction::ExportGif(_) => {
+                    let f = d
+                        .add_filter("GIF", &["gif"])
+                        .set_file_name("interpolation.gif")
+                        .save_file();
+                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
+                }
+            };
+        let tx = self.tx.clone();
+        let ctx = ctx.clone();
+        self.busy = true;
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name("latent-lab-dialog".into())
+            .spawn(move || {
+                let path = pollster::block_on(fut);
+                let _ = tx.send((action, path, started.elapsed()));
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            self.busy = false;
+        }
+    }
+
+    /// Show the path prompt for `action`.
+    pub fn prompt(&mut self, action: FileAction) {
+        self.prompt = Some((action, String::new()));
+    }
+
+    /// A dialog's answer, if one arrived.
+    pub fn poll(&mut self) -> Option<(FileAction, PathBuf)> {
+        let (action, path, took) = self.rx.try_recv().ok()?;
+        self.busy = false;
+        match path {
+            Some(p) => Some((action, p)),
+            None if took < NO_DIALOG => {
+                // Nobody could have pressed Cancel that fast: no dialog was shown.
+                self.dialogs_unavailable = true;
+                self.prompt(action);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn take_prompt_answer(&mut self) -> Option<(FileAction, PathBuf)> {
+        self.prompt_answer.take()
+    }
+
+    pub fn take_message(&mut self) -> Option<String> {
+        self.messages.1.try_recv().ok()
+    }
+
+    pub fn prompt_ui(&mut self, ctx: &egui::Context) {
+        let Some((action, text)) = &mut self.prompt else {
+            return;
+        };
+        let mut open = true;
+        let mut done = false;
+        egui::Window::new(action.title())
+            .collapsible(false)
+            .open(&mut open)
+            .show(ctx, |ui| {
+                if self.dialogs_unavailable {
+                    ui.label("No file dialog is available on this desktop (install xdg-desktop-portal-gtk/-kde or zenity). Type a path instead:");
+                } else {
+                    ui.label("Path:");
+                }
+                let r = ui.add(egui::TextEdit::singleline(text).desired_width(420.0).hint_text("/path/to/file"));
+                let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("OK").clicked() || enter {
+                    done = true;
+                }
+            });
+        if done && !text.trim().is_empty() {
+            let path = PathBuf::from(text.trim());
+            if let Some((action, _)) = self.prompt.take() {
+                self.prompt_answer = Some((action, path));
+            }
+        } else if !open {
+            self.prompt = None;
+        }
+    }
+
+    /// Write an interpolation export on a helper thread; the outcome comes back as a message.
+    fn export(&self, path: PathBuf, batch: ImageBatch, gif: bool) {
+        let tx = self.messages.0.clone();
+        std::thread::spawn(move || {
+            let r = if gif {
+                let frames: Vec<_> = (0..batch.count()).map(|i| batch.single(i, 4)).collect();
+                crate::images::save_gif(&frames, 80, &path)
+            } else {
+                crate::images::save_png(&batch.grid(batch.count(), 2, 2), &path)
+            };
+            let _ = tx.send(match r {
+                Ok(()) => format!("exported {}", path.display()),
+                Err(e) => format!("export failed: {e}"),
+            });
+        });
+    }
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a chosen path does. Saving and loading run on the worker, never on the UI thread.
+pub fn apply(app: &mut LatentLabApp, action: FileAction, path: PathBuf) {
+    let shared = &mut app.shared;
+    match action {
+        FileAction::OpenCheckpoint => {
+            shared.run.errors.clear();
+            shared.run.status = super::Status::Preparing;
+            shared.decoder.set_model(None);
+            shared.send(Command::Load {
+                path: path.clone(),
+                backend: shared.settings.backend,
+            });
+            shared.settings.add_recent(path);
+        }
+        FileAction::SaveCheckpoint => {
+            let path = if path.extension().is_none() {
+                path.with_extension(crate::checkpoint::EXTENSION)
+            } else {
+                path
+            };
+            shared.send(Command::Save(path.clone()));
+            shared.settings.add_recent(path);
+        }
+        FileAction::OpenIdx | FileAction::OpenFolder => {
+            match DataSource::parse(&path.to_string_lossy()) {
+                Ok(src) => {
+                    shared.settings.data = src;
+                    shared
+                        .run
+                        .notices
+                        .push(format!("dataset: {}", shared.settings.data.describe()));
+                }
+                Err(e) => shared.run.errors.push(e.to_string()),
+            }
+        }
+        FileAction::ExportPng(b) => app.files.export(path, b, false),
+        FileAction::ExportGif(b) => app.files.export(path, b, true),
+    }
+}

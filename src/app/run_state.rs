@@ -1,0 +1,214 @@
+//! What the UI knows about the current run: plain data built from worker events.
+
+use std::time::{Duration, Instant};
+
+use crate::images::ImageBatch;
+use crate::train::metrics::{MetricPoint, MetricsHistory};
+use crate::train::TrainConfig;
+use crate::worker::{Event, RunInfo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// No run: nothing started or loaded.
+    Idle,
+    /// Data loading / model building on the worker.
+    Preparing,
+    Ready,
+    Running,
+    Paused,
+    Finished,
+    Diverged {
+        step: u64,
+    },
+}
+
+impl Status {
+    pub fn label(self) -> String {
+        match self {
+            Status::Idle => "no model".into(),
+            Status::Preparing => "preparing…".into(),
+            Status::Ready => "ready".into(),
+            Status::Running => "training".into(),
+            Status::Paused => "paused".into(),
+            Status::Finished => "finished".into(),
+            Status::Diverged { step } => format!("diverged at step {step}"),
+        }
+    }
+}
+
+pub struct RunState {
+    pub status: Status,
+    pub info: Option<RunInfo>,
+    pub config: Option<TrainConfig>,
+    pub history: MetricsHistory,
+    pub step: u64,
+    pub last_point: Option<MetricPoint>,
+    pub samples: Option<(u64, ImageBatch)>,
+    pub recon: Option<(ImageBatch, ImageBatch)>,
+    /// Training time of this session (excludes pauses).
+    pub elapsed: Duration,
+    running_since: Option<Instant>,
+    /// Messages for the user, newest last.
+    pub errors: Vec<String>,
+    pub notices: Vec<String>,
+    /// Set when a snapshot arrived since the views last asked.
+    pub new_weights: bool,
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        Self {
+            status: Status::Idle,
+            info: None,
+            config: None,
+            history: MetricsHistory::default(),
+            step: 0,
+            last_point: None,
+            samples: None,
+            recon: None,
+            elapsed: Duration::ZERO,
+            running_since: None,
+            errors: Vec::new(),
+            notices: Vec::new(),
+            new_weights: false,
+        }
+    }
+}
+
+impl RunState {
+    fn set_running(&mut self, running: bool) {
+        match (running, self.running_since) {
+            (true, None) => self.running_since = Some(Instant::now()),
+            (false, Some(t)) => {
+                self.elapsed += t.elapsed();
+                self.running_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed + self.running_since.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    /// Estimated time to the configured number of epochs.
+    pub fn eta(&self) -> Option<Duration> {
+        let info = self.info.as_ref()?;
+        let cfg = self.config.as_ref()?;
+        let total = (cfg.epochs * info.batches_per_epoch) as u64;
+        let ips = self.last_point.as_ref()?.images_per_sec as f64;
+        if ips <= 0.0 || self.step >= total {
+            return None;
+        }
+        let images = (total - self.step) as f64 * cfg.batch_size as f64;
+        Some(Duration::from_secs_f64(images / ips))
+    }
+
+    pub fn is_vae(&self) -> bool {
+        self.info.as_ref().is_some_and(|i| i.spec.is_vae())
+    }
+
+    pub fn latent_dim(&self) -> Option<usize> {
+        self.info.as_ref().map(|i| i.spec.latent_dim())
+    }
+
+    /// Apply one worker event. Snapshots are handled by the app (they go to the decoder).
+    pub fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Ready(info) => {
+                self.history = info.history.clone();
+                self.step = info.step;
+                self.config = Some(info.config.clone());
+                self.last_point = info.history.points.last().cloned();
+                self.samples = None;
+                self.recon = None;
+                self.elapsed = Duration::ZERO;
+                self.running_since = None;
+                if let Some(n) = &info.backend_notice {
+                    self.notices.push(n.clone());
+                }
+                if !info.data_skipped.is_empty() {
+                    self.notices.push(format!(
+                        "{} unreadable file(s) skipped, e.g. {}",
+                        info.data_skipped.len(),
+                        info.data_skipped[0]
+                    ));
+                }
+                self.info = Some(*info);
+                self.status = Status::Ready;
+            }
+            Event::Running { step } => {
+                self.step = step;
+                self.status = Status::Running;
+                self.set_running(true);
+            }
+            Event::Paused { step } => {
+                self.step = step;
+                self.set_running(false);
+                if !matches!(self.status, Status::Diverged { .. }) {
+                    self.status = Status::Paused;
+                }
+            }
+            Event::Stopped { .. } => {
+                self.set_running(false);
+                self.status = Status::Idle;
+                self.info = None;
+            }
+            Event::Finished { step, .. } => {
+                self.step = step;
+                self.set_running(false);
+                self.status = Status::Finished;
+            }
+            Event::Metrics(p) => {
+                self.step = p.step;
+                self.history.points.push(p.clone());
+                self.last_point = Some(p);
+            }
+            Event::TestMetrics(t) => {
+                self.history.test.retain(|x| x.step != t.step);
+                self.history.test.push(t);
+            }
+            Event::Samples { step, images } => self.samples = Some((step, images)),
+            Event::Reconstructions {
+                originals,
+                reconstructions,
+                ..
+            } => self.recon = Some((originals, reconstructions)),
+            Event::ConfigChanged(c) => self.config = Some(c),
+            Event::Diverged {
+                step,
+                restored_step,
+                term,
+            } => {
+                self.set_running(false);
+                self.status = Status::Diverged { step };
+                self.step = restored_step;
+                self.history.truncate_after(restored_step);
+                self.history.markers.push(crate::train::metrics::Marker {
+                    step: restored_step,
+                    text: format!("diverged at step {step}"),
+                });
+                self.errors.push(format!(
+                    "Training diverged at step {step} ({term} became NaN or infinite). The weights of step {restored_step} are back; lower the learning rate and press Resume."
+                ));
+            }
+            Event::Saved { path, step } => {
+                self.notices
+                    .push(format!("saved {} (step {step})", path.display()));
+            }
+            Event::Error(e) => {
+                self.set_running(false);
+                if matches!(self.status, Status::Running | Status::Preparing) {
+                    self.status = if self.info.is_some() {
+                        Status::Paused
+                    } else {
+                        Status::Idle
+                    };
+                }
+                self.errors.push(e);
+            }
+            Event::Snapshot(_) => self.new_weights = true,
+            Event::Decoded { .. } | Event::Encoded { .. } => {}
+        }
+    }
+}

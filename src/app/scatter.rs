@@ -1,0 +1,139 @@
+//! Scatter of the encoded test set (posterior means) coloured by label; clicking a point
+//! loads its latent into the explorer.
+
+use egui_plot::{Legend, Plot, PlotPoints, Points};
+
+use super::Shared;
+use crate::worker::decoder::{Job, Output, Slot};
+
+#[derive(Default)]
+pub struct Scatter {
+    pub dim_x: usize,
+    pub dim_y: usize,
+    /// `n × latent` posterior means of the test preview.
+    mu: Vec<f32>,
+    requested_step: Option<u64>,
+    encoded_step: Option<u64>,
+}
+
+fn label_color(i: usize) -> egui::Color32 {
+    const C: [egui::Color32; 10] = [
+        egui::Color32::from_rgb(31, 119, 180),
+        egui::Color32::from_rgb(255, 127, 14),
+        egui::Color32::from_rgb(44, 160, 44),
+        egui::Color32::from_rgb(214, 39, 40),
+        egui::Color32::from_rgb(148, 103, 189),
+        egui::Color32::from_rgb(140, 86, 75),
+        egui::Color32::from_rgb(227, 119, 194),
+        egui::Color32::from_rgb(127, 127, 127),
+        egui::Color32::from_rgb(188, 189, 34),
+        egui::Color32::from_rgb(23, 190, 207),
+    ];
+    C[i % C.len()]
+}
+
+impl Scatter {
+    pub fn reset(&mut self) {
+        self.mu.clear();
+        self.requested_step = None;
+        self.encoded_step = None;
+        self.dim_y = 1;
+    }
+
+    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+        match out {
+            Output::Encoded { mu, .. } => {
+                self.mu = mu;
+                self.encoded_step = self.requested_step;
+            }
+            Output::Failed { message, .. } => shared.run.errors.push(message),
+            Output::Decoded { .. } => {}
+        }
+    }
+
+    /// Returns a latent when the user clicked a point.
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) -> Option<Vec<f32>> {
+        let info = shared.run.info.as_ref()?;
+        if !info.spec.is_vae() {
+            ui.label(
+                "The scatter shows encoded test images: it needs a VAE (a GAN has no encoder).",
+            );
+            return None;
+        }
+        let d = info.spec.latent_dim();
+        let n = info.test_preview.count();
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("x: z");
+            ui.add(egui::DragValue::new(&mut self.dim_x).range(0..=d - 1))
+                .labelled_by(l.id);
+            let l = ui.label("y: z");
+            ui.add(egui::DragValue::new(&mut self.dim_y).range(0..=d - 1))
+                .labelled_by(l.id);
+            let stale = self.encoded_step != Some(shared.run.step);
+            if ui
+                .add_enabled(stale, egui::Button::new("Re-encode with newest weights"))
+                .clicked()
+            {
+                self.requested_step = None;
+            }
+            ui.weak(format!(
+                "{n} test images, encoder means; click a point to explore it"
+            ));
+        });
+        if self.requested_step.is_none() && shared.decoder.has_model() {
+            shared.decoder.request(
+                Slot::EncodeSet,
+                Job::Encode(info.test_preview.pixels.clone()),
+            );
+            self.requested_step = Some(shared.run.step);
+        }
+        if self.mu.len() != n * d {
+            ui.spinner();
+            return None;
+        }
+        let labels = &info.test_preview_labels;
+        let names = &info.label_names;
+        let (dx, dy) = (self.dim_x.min(d - 1), self.dim_y.min(d - 1));
+        let mut clicked = None;
+        let plot = Plot::new("scatter")
+            .legend(Legend::default())
+            .data_aspect(1.0)
+            .x_axis_label(format!("z{dx}"))
+            .y_axis_label(format!("z{dy}"))
+            .show(ui, |p| {
+                let groups = if labels.is_empty() {
+                    1
+                } else {
+                    names.len().max(1)
+                };
+                for g in 0..groups {
+                    let pts: Vec<[f64; 2]> = (0..n)
+                        .filter(|&i| labels.is_empty() || labels[i] as usize == g)
+                        .map(|i| [self.mu[i * d + dx] as f64, self.mu[i * d + dy] as f64])
+                        .collect();
+                    let name = names
+                        .get(g)
+                        .cloned()
+                        .unwrap_or_else(|| "test images".into());
+                    p.points(
+                        Points::new(name, PlotPoints::from(pts))
+                            .radius(2.0)
+                            .color(label_color(g)),
+                    );
+                }
+                if p.response().clicked() {
+                    clicked = p.pointer_coordinate();
+                }
+            });
+        drop(plot);
+        let pos = clicked?;
+        let nearest = (0..n).min_by(|&a, &b| {
+            let da = (self.mu[a * d + dx] as f64 - pos.x).powi(2)
+                + (self.mu[a * d + dy] as f64 - pos.y).powi(2);
+            let db = (self.mu[b * d + dx] as f64 - pos.x).powi(2)
+                + (self.mu[b * d + dy] as f64 - pos.y).powi(2);
+            da.total_cmp(&db)
+        })?;
+        Some(self.mu[nearest * d..(nearest + 1) * d].to_vec())
+    }
+}

@@ -1,0 +1,204 @@
+//! The decoder thread: decodes and encodes on a frozen CPU copy of the model
+//! ([`Inference`] from [`super::Event::Snapshot`]), never on the training device.
+//!
+//! Each view owns a [`Slot`]; a newer request replaces a pending one in the same slot
+//! (latest request wins), so dragging a slider never builds a queue.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::Waker;
+use crate::images::ImageBatch;
+use crate::infer::Inference;
+
+/// Who asked; one pending request per slot. Lower slots are served first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// The latent explorer's single image (the slider path).
+    Explorer,
+    /// An image (dataset thumbnail or dropped file) to encode into the explorer.
+    EncodeImage,
+    Interpolation,
+    Manifold,
+    /// The test set, encoded for the scatter plot.
+    EncodeSet,
+}
+
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// `n × latent_dim` latents → images.
+    Decode(Vec<f32>),
+    /// `n × pixels` images in [0, 1] → posterior means and log-variances.
+    Encode(Vec<f32>),
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Decoded {
+        slot: Slot,
+        images: ImageBatch,
+        /// From the request to the decoded pixels.
+        latency_secs: f64,
+        /// Training step of the weights used.
+        model_step: u64,
+    },
+    Encoded {
+        slot: Slot,
+        mu: Vec<f32>,
+        logvar: Vec<f32>,
+        latency_secs: f64,
+    },
+    Failed {
+        slot: Slot,
+        message: String,
+    },
+}
+
+#[derive(Default)]
+struct Shared {
+    model: Option<Arc<Inference>>,
+    pending: BTreeMap<Slot, (Job, Instant)>,
+    shutdown: bool,
+}
+
+pub struct DecoderHandle {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    results: Receiver<Output>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DecoderHandle {
+    pub fn spawn(waker: Option<Waker>) -> std::io::Result<Self> {
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let (tx, rx) = mpsc::sync_channel(64);
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("latent-lab-decoder".into())
+            .spawn(move || decoder_loop(s, tx, waker))?;
+        Ok(Self {
+            shared,
+            results: rx,
+            thread: Some(thread),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
+        let (lock, cv) = &*self.shared;
+        let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut g);
+        cv.notify_one();
+        r
+    }
+
+    /// Use these weights from now on (requests already pending use them too).
+    pub fn set_model(&self, model: Option<Arc<Inference>>) {
+        self.with(|s| s.model = model);
+    }
+
+    pub fn has_model(&self) -> bool {
+        self.with(|s| s.model.is_some())
+    }
+
+    /// Queue `job` for `slot`, replacing any request still pending there.
+    pub fn request(&self, slot: Slot, job: Job) {
+        self.with(|s| {
+            s.pending.insert(slot, (job, Instant::now()));
+        });
+    }
+
+    pub fn try_recv(&self) -> Option<Output> {
+        self.results.try_recv().ok()
+    }
+
+    /// Wait for the next output (tests and benchmarks).
+    pub fn recv_timeout(&self, t: std::time::Duration) -> Option<Output> {
+        self.results.recv_timeout(t).ok()
+    }
+}
+
+impl Drop for DecoderHandle {
+    fn drop(&mut self) {
+        self.with(|s| s.shutdown = true);
+        while self.results.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn decoder_loop(
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    tx: SyncSender<Output>,
+    waker: Option<Waker>,
+) {
+    let (lock, cv) = &*shared;
+    // burn's CPU backend runs its kernels on rayon. On the global pool, a decode queues
+    // behind the training thread's kernels (measured: ~100 ms per slider move while
+    // training); a pool of our own keeps it to the decode's own cost.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("latent-lab-decode-{i}"))
+        .build()
+        .ok();
+    loop {
+        let (slot, job, asked, model) = {
+            let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if g.shutdown {
+                    return;
+                }
+                if g.model.is_some() {
+                    if let Some((&slot, _)) = g.pending.iter().next() {
+                        let (job, asked) = g.pending.remove(&slot).expect("slot present");
+                        let model = g.model.clone().expect("model present");
+                        break (slot, job, asked, model);
+                    }
+                }
+                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let work = || match job {
+            Job::Decode(z) => match model.decode(&z) {
+                Ok(images) => Output::Decoded {
+                    slot,
+                    images,
+                    latency_secs: asked.elapsed().as_secs_f64(),
+                    model_step: model.step,
+                },
+                Err(e) => Output::Failed {
+                    slot,
+                    message: e.to_string(),
+                },
+            },
+            Job::Encode(x) => match model.encode(&x) {
+                Ok((mu, logvar)) => Output::Encoded {
+                    slot,
+                    mu,
+                    logvar,
+                    latency_secs: asked.elapsed().as_secs_f64(),
+                },
+                Err(e) => Output::Failed {
+                    slot,
+                    message: e.to_string(),
+                },
+            },
+        };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &pool {
+            Some(p) => p.install(work),
+            None => work(),
+        }))
+        .unwrap_or_else(|_| Output::Failed {
+            slot,
+            message: "the decoder hit an internal error".into(),
+        });
+        if tx.send(out).is_err() {
+            return;
+        }
+        if let Some(w) = &waker {
+            w();
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Panels through egui_kittest, driving the real worker and decoder on the CPU backend.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use latent_lab::app::{AppOptions, FileAction, LatentLabApp, Settings, Status, Tab};
+use latent_lab::backend::BackendChoice;
+
+fn app() -> LatentLabApp {
+    let settings = Settings {
+        backend: BackendChoice::Cpu,
+        epochs: 50,
+        ..Settings::default()
+    };
+    LatentLabApp::new(&egui::Context::default(), settings, AppOptions::default()).unwrap()
+}
+
+fn harness(app: LatentLabApp) -> Harness<'static, LatentLabApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 840.0))
+        .build_ui_state(|ui, app: &mut LatentLabApp| app.draw(ui, None), app)
+}
+
+/// Step frames (real time passes) until `done` holds.
+fn pump(h: &mut Harness<'static, LatentLabApp>, what: &str, done: impl Fn(&LatentLabApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(h.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; errors: {:?}",
+            h.state().shared.run.errors
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+#[test]
+fn train_button_runs_the_worker_and_the_plot_grows() {
+    let mut h = harness(app());
+    h.step();
+    h.get_by_label("Train").click();
+    pump(&mut h, "training", |a| {
+        a.shared.run.status == Status::Running
+    });
+    pump(&mut h, "three logged points", |a| {
+        a.shared.run.history.points.len() >= 3
+    });
+    let n = h.state().shared.run.history.points.len();
+    let step = h.state().shared.run.step;
+    pump(&mut h, "more points", |a| {
+        a.shared.run.history.points.len() > n + 2
+    });
+    assert!(h.state().shared.run.step > step);
+    // Loss goes down in the first steps of a VAE on MNIST.
+    let pts = &h.state().shared.run.history.points;
+    assert!(pts.last().unwrap().values[0] < pts[0].values[0]);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.get_by_label("Step").click();
+    let paused_at = h.state().shared.run.step;
+    pump(&mut h, "one step", |a| {
+        a.shared.run.step == paused_at + 1
+            || a.shared
+                .run
+                .history
+                .points
+                .last()
+                .is_some_and(|p| p.step > paused_at)
+    });
+}
+
+#[test]
+fn slider_changes_the_decoded_image_and_lr_changes_mid_run() {
+    let mut h = harness(app());
+    h.step();
+    h.get_by_label("Train").click();
+    pump(&mut h, "snapshot", |a| {
+        a.shared.decoder.has_model() && a.shared.run.step >= 30
+    });
+    h.state_mut().shared.tab = Tab::Explorer;
+    pump(&mut h, "first decode", |a| a.explorer.image().is_some());
+    // Pause so that only the slider changes the image.
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    pump(&mut h, "settled decode", |a| a.explorer.image().is_some());
+    for _ in 0..20 {
+        h.step();
+    }
+    let before = h.state().explorer.image().unwrap().pixels.clone();
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "z0")
+        .set_value_accesskit(2.5);
+    pump(&mut h, "new image", |a| {
+        a.explorer.image().is_some_and(|i| i.pixels != before)
+    });
+    assert!((h.state().explorer.z[0] - 2.5).abs() < 1e-3);
+    assert!(h.state().shared.decode_ms.last().is_some());
+
+    // Learning rate changed mid-run: sent to the worker, marked on the plot.
+    h.state_mut().shared.settings.learning_rate = 3e-4;
+    h.get_by_label("Resume").click();
+    pump(&mut h, "lr applied", |a| {
+        a.shared
+            .run
+            .config
+            .as_ref()
+            .is_some_and(|c| c.learning_rate == 3e-4)
+    });
+    assert!(h
+        .state()
+        .shared
+        .run
+        .history
+        .markers
+        .iter()
+        .any(|m| m.text.starts_with("lr =")));
+}
+
+#[test]
+fn save_then_load_a_checkpoint_and_corrupt_ones_show_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ui.llck");
+    let mut h = harness(app());
+    h.step();
+    h.get_by_label("Step").click(); // disabled without a run: nothing happens
+    h.get_by_label("Train").click();
+    pump(&mut h, "some steps", |a| a.shared.run.step >= 20);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    let step = h.state().shared.run.step;
+    let points = h.state().shared.run.history.points.len();
+
+    // The path a save dialog returns.
+    h.state_mut()
+        .on_file_chosen(FileAction::SaveCheckpoint, path.clone());
+    pump(&mut h, "saved", |a| {
+        a.shared.run.notices.iter().any(|n| n.starts_with("saved"))
+    });
+    assert!(path.exists());
+
+    h.get_by_label("Stop").click();
+    pump(&mut h, "stopped", |a| a.shared.run.info.is_none());
+
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenCheckpoint, path.clone());
+    pump(&mut h, "loaded", |a| a.shared.run.status == Status::Ready);
+    assert_eq!(h.state().shared.run.step, step);
+    assert_eq!(h.state().shared.run.history.points.len(), points);
+    assert_eq!(h.state().shared.settings.recent.first(), Some(&path));
+
+    let bad = dir.path().join("bad.llck");
+    std::fs::write(&bad, b"this is not a checkpoint").unwrap();
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenCheckpoint, bad);
+    pump(&mut h, "error", |a| !a.shared.run.errors.is_empty());
+    // The message is in the window, in words.
+    h.get_by_label_contains("not a Latent Lab checkpoint");
+}
+
+#[test]
+fn every_tab_draws_with_a_trained_model() {
+    let mut h = harness(app());
+    h.step();
+    h.get_by_label("Train").click();
+    pump(&mut h, "an epoch", |a| {
+        !a.shared.run.history.test.is_empty()
+    });
+    h.get_by_label("Pause").click();
+    for tab in Tab::ALL {
+        h.get_by_label(tab.name()).click();
+        for _ in 0..3 {
+            h.step();
+        }
+        assert_eq!(h.state().shared.tab, tab);
+    }
+    // KL bars beside the sliders once an epoch finished.
+    h.get_by_label("Latent explorer").click();
+    h.step();
+    h.get_by_label("order by KL");
+    // Scatter: encodes the test set.
+    h.get_by_label("Scatter").click();
+    pump(&mut h, "scatter ready", |a| {
+        a.shared.run.status == Status::Paused && a.shared.decoder.has_model()
+    });
+    for _ in 0..30 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        h.state().shared.run.errors.is_empty(),
+        "{:?}",
+        h.state().shared.run.errors
+    );
+}
