@@ -100,9 +100,18 @@ impl Explorer {
 
     pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
         match out {
-            Output::Decoded { images, .. } => {
+            Output::Decoded {
+                images,
+                latency_secs,
+                ..
+            } => {
+                // Slider change → new pixels ready (the decoder's own clock) …
+                shared.decode_ms.push(latency_secs * 1000.0);
+                // … and → the frame that shows them (adds the wait for the next frame).
                 if let Some(t) = self.requested_at.take() {
-                    shared.decode_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    shared
+                        .decode_to_frame_ms
+                        .push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 if images.shape.channels == 1 {
                     self.gray = Arc::new(images.pixels.clone());

@@ -1,7 +1,7 @@
 //! Single-channel images drawn by `shaders/colormap.wgsl` through an egui_wgpu paint
 //! callback: the colour map runs on the GPU and zoom is nearest-neighbour.
-//! Used for the explorer's large image when eframe runs on wgpu; elsewhere (tests) the
-//! CPU colour map in `colormap.rs` and an egui texture draw the same thing.
+//! Opt-in with `LATENT_LAB_SHADER=1` (see ARCHITECTURE.md for why it is not the default);
+//! otherwise the CPU colour map in `colormap.rs` and an egui texture draw the same thing.
 
 use std::collections::HashMap;
 use std::sync::Arc;

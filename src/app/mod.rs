@@ -78,10 +78,22 @@ impl Tab {
             Tab::Scatter => "Scatter",
         }
     }
+    /// `training`, `explorer`, `interpolation`, `manifold` or `scatter` (any prefix).
     pub fn parse(s: &str) -> Option<Tab> {
-        Tab::ALL
-            .into_iter()
-            .find(|t| t.name().to_lowercase().starts_with(&s.to_lowercase()))
+        let s = s.trim().to_lowercase();
+        if s.is_empty() {
+            return None;
+        }
+        Tab::ALL.into_iter().find(|t| t.key().starts_with(&s))
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Tab::Training => "training",
+            Tab::Explorer => "explorer",
+            Tab::Interpolation => "interpolation",
+            Tab::Manifold => "manifold",
+            Tab::Scatter => "scatter",
+        }
     }
 }
 
@@ -93,8 +105,13 @@ pub struct Shared {
     pub run: RunState,
     /// Frame time (ms): eframe's CPU time for the last frame.
     pub frame_ms: Rolling,
-    /// Slider (or any explorer request) to decoded pixels on screen (ms).
+    /// Explorer request (slider move) to decoded pixels ready, on the decoder's clock (ms).
     pub decode_ms: Rolling,
+    /// Explorer request to the frame that draws the result (ms): adds the frame wait.
+    pub decode_to_frame_ms: Rolling,
+    /// Wall time between frames (ms).
+    pub frame_interval_ms: Rolling,
+    last_frame: Option<Instant>,
     /// The WGSL colour-map pipeline is installed (eframe on wgpu).
     pub gpu_colormap: bool,
     textures: HashMap<String, egui::TextureHandle>,
@@ -173,6 +190,9 @@ impl LatentLabApp {
                 run: RunState::default(),
                 frame_ms: Rolling::new(600),
                 decode_ms: Rolling::new(600),
+                decode_to_frame_ms: Rolling::new(600),
+                frame_interval_ms: Rolling::new(600),
+                last_frame: None,
                 gpu_colormap: false,
                 textures: HashMap::new(),
                 tab,
@@ -190,6 +210,10 @@ impl LatentLabApp {
             screenshot_requested: false,
             exit_after_screenshot: false,
         };
+        if app.opts.bench_secs.is_some() {
+            // Training must outlast the measurement.
+            app.shared.settings.epochs = 1000;
+        }
         if app.opts.autostart || app.opts.bench_secs.is_some() {
             app.train_panel.start_new(&mut app.shared, true);
         }
@@ -409,7 +433,9 @@ impl LatentLabApp {
         self.frames += 1;
         if let Some(secs) = self.opts.bench_secs {
             // Wait until training runs, then drag slider 0 back and forth every frame.
-            if self.shared.run.status == Status::Running && self.shared.decoder.has_model() {
+            let running =
+                self.shared.run.status == Status::Running && self.shared.decoder.has_model();
+            if running || self.bench_started.is_some() {
                 let t0 = *self.bench_started.get_or_insert_with(Instant::now);
                 let t = t0.elapsed().as_secs_f64();
                 self.shared.tab = Tab::Explorer;
@@ -465,6 +491,10 @@ impl LatentLabApp {
             "decode_ms_p50": pct(&s.decode_ms, 50.0),
             "decode_ms_p99": pct(&s.decode_ms, 99.0),
             "decode_ms_max": pct(&s.decode_ms, 100.0),
+            "decode_to_frame_ms_p50": pct(&s.decode_to_frame_ms, 50.0),
+            "decode_to_frame_ms_p99": pct(&s.decode_to_frame_ms, 99.0),
+            "frame_interval_ms_p50": pct(&s.frame_interval_ms, 50.0),
+            "frame_interval_ms_p99": pct(&s.frame_interval_ms, 99.0),
             "training_step": s.run.step,
             "images_per_sec": s.run.last_point.as_ref().map(|p| p.images_per_sec),
             "gpu_colormap": s.gpu_colormap,
@@ -485,6 +515,12 @@ impl eframe::App for LatentLabApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         if let Some(cpu) = frame.info().cpu_usage {
             self.shared.frame_ms.push(cpu as f64 * 1000.0);
+        }
+        let now = Instant::now();
+        if let Some(t) = self.shared.last_frame.replace(now) {
+            self.shared
+                .frame_interval_ms
+                .push((now - t).as_secs_f64() * 1000.0);
         }
         self.draw(ui, Some(frame));
         self.automation(ui.ctx());
@@ -521,7 +557,11 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
                     .unwrap_or_default()
             };
             let mut app = LatentLabApp::new(&cc.egui_ctx, settings, opts)?;
-            app.shared.gpu_colormap = gpu_image::install(cc);
+            // The WGSL colour-map path is opt-in: on Mesa lavapipe its draw inside egui's
+            // render pass grew memory by ~170 KB a frame (see ARCHITECTURE.md), and for
+            // 28×28 images a texture upload measured as fast.
+            app.shared.gpu_colormap =
+                std::env::var_os("LATENT_LAB_SHADER").is_some() && gpu_image::install(cc);
             Ok(Box::new(app))
         }),
     );

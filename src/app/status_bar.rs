@@ -17,7 +17,7 @@ pub fn status_ui(ui: &mut egui::Ui, shared: &Shared) {
             ms(shared.decode_ms.last()),
             ms(shared.decode_ms.percentile(99.0))
         ))
-        .on_hover_text("from a slider change to the decoded image, on the CPU copy of the model; p99 over the last 600 decodes");
+        .on_hover_text("from a slider change to the decoded pixels, on the CPU copy of the model (the decoder thread's clock); p99 over the last 600 decodes. Drawing them waits for the next frame.");
         ui.separator();
         let run = &shared.run;
         ui.monospace(format!("step {}", run.step));

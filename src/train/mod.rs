@@ -55,7 +55,9 @@ impl TrainConfig {
     pub fn for_kind(kind: ModelKind) -> Self {
         let (lr, beta1) = kind.default_optim();
         Self {
-            batch_size: 128,
+            // The DCGAN needs updates more than batch size: on the 9,000-image built-in split,
+            // batch 64 gives 1,400 updates in 10 epochs (batch 128: 700, visibly blotchier digits).
+            batch_size: if kind == ModelKind::Dcgan { 64 } else { 128 },
             learning_rate: lr,
             beta: 1.0,
             adam_beta1: beta1,
