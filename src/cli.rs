@@ -461,23 +461,19 @@ fn train(a: TrainArgs) -> Result<()> {
     } else {
         None
     };
-    let names = info.history.names.clone();
+    let history = info.history.clone();
     let mut last_line = Instant::now() - Duration::from_secs(60);
-    let fmt_terms = |values: &[f32]| -> String {
-        names
-            .iter()
-            .zip(values)
-            .map(|(n, v)| format!("{n} {v:.4}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
     loop {
         let Some(ev) = worker.recv_timeout(Duration::from_secs(3600)) else {
             bail!("the training thread stopped unexpectedly");
         };
         match ev {
             Event::Metrics(p) => {
-                let msg = format!("{}  {:.0} img/s", fmt_terms(&p.values), p.images_per_sec);
+                let msg = format!(
+                    "{}  {:.0} img/s",
+                    history.format_terms(&p.values, 4),
+                    p.images_per_sec
+                );
                 if let Some(pb) = &bar {
                     pb.set_position(p.step);
                     pb.set_prefix(format!("{:.2}", p.epoch));
@@ -763,14 +759,7 @@ fn info(a: InfoArgs) -> Result<()> {
         h.train.seed
     );
     if let Some(p) = h.history.points.last() {
-        let terms: Vec<String> = h
-            .history
-            .names
-            .iter()
-            .zip(&p.values)
-            .map(|(n, v)| format!("{n} {v:.4}"))
-            .collect();
-        println!("last train   {}", terms.join("  "));
+        println!("last train   {}", h.history.format_terms(&p.values, 4));
     }
     if let Some(t) = h.history.test.last() {
         println!("last test    {:.4} at epoch {}", t.value, t.epoch);

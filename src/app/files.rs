@@ -79,44 +79,30 @@ impl Files {
             d = d.set_parent(f);
         }
         let ext = crate::checkpoint::EXTENSION;
-        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Option<PathBuf>> + Send>> =
-            match &action {
-                FileAction::OpenCheckpoint => {
-                    let f = d.add_filter("Latent Lab checkpoint", &[ext]).pick_file();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-                FileAction::SaveCheckpoint => {
-                    let f = d
-                        .add_filter("Latent Lab checkpoint", &[ext])
-                        .set_file_name(format!("model.{ext}"))
-                        .save_file();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-                FileAction::OpenIdx => {
-                    let f = d
-                        .add_filter("IDX", &["gz", "idx", "idx3-ubyte", "ubyte"])
-                        .pick_file();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-                FileAction::OpenFolder => {
-                    let f = d.pick_folder();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-                FileAction::ExportPng(_) => {
-                    let f = d
-                        .add_filter("PNG", &["png"])
-                        .set_file_name("interpolation.png")
-                        .save_file();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-                FileAction::ExportGif(_) => {
-                    let f = d
-                        .add_filter("GIF", &["gif"])
-                        .set_file_name("interpolation.gif")
-                        .save_file();
-                    Box::pin(async move { f.await.map(|h| h.path().to_path_buf()) })
-                }
-            };
+        type Pick =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Option<rfd::FileHandle>> + Send>>;
+        let save = |d: rfd::AsyncFileDialog, name: &str, filter: (&str, &[&str])| -> Pick {
+            Box::pin(
+                d.add_filter(filter.0, filter.1)
+                    .set_file_name(name)
+                    .save_file(),
+            )
+        };
+        let ckpt_filter = ("Latent Lab checkpoint", &[ext][..]);
+        let pick: Pick = match &action {
+            FileAction::OpenCheckpoint => {
+                Box::pin(d.add_filter(ckpt_filter.0, ckpt_filter.1).pick_file())
+            }
+            FileAction::SaveCheckpoint => save(d, &format!("model.{ext}"), ckpt_filter),
+            FileAction::OpenIdx => Box::pin(
+                d.add_filter("IDX", &["gz", "idx", "idx3-ubyte", "ubyte"])
+                    .pick_file(),
+            ),
+            FileAction::OpenFolder => Box::pin(d.pick_folder()),
+            FileAction::ExportPng(_) => save(d, "interpolation.png", ("PNG", &["png"])),
+            FileAction::ExportGif(_) => save(d, "interpolation.gif", ("GIF", &["gif"])),
+        };
+        let fut = async move { pick.await.map(|h| h.path().to_path_buf()) };
         let tx = self.tx.clone();
         let ctx = ctx.clone();
         self.busy = true;

@@ -86,15 +86,7 @@ impl TrainingView {
         ui.horizontal(|ui| {
             ui.checkbox(&mut shared.settings.log_scale, "log scale");
             if let Some(p) = &shared.run.last_point {
-                let terms: Vec<String> = shared
-                    .run
-                    .history
-                    .names
-                    .iter()
-                    .zip(&p.values)
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
-                ui.monospace(terms.join("  "));
+                ui.monospace(shared.run.history.format_terms(&p.values, 3));
             }
         });
 

@@ -56,6 +56,16 @@ impl MetricsHistory {
             .collect()
     }
 
+    /// `values` labelled with the term names, e.g. `loss 120.1  recon 98.0  kl 22.1`.
+    pub fn format_terms(&self, values: &[f32], decimals: usize) -> String {
+        self.names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| format!("{n} {v:.decimals$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
+
     /// Latest value of term `name`.
     pub fn last(&self, name: &str) -> Option<f32> {
         let i = self.names.iter().position(|n| n == name)?;
