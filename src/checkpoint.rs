@@ -40,6 +40,8 @@ pub const EXTENSION: &str = "llck";
 const MAX_HEADER: u64 = 256 << 20;
 const MAX_NAME: u32 = 256;
 const MAX_BLOBS: u32 = 64;
+/// Weights are stored as f16 at the least (f32 in practice).
+const MIN_BYTES_PER_PARAM: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -150,15 +152,26 @@ impl Checkpoint {
     }
 
     fn load_module<M: Module>(&self, fresh: M, name: &str) -> Result<M, CheckpointError> {
-        let bytes = Bytes::from_bytes_vec(self.blob(name)?.to_vec());
+        let blob = self.blob(name)?;
         let weights_err = |msg: String| CheckpointError::Weights {
             path: self.path.clone(),
             msg: format!("{name}: {msg}"),
         };
-        let record = ModuleRecord::from_bytes(bytes).map_err(|e| weights_err(e.to_string()))?;
-        fresh
-            .try_load_record(record)
-            .map_err(|e| weights_err(e.to_string()))
+        // `fresh` is still lazy (nothing allocated). The header is untrusted: a model it
+        // describes must be paid for by real bytes in the file before anything is built.
+        let params = fresh.num_params();
+        if params.saturating_mul(MIN_BYTES_PER_PARAM) > blob.len() {
+            return Err(weights_err(format!(
+                "the header describes {params} parameters but the section holds only {} bytes",
+                blob.len()
+            )));
+        }
+        let bytes = Bytes::from_bytes_vec(blob.to_vec());
+        contained(|| {
+            let record = ModuleRecord::from_bytes(bytes).map_err(|e| e.to_string())?;
+            fresh.try_load_record(record).map_err(|e| e.to_string())
+        })
+        .map_err(weights_err)
     }
 
     /// Rebuild the networks on `device` with the saved weights.
@@ -179,12 +192,12 @@ impl Checkpoint {
         fresh: ModuleOptimizer,
     ) -> Result<ModuleOptimizer, CheckpointError> {
         let bytes = Bytes::from_bytes_vec(self.blob(name)?.to_vec());
-        fresh
-            .from_bytes(bytes)
-            .map_err(|e| CheckpointError::Weights {
+        contained(|| fresh.from_bytes(bytes).map_err(|e| e.to_string())).map_err(|msg| {
+            CheckpointError::Weights {
                 path: self.path.clone(),
-                msg: format!("{name}: {e}"),
-            })
+                msg: format!("{name}: {msg}"),
+            }
+        })
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
@@ -305,6 +318,25 @@ impl Checkpoint {
             source,
         })
     }
+}
+
+thread_local! {
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs third-party decoding whose panics are caught and turned into
+/// errors (a panic hook can stay quiet about them).
+pub fn panic_is_contained() -> bool {
+    CONTAINING.with(|c| c.get())
+}
+
+/// Run `f`, turning a panic into an error: burn's record decoders panic on some malformed
+/// records (found by `tests/fuzz.rs`) instead of returning an error.
+fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let before = CONTAINING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(before));
+    r.unwrap_or_else(|_| Err("malformed record (the decoder failed)".to_string()))
 }
 
 struct Reader<'a> {

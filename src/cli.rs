@@ -59,6 +59,12 @@ pub struct GuiArgs {
     /// Ignore and do not overwrite saved settings
     #[arg(long)]
     pub fresh_settings: bool,
+    /// Autosave folder (default: `autosave` in the app's data folder)
+    #[arg(long)]
+    pub autosave_dir: Option<PathBuf>,
+    /// Turn autosave (and the crash-restore offer) off for this session
+    #[arg(long)]
+    pub no_autosave: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,6 +81,8 @@ pub enum Cmd {
     Info(InfoArgs),
     /// Export a checkpoint's weights
     Export(ExportArgs),
+    /// Measure training throughput, decode latency and memory (see docs/performance.md)
+    Bench(BenchArgs),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -236,6 +244,42 @@ pub struct InfoArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model families to train (comma-separated); default: vae, conv-vae, gan, dcgan
+    #[arg(long, value_delimiter = ',')]
+    pub model: Vec<ModelArg>,
+    /// Backends (comma-separated); `auto`: the CPU, plus wgpu when a hardware GPU exists
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub backend: Vec<BackendArg>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Untimed steps before measuring (kernel compilation, autotune, caches)
+    #[arg(long, default_value_t = 20)]
+    pub warmup_steps: usize,
+    /// Read the losses back every this many steps (each read is a device sync)
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Timed training per model and backend, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// CPU threads for the CPU backend (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Skip the decode-latency and manifold measurements
+    #[arg(long)]
+    pub no_decode: bool,
+    /// Decodes for the latency percentiles
+    #[arg(long, default_value_t = 2000)]
+    pub decodes: usize,
+    /// Also train the VAE this long while sampling memory (RSS) over time
+    #[arg(long, default_value_t = 0.0)]
+    pub soak_seconds: f64,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ExportArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
@@ -291,6 +335,7 @@ where
         Cmd::Interpolate(a) => interpolate(a),
         Cmd::Info(a) => info(a),
         Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
+        Cmd::Bench(a) => bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -320,6 +365,11 @@ fn gui(a: GuiArgs) -> Result<()> {
         bench_secs: a.bench_ui,
         bench_out: a.bench_out,
         fresh_settings: a.fresh_settings || a.smoke_frames.is_some() || a.bench_ui.is_some(),
+        autosave_dir: if a.no_autosave {
+            None
+        } else {
+            a.autosave_dir.or_else(crate::app::default_autosave_dir)
+        },
     })
 }
 
@@ -409,7 +459,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let info = loop {
         match worker.recv_timeout(Duration::from_secs(3600)) {
             Some(Event::Ready(info)) => break info,
-            Some(Event::Error(e)) => bail!("{e}"),
+            Some(Event::Error(e) | Event::Crashed(e)) => bail!("{e}"),
             Some(_) => {}
             None => bail!("the training thread stopped unexpectedly"),
         }
@@ -523,7 +573,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 eprintln!("saved {} (step {step})", a.out.display());
                 return Ok(());
             }
-            Event::Error(e) => bail!("{e}"),
+            Event::Error(e) | Event::Crashed(e) => bail!("{e}"),
             _ => {}
         }
     }
@@ -535,7 +585,7 @@ fn save_and_wait(worker: &WorkerHandle, path: &Path) -> Result<u64> {
     loop {
         match worker.recv_timeout(Duration::from_secs(600)) {
             Some(Event::Saved { path: p, step }) if p == path => return Ok(step),
-            Some(Event::Error(e)) => bail!("{e}"),
+            Some(Event::Error(e) | Event::Crashed(e)) => bail!("{e}"),
             Some(_) => {}
             None => bail!("the training thread stopped before saving"),
         }
@@ -770,5 +820,87 @@ fn info(a: InfoArgs) -> Result<()> {
         h.history.test.len(),
         h.history.markers.len()
     );
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use crate::bench::{BenchOptions, BenchReport};
+    if let Some(n) = a.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // burn's CPU backend runs on rayon's global pool; size it before any tensor exists.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("cannot size the CPU thread pool")?;
+    }
+    if a.seconds.is_nan() || a.seconds <= 0.0 || a.batch_size == 0 || a.log_every == 0 {
+        bail!("--seconds, --batch-size and --log-every must be positive");
+    }
+    let models: Vec<ModelKind> = if a.model.is_empty() {
+        vec![
+            ModelKind::Vae,
+            ModelKind::ConvVae,
+            ModelKind::Gan,
+            ModelKind::Dcgan,
+        ]
+    } else {
+        a.model.iter().map(|&m| m.into()).collect()
+    };
+    let mut backends = Vec::new();
+    for b in &a.backend {
+        match b {
+            BackendArg::Cpu => backends.push(BackendChoice::Cpu),
+            BackendArg::Wgpu => backends.push(BackendChoice::Wgpu),
+            BackendArg::Auto => {
+                backends.push(BackendChoice::Cpu);
+                // `auto` only picks wgpu for a hardware adapter.
+                if Backend::select(BackendChoice::Auto).is_ok_and(|b| b.is_gpu()) {
+                    backends.push(BackendChoice::Wgpu);
+                }
+            }
+        }
+    }
+    backends.dedup();
+    let opts = BenchOptions {
+        models,
+        backends,
+        batch_size: a.batch_size,
+        log_every: a.log_every,
+        warmup_steps: a.warmup_steps,
+        seconds: a.seconds,
+        decode: !a.no_decode,
+        decodes: a.decodes.max(1),
+        soak_seconds: a.soak_seconds.max(0.0),
+    };
+    let report: BenchReport = crate::bench::run(&opts, |line| eprintln!("{line}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "Latent Lab {} · {} · {} CPU threads",
+            report.version, report.cpu, report.threads
+        );
+        println!(
+            "{:<10} {:<32} {:>12} {:>14}",
+            "model", "backend", "images/s", "first step ms"
+        );
+        for r in &report.train {
+            println!(
+                "{:<10} {:<32} {:>12.0} {:>14.0}",
+                r.model, r.backend, r.images_per_s, r.first_step_ms
+            );
+        }
+        if let Some(d) = &report.decode {
+            println!(
+                "decode one 28x28 image while training: p50 {:.3} ms, p99 {:.3} ms; 16x16 grid {:.2} ms",
+                d.p50_ms, d.p99_ms, d.grid16_ms
+            );
+        }
+        if let Some(m) = report.peak_rss_mb {
+            println!("peak RSS {m:.0} MB");
+        }
+    }
     Ok(())
 }

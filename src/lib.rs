@@ -5,7 +5,9 @@
 //! which talks to the engine only through the worker's messages. See `ARCHITECTURE.md`.
 
 pub mod app;
+pub mod autosave;
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

@@ -1,9 +1,21 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // burn materialises loaded optimiser state on `Device::default()`, which with the wgpu
+    // feature is the lazy GPU device: it panics on a machine without a GPU and spins up a
+    // software GPU where only lavapipe exists. The state moves to the training device at the
+    // first step anyway, so load it on the CPU. Set before any thread exists.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        std::env::set_var("BURN_DEVICE", "flex");
+    }
     // A panic is a bug; tell the user in one line instead of a trace.
     // Worker threads catch their own panics and report them as events.
     std::panic::set_hook(Box::new(|info| {
+        // Panics that the library catches and reports as errors (malformed third-party
+        // records) are not news.
+        if latent_lab::checkpoint::panic_is_contained() {
+            return;
+        }
         if std::thread::current().name() == Some("main") {
             // One line, whatever the panic says (burn's tensor errors span many lines).
             let msg = info

@@ -1,41 +1,12 @@
 //! Panels through egui_kittest, driving the real worker and decoder on the CPU backend.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
-use latent_lab::app::{AppOptions, FileAction, LatentLabApp, Settings, Status, Tab};
-use latent_lab::backend::BackendChoice;
+use latent_lab::app::{FileAction, Status, Tab};
 
-fn app() -> LatentLabApp {
-    let settings = Settings {
-        backend: BackendChoice::Cpu,
-        epochs: 50,
-        ..Settings::default()
-    };
-    LatentLabApp::new(&egui::Context::default(), settings, AppOptions::default()).unwrap()
-}
-
-fn harness(app: LatentLabApp) -> Harness<'static, LatentLabApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 840.0))
-        .build_ui_state(|ui, app: &mut LatentLabApp| app.draw(ui, None), app)
-}
-
-/// Step frames (real time passes) until `done` holds.
-fn pump(h: &mut Harness<'static, LatentLabApp>, what: &str, done: impl Fn(&LatentLabApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done(h.state()) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; errors: {:?}",
-            h.state().shared.run.errors
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
+mod common;
+use common::ui::{app, harness, pump};
 
 #[test]
 fn train_button_runs_the_worker_and_the_plot_grows() {

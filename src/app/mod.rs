@@ -9,6 +9,7 @@ mod files;
 pub mod gpu_image;
 mod interpolation;
 mod manifold;
+mod recovery;
 mod run_state;
 mod scatter;
 pub mod settings;
@@ -49,6 +50,8 @@ pub struct AppOptions {
     pub bench_out: Option<PathBuf>,
     /// Ignore saved settings (tests, benchmarks).
     pub fresh_settings: bool,
+    /// Autosave folder (with the crash marker); `None` turns autosave off.
+    pub autosave_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +163,7 @@ pub struct LatentLabApp {
     pub manifold: manifold::Manifold,
     pub scatter: scatter::Scatter,
     pub files: files::Files,
+    pub recovery: recovery::Recovery,
     opts: AppOptions,
     frames: u64,
     bench_started: Option<Instant>,
@@ -182,6 +186,7 @@ impl LatentLabApp {
         })?;
         let decoder = DecoderHandle::spawn(Some(waker))?;
         let tab = opts.tab.unwrap_or_default();
+        let (recovery, autosave_problem) = recovery::Recovery::new(opts.autosave_dir.clone());
         let mut app = Self {
             shared: Shared {
                 settings,
@@ -204,12 +209,14 @@ impl LatentLabApp {
             manifold: Default::default(),
             scatter: Default::default(),
             files: files::Files::new(),
+            recovery,
             opts,
             frames: 0,
             bench_started: None,
             screenshot_requested: false,
             exit_after_screenshot: false,
         };
+        app.shared.run.notices.extend(autosave_problem);
         if app.opts.bench_secs.is_some() {
             // Training must outlast the measurement.
             app.shared.settings.epochs = 1000;
@@ -245,6 +252,14 @@ impl LatentLabApp {
                     self.scatter.reset();
                     self.interpolation.reset();
                     self.shared.run.apply(Event::Ready(info));
+                }
+                Event::Saved { path, step } if self.recovery.owns(&path) => {
+                    self.recovery
+                        .on_saved(step, self.shared.settings.autosave_keep);
+                }
+                Event::Crashed(msg) => {
+                    self.recovery.offer_after_crash();
+                    self.shared.run.apply(Event::Crashed(msg));
                 }
                 other => self.shared.run.apply(other),
             }
@@ -290,6 +305,8 @@ impl LatentLabApp {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     self.train_panel
                         .ui(ui, &mut self.shared, &mut self.files, frame);
+                    ui.separator();
+                    self.recovery.settings_ui(ui, &mut self.shared.settings);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
@@ -315,6 +332,7 @@ impl LatentLabApp {
             self.on_file_chosen(done.0, done.1);
         }
         self.dropped_files(ui);
+        self.recovery.tick(&mut self.shared);
         self.shared.run.new_weights = false;
         // Keep the clock in the status bar and the progress line moving while training.
         if self.shared.run.status == Status::Running {
@@ -382,8 +400,19 @@ impl LatentLabApp {
     }
 
     fn messages_ui(&mut self, ui: &mut egui::Ui) {
-        let run = &mut self.shared.run;
-        if let Some(e) = run.errors.last().cloned() {
+        if let Some(path) = self.recovery.offer_ui(ui) {
+            self.on_file_chosen(FileAction::OpenCheckpoint, path.clone());
+            // Autosaves rotate away; they do not belong in the recent-files list.
+            self.shared.settings.recent.retain(|p| p != &path);
+        }
+        let shared = &mut self.shared;
+        if let Some(e) = shared.run.errors.last().cloned() {
+            let diverged = matches!(shared.run.status, Status::Diverged { .. });
+            let lr = shared
+                .run
+                .config
+                .as_ref()
+                .map_or(shared.settings.learning_rate, |c| c.learning_rate);
             egui::Frame::new()
                 .fill(egui::Color32::from_rgb(90, 30, 30))
                 .inner_margin(6.0)
@@ -391,12 +420,44 @@ impl LatentLabApp {
                 .show(ui, |ui| {
                     ui.horizontal_wrapped(|ui| {
                         ui.colored_label(egui::Color32::WHITE, format!("Error: {e}"));
+                        if diverged {
+                            // The worker already rolled back to the last good weights.
+                            let lower = lr / 10.0;
+                            if ui
+                                .button(format!("Lower learning rate to {lower:.1e} and resume"))
+                                .clicked()
+                            {
+                                shared.settings.learning_rate = lower;
+                                // Mirror what the train panel does for an edited rate, so it
+                                // is not sent twice; the worker marks its history the same way.
+                                if let Some(c) = shared.run.config.as_mut() {
+                                    c.learning_rate = lower;
+                                }
+                                let step = shared.run.step;
+                                shared
+                                    .run
+                                    .history
+                                    .markers
+                                    .push(crate::train::metrics::Marker {
+                                        step,
+                                        text: format!("lr = {lower:.2e}"),
+                                    });
+                                shared.send(Command::SetLearningRate(lower));
+                                shared.send(Command::Train);
+                                shared.run.errors.clear();
+                            }
+                            if ui.button("Resume as is").clicked() {
+                                shared.send(Command::Train);
+                                shared.run.errors.clear();
+                            }
+                        }
                         if ui.small_button("Dismiss").clicked() {
-                            run.errors.clear();
+                            shared.run.errors.clear();
                         }
                     });
                 });
         }
+        let run = &mut shared.run;
         if let Some(n) = run.notices.last().cloned() {
             ui.horizontal_wrapped(|ui| {
                 ui.weak(n.to_string());
@@ -531,6 +592,15 @@ impl eframe::App for LatentLabApp {
             eframe::set_value(storage, eframe::APP_KEY, &self.shared.settings);
         }
     }
+
+    fn on_exit(&mut self) {
+        self.recovery.close();
+    }
+}
+
+/// Where autosaves go by default: beside eframe's settings.
+pub fn default_autosave_dir() -> Option<PathBuf> {
+    eframe::storage_dir("latent-lab").map(|d| d.join("autosave"))
 }
 
 /// Open the window and run until it is closed.

@@ -20,6 +20,8 @@ pub enum Status {
     Diverged {
         step: u64,
     },
+    /// The training thread hit an internal error and dropped the run.
+    Crashed,
 }
 
 impl Status {
@@ -32,6 +34,7 @@ impl Status {
             Status::Paused => "paused".into(),
             Status::Finished => "finished".into(),
             Status::Diverged { step } => format!("diverged at step {step}"),
+            Status::Crashed => "stopped by an error".into(),
         }
     }
 }
@@ -189,7 +192,7 @@ impl RunState {
                     text: format!("diverged at step {step}"),
                 });
                 self.errors.push(format!(
-                    "Training diverged at step {step} ({term} became NaN or infinite). The weights of step {restored_step} are back; lower the learning rate and press Resume."
+                    "Training diverged at step {step} ({term} became NaN or infinite). Training is paused and the last good weights (step {restored_step}) are back."
                 ));
             }
             Event::Saved { path, step } => {
@@ -205,6 +208,13 @@ impl RunState {
                         Status::Idle
                     };
                 }
+                self.errors.push(e);
+            }
+            Event::Crashed(e) => {
+                // The run is gone on the worker; its info stays so the views keep showing
+                // the last snapshot, and the controls allow a new start or a load.
+                self.set_running(false);
+                self.status = Status::Crashed;
                 self.errors.push(e);
             }
             Event::Snapshot(_) => self.new_weights = true,

@@ -4,16 +4,18 @@
 use egui_plot::{Legend, Plot, PlotPoints, Points};
 
 use super::Shared;
+use crate::eval::EvalReport;
 use crate::worker::decoder::{Job, Output, Slot};
 
 #[derive(Default)]
 pub struct Scatter {
     pub dim_x: usize,
     pub dim_y: usize,
+    /// The user picked the axes; stop choosing them from the KL.
+    axes_chosen: bool,
     /// `n × latent` posterior means of the test preview.
     mu: Vec<f32>,
     requested_step: Option<u64>,
-    encoded_step: Option<u64>,
 }
 
 fn label_color(i: usize) -> egui::Color32 {
@@ -36,15 +38,14 @@ impl Scatter {
     pub fn reset(&mut self) {
         self.mu.clear();
         self.requested_step = None;
-        self.encoded_step = None;
         self.dim_y = 1;
+        self.axes_chosen = false;
     }
 
     pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
         match out {
             Output::Encoded { mu, .. } => {
                 self.mu = mu;
-                self.encoded_step = self.requested_step;
             }
             Output::Failed { message, .. } => shared.run.errors.push(message),
             Output::Decoded { .. } => {}
@@ -62,22 +63,40 @@ impl Scatter {
         }
         let d = info.spec.latent_dim();
         let n = info.test_preview.count();
+        // Until the user picks axes, show the two dimensions that carry the most information.
+        let mut by_kl = false;
+        if !self.axes_chosen && d >= 2 {
+            if let Some(EvalReport::Vae(r)) = shared.run.history.test.last().map(|t| &t.report) {
+                by_kl = true;
+                let mut order: Vec<usize> = (0..r.kl_per_dim.len().min(d)).collect();
+                order.sort_by(|&a, &b| r.kl_per_dim[b].total_cmp(&r.kl_per_dim[a]));
+                if let [a, b, ..] = order[..] {
+                    (self.dim_x, self.dim_y) = (a, b);
+                }
+            }
+        }
+        // Follow training: re-encode with each new CPU snapshot (1,000 images, a few ms).
+        if shared.run.new_weights {
+            self.requested_step = None;
+        }
         ui.horizontal_wrapped(|ui| {
+            let before = (self.dim_x, self.dim_y);
             let l = ui.label("x: z");
             ui.add(egui::DragValue::new(&mut self.dim_x).range(0..=d - 1))
                 .labelled_by(l.id);
             let l = ui.label("y: z");
             ui.add(egui::DragValue::new(&mut self.dim_y).range(0..=d - 1))
                 .labelled_by(l.id);
-            let stale = self.encoded_step != Some(shared.run.step);
-            if ui
-                .add_enabled(stale, egui::Button::new("Re-encode with newest weights"))
-                .clicked()
-            {
-                self.requested_step = None;
+            if (self.dim_x, self.dim_y) != before {
+                self.axes_chosen = true;
             }
             ui.weak(format!(
-                "{n} test images, encoder means; click a point to explore it"
+                "{n} test images, encoder means{}; click a point to explore it",
+                if by_kl {
+                    " (axes: the two highest-KL dimensions)"
+                } else {
+                    ""
+                }
             ));
         });
         if self.requested_step.is_none() && shared.decoder.has_model() {

@@ -48,6 +48,11 @@ pub struct Settings {
     pub colormap: Colormap,
     pub log_scale: bool,
     pub sort_by_kl: bool,
+    /// Autosave checkpoints while training (see `app::recovery`).
+    pub autosave: bool,
+    pub autosave_minutes: f64,
+    /// Autosaves kept (older ones are deleted).
+    pub autosave_keep: usize,
 }
 
 impl Default for Settings {
@@ -68,6 +73,9 @@ impl Default for Settings {
             colormap: Colormap::Gray,
             log_scale: false,
             sort_by_kl: true,
+            autosave: true,
+            autosave_minutes: 5.0,
+            autosave_keep: 3,
         }
     }
 }

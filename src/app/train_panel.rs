@@ -112,7 +112,7 @@ impl TrainPanel {
         let has_run = shared.run.info.is_some();
         let running = status == Status::Running;
         // Architecture and data are fixed once a run exists; Reset starts over.
-        let editable = !has_run || status == Status::Idle;
+        let editable = !has_run || matches!(status, Status::Idle | Status::Crashed);
 
         ui.heading("Model");
         ui.add_enabled_ui(editable, |ui| {
@@ -256,7 +256,7 @@ impl TrainPanel {
 
         ui.separator();
         ui.horizontal_wrapped(|ui| {
-            let idle = matches!(status, Status::Idle);
+            let idle = matches!(status, Status::Idle | Status::Crashed);
             let startable = idle || status == Status::Finished && !has_run;
             if startable || !has_run {
                 if ui.button("Train").clicked() {
@@ -281,13 +281,16 @@ impl TrainPanel {
                 }
             }
             if ui
-                .add_enabled(has_run && !running, egui::Button::new("Step"))
+                .add_enabled(has_run && !running && !idle, egui::Button::new("Step"))
                 .on_hover_text("run one optimiser step")
                 .clicked()
             {
                 shared.send(Command::Step(1));
             }
-            if ui.add_enabled(has_run, egui::Button::new("Stop")).clicked() {
+            if ui
+                .add_enabled(has_run && !idle, egui::Button::new("Stop"))
+                .clicked()
+            {
                 shared.send(Command::Stop);
             }
             if ui

@@ -18,6 +18,18 @@ pub const MAX_SIZE: usize = 1024;
 /// Decoder limits, so a lying header cannot allocate gigabytes.
 const MAX_DIMENSION: u32 = 16_384;
 const MAX_DECODE_ALLOC: u64 = 512 << 20;
+const MIN_DECODE_ALLOC: u64 = 16 << 20;
+/// Decoded bytes per byte of file that any real image stays under (deflate tops out near
+/// 1,032:1, GIF's LZW near 2,730:1 at 4 bytes per decoded pixel).
+const MAX_EXPANSION: u64 = 16_384;
+
+/// The most the decoder may allocate for a file of `file_len` bytes: an image can only be as
+/// large as its compressed data can describe, so a header claiming more is not believed.
+pub fn decode_alloc_limit(file_len: u64) -> u64 {
+    file_len
+        .saturating_mul(MAX_EXPANSION)
+        .clamp(MIN_DECODE_ALLOC, MAX_DECODE_ALLOC)
+}
 /// Largest total pixel buffer we agree to build.
 const MAX_TOTAL_BYTES: usize = 4 << 30;
 
@@ -27,14 +39,23 @@ fn is_image_file(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Sorted image files directly inside `dir`, and sorted sub-folders.
-fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
+/// What a folder holds, each list sorted.
+struct Listing {
+    images: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    /// Regular files that are not images (reported, not loaded).
+    others: Vec<PathBuf>,
+}
+
+/// List the entries directly inside `dir`.
+fn list_dir(dir: &Path) -> Result<Listing, DataError> {
     let io_err = |source| DataError::Io {
         path: dir.to_path_buf(),
         source,
     };
     let mut files = Vec::new();
     let mut dirs = Vec::new();
+    let mut others = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err)? {
         let entry = entry.map_err(io_err)?;
         let path = entry.path();
@@ -46,15 +67,33 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
             dirs.push(path);
         } else if meta.is_file() && is_image_file(&path) {
             files.push(path);
+        } else if meta.is_file() {
+            others.push(path);
         }
     }
     files.sort();
     dirs.sort();
-    Ok((files, dirs))
+    others.sort();
+    Ok(Listing {
+        images: files,
+        dirs,
+        others,
+    })
+}
+
+fn not_an_image(path: PathBuf) -> SkippedFile {
+    SkippedFile {
+        path,
+        reason: format!(
+            "not an image file (expected one of: {})",
+            IMAGE_EXTENSIONS.join(", ")
+        ),
+    }
 }
 
 /// Decode one image file and turn it into `channels`×`size`×`size` CHW bytes.
 pub fn decode_image(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>, String> {
+    let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     let mut reader = ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
@@ -62,7 +101,7 @@ pub fn decode_image(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    limits.max_alloc = Some(decode_alloc_limit(file_len));
     reader.limits(limits);
     let img = reader.decode().map_err(|e| e.to_string())?;
     let (w, h) = (img.width(), img.height());
@@ -184,15 +223,22 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<Dataset,
         });
     }
 
-    let (root_files, sub_dirs) = list_dir(path)?;
+    let root = list_dir(path)?;
     // (file, class index into `classes`)
     let mut items: Vec<(PathBuf, Option<usize>)> = Vec::new();
     let mut classes: Vec<String> = Vec::new();
-    for dir in &sub_dirs {
-        let (files, _) = list_dir(dir)?;
+    // Files of the folders that make up the dataset that are not images at all.
+    let mut not_images = Vec::new();
+    for dir in &root.dirs {
+        let Listing {
+            images: files,
+            others,
+            ..
+        } = list_dir(dir)?;
         if files.is_empty() {
             continue;
         }
+        not_images.extend(others);
         let class = classes.len();
         classes.push(
             dir.file_name()
@@ -204,7 +250,8 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<Dataset,
     let labelled = !items.is_empty();
     if !labelled {
         // No sub-folder has images: use the root files, unlabelled.
-        items.extend(root_files.into_iter().map(|f| (f, None)));
+        items.extend(root.images.into_iter().map(|f| (f, None)));
+        not_images.extend(root.others);
     }
 
     let img_len = channels * size * size;
@@ -236,6 +283,7 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<Dataset,
             Err(reason) => skipped.push(SkippedFile { path: file, reason }),
         }
     }
+    skipped.extend(not_images.into_iter().map(not_an_image));
     if raw_labels.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
@@ -336,9 +384,12 @@ mod tests {
         assert_eq!(ds.pixels.len(), 6 * 256);
         assert_eq!(ds.label_names, vec!["cats", "dogs"]);
         assert_eq!(ds.labels.as_deref(), Some(&[0, 0, 0, 1, 1, 1][..]));
-        assert_eq!(ds.skipped.len(), 1);
+        // The corrupt image, and the one non-image file inside a class folder.
+        assert_eq!(ds.skipped.len(), 2, "{:?}", ds.skipped);
         assert!(ds.skipped[0].path.ends_with("cats/corrupt.png"));
         assert!(!ds.skipped[0].reason.is_empty());
+        assert!(ds.skipped[1].path.ends_with("dogs/notes.txt"));
+        assert!(ds.skipped[1].reason.contains("not an image"));
         // 16-bit gray image is a horizontal ramp: left dark, right bright
         let d16 = ds.image_u8(3);
         assert!(d16[8 * 16 + 15] > d16[8 * 16] + 100);

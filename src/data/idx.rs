@@ -26,8 +26,9 @@ pub const MAGIC_LABELS: u32 = 0x0000_0801;
 pub const MAX_DATA_BYTES: u64 = 4 << 30;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-/// Initial buffer for gzip payloads; grows as real data arrives.
-const GZ_INITIAL_CAPACITY: u64 = 16 << 20;
+/// Initial buffer for gzip payloads; it grows (doubling) only as real data arrives, so a
+/// tiny stream whose header claims gigabytes never allocates more than twice what it holds.
+const GZ_INITIAL_CAPACITY: u64 = 64 << 10;
 
 /// Images decoded from an IDX file, pixels CHW per image.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,7 +54,19 @@ pub enum Command {
     Save(PathBuf),
     /// Evaluate on the test split now.
     Evaluate,
+    /// Make the next training step fail as `fault` would (for tests of fault handling;
+    /// the app never sends it).
+    InjectFault(Fault),
     Shutdown,
+}
+
+/// Failures [`Command::InjectFault`] can stage inside the training thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A panic inside a training step (a bug, or a backend that reports failure by panicking).
+    Panic,
+    /// The device reports an error (e.g. a lost wgpu device) while reading results back.
+    DeviceLost,
 }
 
 /// A run is ready: what it is, where it stands, its history so far.
@@ -138,4 +150,7 @@ pub enum Event {
     },
     /// Something failed; the message is meant for the user.
     Error(String),
+    /// The training thread hit an internal error (a panic) and dropped the run; it is ready
+    /// for a new `Start` or `Load`. The last snapshot stays usable for decoding.
+    Crashed(String),
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 
-pub use messages::{Command, Event, RunInfo, TrainRequest, PREVIEW_IMAGES};
+pub use messages::{Command, Event, Fault, RunInfo, TrainRequest, PREVIEW_IMAGES};
 
 use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
@@ -71,6 +71,7 @@ impl WorkerHandle {
                     session: None,
                     running: false,
                     steps_left: None,
+                    fault: None,
                 }
                 .run()
             })?;
@@ -134,6 +135,8 @@ struct Worker {
     running: bool,
     /// Steps still to run for `Command::Step`.
     steps_left: Option<u64>,
+    /// A failure staged by `Command::InjectFault` for the next step.
+    fault: Option<Fault>,
 }
 
 /// What the loop should do after handling a command.
@@ -195,7 +198,7 @@ impl Worker {
                 self.session = None;
                 self.running = false;
                 self.steps_left = None;
-                self.emit(Event::Error(format!(
+                self.emit(Event::Crashed(format!(
                     "training stopped: internal error in the training thread ({}); load a checkpoint or start again",
                     panic_message(p.as_ref())
                 )));
@@ -225,7 +228,13 @@ impl Worker {
     fn fail(&mut self, e: TrainError) {
         self.running = false;
         self.steps_left = None;
-        self.emit(Event::Error(e.to_string()));
+        let msg = match e {
+            TrainError::Device(_) => format!(
+                "training stopped: {e}. Try saving the run; if that fails too, load the last checkpoint or autosave (on the CPU backend if the GPU keeps failing)"
+            ),
+            e => e.to_string(),
+        };
+        self.emit(Event::Error(msg));
     }
 
     fn handle(&mut self, cmd: Command) -> Flow {
@@ -328,6 +337,7 @@ impl Worker {
                 Ok(p) => self.emit(Event::TestMetrics(p)),
                 Err(e) => self.emit(Event::Error(e.to_string())),
             },
+            Command::InjectFault(f) => self.fault = Some(f),
             Command::Shutdown => return Flow::Exit,
         }
         Flow::Continue
@@ -488,7 +498,13 @@ impl Worker {
             self.emit(Event::Finished { step, epoch });
             return;
         }
-        let outcome = session.step();
+        let outcome = match self.fault.take() {
+            None => session.step(),
+            Some(Fault::Panic) => panic!("injected fault: panic inside a training step"),
+            Some(Fault::DeviceLost) => Err(TrainError::Device(
+                "the GPU device was lost (injected fault)".into(),
+            )),
+        };
         let step = session.step_count();
         let sample_every = session.config().sample_every;
         match outcome {

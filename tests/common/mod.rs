@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod ui;
+
 use std::sync::{Arc, OnceLock};
 
 use latent_lab::backend::Backend;
