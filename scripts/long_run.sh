@@ -19,7 +19,7 @@ runner=$!
 pid=""
 for _ in $(seq 1 100); do
     pid="$(pgrep -n -f -- "--bench-out $out/bench.json" | head -n1 || true)"
-    [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "latent-lab" ] && break
+    [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$(basename "$bin" | cut -c1-15)" ] && break
     pid=""; sleep 0.2
 done
 [ -n "$pid" ] || { echo "the app did not start" >&2; wait "$runner"; exit 1; }

@@ -59,6 +59,9 @@ pub struct GuiArgs {
     /// Ignore and do not overwrite saved settings
     #[arg(long)]
     pub fresh_settings: bool,
+    /// Open this checkpoint at start (with --train: and continue training it)
+    #[arg(long)]
+    pub open: Option<PathBuf>,
     /// Autosave folder (default: `autosave` in the app's data folder)
     #[arg(long)]
     pub autosave_dir: Option<PathBuf>,
@@ -361,6 +364,7 @@ fn gui(a: GuiArgs) -> Result<()> {
         smoke_frames: a.smoke_frames,
         screenshot: a.screenshot,
         autostart: a.train,
+        open: a.open,
         tab,
         bench_secs: a.bench_ui,
         bench_out: a.bench_out,
@@ -471,6 +475,15 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         _ => info.config.epochs,
     };
+    if a.resume.is_some() {
+        // The checkpoint's hyperparameters continue unless overridden (marked in the history).
+        if let Some(lr) = a.lr {
+            worker.send(Command::SetLearningRate(lr))?;
+        }
+        if let Some(beta) = a.beta {
+            worker.send(Command::SetBeta(beta))?;
+        }
+    }
     if let Some(n) = &info.backend_notice {
         eprintln!("note: {n}");
     }

@@ -165,3 +165,40 @@ fn every_tab_draws_with_a_trained_model() {
         h.state().shared.run.errors
     );
 }
+
+#[test]
+fn a_loaded_checkpoint_keeps_its_hyperparameters_even_outside_the_usual_ranges() {
+    use latent_lab::model::ModelKind;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.llck");
+    let mut s = common::session(ModelKind::Vae, |c| {
+        c.learning_rate = 1000.0;
+        c.batch_size = 5000;
+        c.beta = 250.0;
+    });
+    s.checkpoint().unwrap().save(&path).unwrap();
+    drop(s);
+    let mut h = harness(app());
+    h.step();
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenCheckpoint, path);
+    pump(&mut h, "loaded", |a| a.shared.run.status == Status::Ready);
+    for _ in 0..10 {
+        h.step();
+    }
+    let a = h.state();
+    let cfg = a.shared.run.config.as_ref().unwrap();
+    assert_eq!(
+        (cfg.learning_rate, cfg.batch_size, cfg.beta),
+        (1000.0, 5000, 250.0)
+    );
+    assert_eq!(a.shared.settings.learning_rate, 1000.0);
+    // Nothing was "changed" by the controls displaying the values.
+    assert!(!a
+        .shared
+        .run
+        .history
+        .markers
+        .iter()
+        .any(|m| m.text.starts_with("lr =")));
+}

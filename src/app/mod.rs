@@ -40,8 +40,10 @@ pub struct AppOptions {
     pub smoke_frames: Option<u64>,
     /// Save a screenshot of the window here (at exit with `smoke_frames`/`bench_secs`).
     pub screenshot: Option<PathBuf>,
-    /// Start training the configured model at once.
+    /// Start training the configured model at once (with `open`: the loaded one).
     pub autostart: bool,
+    /// Open this checkpoint at start.
+    pub open: Option<PathBuf>,
     /// Open on this tab.
     pub tab: Option<Tab>,
     /// Drag the first latent slider every frame for this many seconds while training,
@@ -221,7 +223,13 @@ impl LatentLabApp {
             // Training must outlast the measurement.
             app.shared.settings.epochs = 1000;
         }
-        if app.opts.autostart || app.opts.bench_secs.is_some() {
+        if let Some(path) = app.opts.open.clone() {
+            app.on_file_chosen(FileAction::OpenCheckpoint, path);
+            if app.opts.autostart {
+                // The worker takes commands in order: the run is loaded before this arrives.
+                app.shared.send(Command::Train);
+            }
+        } else if app.opts.autostart || app.opts.bench_secs.is_some() {
             app.train_panel.start_new(&mut app.shared, true);
         }
         Ok(app)

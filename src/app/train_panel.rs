@@ -161,8 +161,10 @@ impl TrainPanel {
             let l = ui.label("learning rate");
             let lr = ui
                 .add(
+                    // Wide enough for any rate a loaded checkpoint may carry: a narrower
+                    // range would clamp it, and the clamped value would be sent as a change.
                     egui::DragValue::new(&mut shared.settings.learning_rate)
-                        .range(1e-6..=1.0)
+                        .range(1e-8..=1e4)
                         .speed(1e-5)
                         .custom_formatter(|v, _| format!("{v:.1e}")),
                 )
@@ -173,7 +175,7 @@ impl TrainPanel {
                 .add_enabled(
                     shared.settings.model.is_vae(),
                     egui::DragValue::new(&mut shared.settings.beta)
-                        .range(0.0..=100.0)
+                        .range(0.0..=1e4)
                         .speed(0.01),
                 )
                 .labelled_by(l.id);
@@ -181,13 +183,13 @@ impl TrainPanel {
             let l = ui.add_enabled(editable, egui::Label::new("batch size"));
             ui.add_enabled(
                 editable,
-                egui::DragValue::new(&mut shared.settings.batch_size).range(1..=4096),
+                egui::DragValue::new(&mut shared.settings.batch_size).range(1..=65_536),
             )
             .labelled_by(l.id);
             ui.end_row();
             let l = ui.label("epochs");
             let epochs = ui
-                .add(egui::DragValue::new(&mut shared.settings.epochs).range(1..=10_000))
+                .add(egui::DragValue::new(&mut shared.settings.epochs).range(1..=1_000_000))
                 .labelled_by(l.id);
             ui.end_row();
             let l = ui.add_enabled(editable, egui::Label::new("seed"));

@@ -10,8 +10,21 @@ use latent_lab::data::{DataSource, Dataset};
 use latent_lab::model::{ImageShape, ModelKind, ModelOverrides, ModelSpec};
 use latent_lab::train::{Session, StepOutcome, TrainConfig};
 
+/// As `main.rs` does: burn loads optimiser state onto `Device::default()`; keep that on the
+/// CPU instead of a lazily started (software) GPU runtime. Called before any test builds a
+/// session or an app.
+pub fn cpu_default_device() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("BURN_DEVICE").is_none() {
+            std::env::set_var("BURN_DEVICE", "flex");
+        }
+    });
+}
+
 /// The built-in MNIST, loaded once per test binary.
 pub fn mnist() -> Arc<Dataset> {
+    cpu_default_device();
     static DATA: OnceLock<Arc<Dataset>> = OnceLock::new();
     DATA.get_or_init(|| Arc::new(DataSource::Mnist.load().expect("built-in MNIST loads")))
         .clone()

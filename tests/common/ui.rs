@@ -7,6 +7,7 @@ use latent_lab::app::{AppOptions, LatentLabApp, Settings};
 use latent_lab::backend::BackendChoice;
 
 pub fn app_with(opts: AppOptions, configure: impl FnOnce(&mut Settings)) -> LatentLabApp {
+    super::cpu_default_device();
     let mut settings = Settings {
         backend: BackendChoice::Cpu,
         epochs: 50,
