@@ -136,3 +136,30 @@ fn wgpu_device() -> Result<(Device, AdapterDesc), String> {
     })
     .clone()
 }
+
+/// Nice value of the training threads: the UI, the decoder and the rest of the desktop win
+/// the CPU whenever they want it; with nothing else to do, training still gets all of it.
+pub const TRAINING_NICE: i32 = 10;
+
+/// Lower the calling thread's CPU priority to [`TRAINING_NICE`] (Linux, where priorities are
+/// per thread; elsewhere a no-op). Lowering needs no privilege.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority with `who = 0` only changes the calling thread's nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, TRAINING_NICE);
+    }
+}
+
+/// Build rayon's global pool, on which burn's CPU backend runs its kernels: `threads`
+/// (default: one per core), at training priority. Call once, before any tensor exists;
+/// a pool that already exists is kept (the error says so).
+pub fn init_cpu_pool(threads: Option<usize>) -> Result<(), String> {
+    let mut b = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("latent-lab-cpu-{i}"))
+        .start_handler(|_| lower_thread_priority());
+    if let Some(n) = threads {
+        b = b.num_threads(n);
+    }
+    b.build_global().map_err(|e| e.to_string())
+}

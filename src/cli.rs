@@ -322,6 +322,10 @@ where
             };
         }
     };
+    // Training kernels at low priority (the bench sizes the pool itself).
+    if !matches!(cli.command, Some(Cmd::Bench(_))) {
+        let _ = crate::backend::init_cpu_pool(None);
+    }
     let Some(cmd) = cli.command else {
         return match gui(cli.gui) {
             Ok(()) => ExitCode::SUCCESS,
@@ -843,10 +847,8 @@ fn bench(a: BenchArgs) -> Result<()> {
             bail!("--threads must be at least 1");
         }
         // burn's CPU backend runs on rayon's global pool; size it before any tensor exists.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("cannot size the CPU thread pool")?;
+        crate::backend::init_cpu_pool(Some(n))
+            .map_err(|e| anyhow::anyhow!("cannot size the CPU thread pool: {e}"))?;
     }
     if a.seconds.is_nan() || a.seconds <= 0.0 || a.batch_size == 0 || a.log_every == 0 {
         bail!("--seconds, --batch-size and --log-every must be positive");

@@ -340,3 +340,28 @@ fn mismatched_data_is_refused() {
     .unwrap();
     s.step().unwrap();
 }
+
+#[test]
+fn the_fast_single_latent_decode_matches_the_tensor_path() {
+    let cpu = Backend::cpu();
+    for kind in [ModelKind::Vae, ModelKind::Gan, ModelKind::SeedVae] {
+        let mut s = session(kind, |c| c.batch_size = 32);
+        run_steps(&mut s, 5);
+        let plain = s.inference(&cpu.device);
+        let fast = plain.clone().with_fast_decode();
+        for n in [1, 3, 9] {
+            let z = normal_latents(n, plain.latent_dim(), n as u64);
+            let a = plain.decode(&z).unwrap();
+            let b = fast.decode(&z).unwrap();
+            assert_eq!(a.shape, b.shape);
+            assert_eq!(a.pixels.len(), b.pixels.len());
+            let worst = a
+                .pixels
+                .iter()
+                .zip(&b.pixels)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{kind:?} n={n}: max difference {worst}");
+        }
+    }
+}

@@ -71,3 +71,16 @@ impl MlpDiscriminator {
             .forward(mlp_stack(&self.hidden, x, |t| leaky_relu(t, SLOPE)))
     }
 }
+
+impl MlpGenerator {
+    /// The layers in order (hidden layers with LeakyReLU 0.2, then the tanh output layer).
+    pub(crate) fn layers(&self) -> Vec<&Linear> {
+        self.hidden
+            .iter()
+            .chain(std::iter::once(&self.out))
+            .collect()
+    }
+}
+
+/// LeakyReLU slope of the MLP GAN.
+pub const LEAKY_SLOPE: f64 = SLOPE;

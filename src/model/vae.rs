@@ -56,3 +56,10 @@ impl MlpVae {
         self.out.forward(mlp_stack(&self.dec, z, relu))
     }
 }
+
+impl MlpVae {
+    /// The decoder's layers in order (hidden layers with ReLU, then the logits layer).
+    pub(crate) fn decoder_layers(&self) -> Vec<&Linear> {
+        self.dec.iter().chain(std::iter::once(&self.out)).collect()
+    }
+}

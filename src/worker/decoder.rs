@@ -160,8 +160,8 @@ fn decoder_loop(
                 g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let work = || match job {
-            Job::Decode(z) => match model.decode(&z) {
+        let work = || match &job {
+            Job::Decode(z) => match model.decode(z) {
                 Ok(images) => Output::Decoded {
                     slot,
                     images,
@@ -173,7 +173,7 @@ fn decoder_loop(
                     message: e.to_string(),
                 },
             },
-            Job::Encode(x) => match model.encode(&x) {
+            Job::Encode(x) => match model.encode(x) {
                 Ok((mu, logvar)) => Output::Encoded {
                     slot,
                     mu,
@@ -186,9 +186,12 @@ fn decoder_loop(
                 },
             },
         };
+        // A decode the plain-Rust path handles runs right here: handing it to a pool thread
+        // would add a wake-up (milliseconds when training keeps the cores busy).
+        let direct = matches!(&job, Job::Decode(z) if model.decodes_without_backend(z.len()));
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &pool {
-            Some(p) => p.install(work),
-            None => work(),
+            Some(p) if !direct => p.install(work),
+            _ => work(),
         }))
         .unwrap_or_else(|_| Output::Failed {
             slot,

@@ -64,6 +64,7 @@ impl WorkerHandle {
         let thread = std::thread::Builder::new()
             .name("latent-lab-trainer".into())
             .spawn(move || {
+                crate::backend::lower_thread_priority();
                 Worker {
                     commands: cmd_rx,
                     events: ev_tx,
@@ -480,7 +481,7 @@ impl Worker {
             return;
         }
         if let Some(s) = &self.session {
-            let snap = s.inference(&Device::flex());
+            let snap = s.inference(&Device::flex()).with_fast_decode();
             self.offer(Event::Snapshot(Arc::new(snap)));
         }
     }
