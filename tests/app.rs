@@ -6,7 +6,7 @@ use egui_kittest::kittest::Queryable;
 use latent_lab::app::{FileAction, Status, Tab};
 
 mod common;
-use common::ui::{app, harness, pump};
+use common::ui::{app, harness, has_marker, pump};
 
 #[test]
 fn train_button_runs_the_worker_and_the_plot_grows() {
@@ -79,14 +79,7 @@ fn slider_changes_the_decoded_image_and_lr_changes_mid_run() {
             .as_ref()
             .is_some_and(|c| c.learning_rate == 3e-4)
     });
-    assert!(h
-        .state()
-        .shared
-        .run
-        .history
-        .markers
-        .iter()
-        .any(|m| m.text.starts_with("lr =")));
+    assert!(has_marker(h.state(), |t| t.starts_with("lr =")));
 }
 
 #[test]
@@ -194,11 +187,5 @@ fn a_loaded_checkpoint_keeps_its_hyperparameters_even_outside_the_usual_ranges()
     );
     assert_eq!(a.shared.settings.learning_rate, 1000.0);
     // Nothing was "changed" by the controls displaying the values.
-    assert!(!a
-        .shared
-        .run
-        .history
-        .markers
-        .iter()
-        .any(|m| m.text.starts_with("lr =")));
+    assert!(!has_marker(a, |t| t.starts_with("lr =")));
 }

@@ -19,7 +19,7 @@ use latent_lab::train::{Session, TrainConfig};
 use latent_lab::worker::{Command, Fault};
 
 mod common;
-use common::ui::{app, app_with, harness, pump, training};
+use common::ui::{app, app_with, harness, has_marker, pump, training};
 
 #[test]
 fn divergence_pauses_and_lowering_the_learning_rate_continues() {
@@ -62,14 +62,7 @@ fn divergence_pauses_and_lowering_the_learning_rate_continues() {
     assert!(lr < 1e3 && lr > 1e-6, "{lr}");
     let last = h.state().shared.run.history.points.last().unwrap().clone();
     assert!(last.values.iter().all(|v| v.is_finite()));
-    assert!(h
-        .state()
-        .shared
-        .run
-        .history
-        .markers
-        .iter()
-        .any(|m| m.text.contains("diverged")));
+    assert!(has_marker(h.state(), |t| t.contains("diverged")));
 }
 
 #[test]

@@ -55,3 +55,8 @@ pub fn training(app: LatentLabApp, min_step: u64) -> Harness<'static, LatentLabA
     pump(&mut h, "training steps", |a| a.shared.run.step >= min_step);
     h
 }
+
+/// Whether the loss plot carries a marker whose text satisfies `f`.
+pub fn has_marker(app: &LatentLabApp, f: impl Fn(&str) -> bool) -> bool {
+    app.shared.run.history.markers.iter().any(|m| f(&m.text))
+}
