@@ -385,3 +385,44 @@ fn the_app_without_a_display_fails_in_words() {
         .unwrap();
     assert_fails(&o, 1, "cannot open the window");
 }
+
+#[test]
+fn bench_reports_throughput_decode_latency_and_memory() {
+    let o = run(&[
+        "bench",
+        "--model",
+        "vae,gan",
+        "--backend",
+        "cpu",
+        "--threads",
+        "2",
+        "--seconds",
+        "0.3",
+        "--warmup-steps",
+        "2",
+        "--decodes",
+        "20",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    assert_eq!(v["impl"], "latent-lab");
+    assert_eq!(v["threads"], 2);
+    let train = v["train"].as_array().unwrap();
+    assert_eq!(train.len(), 2);
+    for (t, model) in train.iter().zip(["vae", "gan"]) {
+        assert_eq!(t["model"], model);
+        assert!(t["images_per_s"].as_f64().unwrap() > 0.0);
+        assert!(t["steps"].as_u64().unwrap() >= 1);
+    }
+    let d = &v["decode"];
+    assert_eq!(d["n"], 20);
+    let (p50, p99) = (d["p50_ms"].as_f64().unwrap(), d["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{d}");
+    assert!(d["grid16_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 10.0);
+    // Bad arguments are refused in words.
+    assert_fails(&run(&["bench", "--threads", "0"]), 1, "--threads");
+    assert_fails(&run(&["bench", "--model", "nope"]), 2, "nope");
+}

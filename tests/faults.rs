@@ -47,7 +47,7 @@ fn divergence_pauses_and_lowering_the_learning_rate_continues() {
         assert!(clicks <= 8, "still diverging after {clicks} reductions");
         h.get_by_label_contains("Lower learning rate").click();
         h.step(); // the frame that handles the click
-        // The click cleared the message; a new one means it diverged again at once.
+                  // The click cleared the message; a new one means it diverged again at once.
         pump(&mut h, "resumed", |a| {
             a.shared.run.status == Status::Running
                 || matches!(a.shared.run.status, Status::Diverged { .. })
