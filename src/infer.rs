@@ -206,7 +206,11 @@ impl Inference {
             )));
         }
         let n = latents.len() / d;
-        if let Some(fast) = self.fast.as_ref().filter(|_| n <= FAST_DECODE_MAX) {
+        if let Some(fast) = self
+            .fast
+            .as_ref()
+            .filter(|_| self.decodes_without_backend(latents.len()))
+        {
             let mut pixels = Vec::with_capacity(n * self.spec.shape.numel());
             fast.decode(latents, n, &mut pixels);
             return Ok(ImageBatch {

@@ -435,22 +435,10 @@ impl LatentLabApp {
                                 .button(format!("Lower learning rate to {lower:.1e} and resume"))
                                 .clicked()
                             {
+                                // The same path as an edited rate (sent, marked, mirrored),
+                                // before `Train`, so no step runs with the old rate.
                                 shared.settings.learning_rate = lower;
-                                // Mirror what the train panel does for an edited rate, so it
-                                // is not sent twice; the worker marks its history the same way.
-                                if let Some(c) = shared.run.config.as_mut() {
-                                    c.learning_rate = lower;
-                                }
-                                let step = shared.run.step;
-                                shared
-                                    .run
-                                    .history
-                                    .markers
-                                    .push(crate::train::metrics::Marker {
-                                        step,
-                                        text: format!("lr = {lower:.2e}"),
-                                    });
-                                shared.send(Command::SetLearningRate(lower));
+                                train_panel::TrainPanel::apply_changes(shared);
                                 shared.send(Command::Train);
                                 shared.run.errors.clear();
                             }

@@ -59,8 +59,9 @@ impl TrainPanel {
         }
     }
 
-    /// Send learning-rate, β and epoch changes the running session does not have yet.
-    fn apply_changes(&mut self, shared: &mut Shared) {
+    /// Send learning-rate, β and epoch changes the running session does not have yet
+    /// (also used by the divergence banner's "lower the learning rate").
+    pub fn apply_changes(shared: &mut Shared) {
         let Some(cfg) = shared.run.config.clone() else {
             return;
         };
@@ -202,7 +203,7 @@ impl TrainPanel {
                 .iter()
                 .any(|r| r.dragged() || r.has_focus());
             if has_run && !editing {
-                self.apply_changes(shared);
+                Self::apply_changes(shared);
             }
         });
 
