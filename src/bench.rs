@@ -129,7 +129,7 @@ pub fn train_throughput(
     let seconds = t.elapsed().as_secs_f64();
     Ok(TrainResult {
         model: kind.name().to_string(),
-        backend: backend.describe(),
+        backend: s.describe_backend(),
         batch_size: opts.batch_size,
         steps,
         seconds,
@@ -308,7 +308,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         for &kind in &opts.models {
             let r = train_throughput(kind, &backend, &data, opts)?;
             progress(&format!(
-                "train {:<9} {:<28} {:>9.0} images/s ({} steps in {:.1} s; first step {:.0} ms)",
+                "train {:<9} {:<44} {:>9.0} images/s ({} steps in {:.1} s; first step {:.0} ms)",
                 r.model, r.backend, r.images_per_s, r.steps, r.seconds, r.first_step_ms
             ));
             train.push(r);

@@ -101,7 +101,8 @@ fn record_bytes<M: Module>(m: &M) -> Result<Vec<u8>, CheckpointError> {
     Ok(bytes.to_vec())
 }
 
-fn optim_bytes(o: &ModuleOptimizer) -> Result<Vec<u8>, CheckpointError> {
+/// The saved form of an optimiser (burn's optimiser record).
+pub fn optim_bytes(o: &ModuleOptimizer) -> Result<Vec<u8>, CheckpointError> {
     let bytes = o
         .into_bytes()
         .map_err(|e| CheckpointError::Encode(e.to_string()))?;
@@ -109,12 +110,12 @@ fn optim_bytes(o: &ModuleOptimizer) -> Result<Vec<u8>, CheckpointError> {
 }
 
 impl Checkpoint {
-    /// Build a checkpoint from networks and their optimisers
-    /// (`[optim]` for a VAE, `[optim_g, optim_d]` for a GAN).
+    /// Build a checkpoint from networks and their optimisers' records ([`optim_bytes`];
+    /// `[optim]` for a VAE, `[optim_g, optim_d]` for a GAN).
     pub fn from_parts(
         header: CheckpointHeader,
         nets: &Networks,
-        optims: &[&ModuleOptimizer],
+        optims: Vec<Vec<u8>>,
     ) -> Result<Self, CheckpointError> {
         let mut blobs = Vec::new();
         match nets {
@@ -131,7 +132,7 @@ impl Checkpoint {
             Networks::Gan { .. } => &["optim_g", "optim_d"],
         };
         for (name, o) in names.iter().zip(optims) {
-            blobs.push((name.to_string(), optim_bytes(o)?));
+            blobs.push((name.to_string(), o));
         }
         Ok(Self {
             header,

@@ -55,6 +55,16 @@ impl MlpGanConfig {
 }
 
 impl MlpGenerator {
+    /// The layers: (hidden layers, output layer).
+    pub(crate) fn parts(&self) -> (&[Linear], &Linear) {
+        (&self.hidden, &self.out)
+    }
+
+    /// The inverse of [`MlpGenerator::parts`].
+    pub(crate) fn from_parts(hidden: Vec<Linear>, out: Linear) -> Self {
+        Self { hidden, out }
+    }
+
     /// `[batch, latent]` → `[batch, output]` in [-1, 1].
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
         tanh(
@@ -65,6 +75,16 @@ impl MlpGenerator {
 }
 
 impl MlpDiscriminator {
+    /// The layers: (hidden layers, output layer).
+    pub(crate) fn parts(&self) -> (&[Linear], &Linear) {
+        (&self.hidden, &self.out)
+    }
+
+    /// The inverse of [`MlpDiscriminator::parts`].
+    pub(crate) fn from_parts(hidden: Vec<Linear>, out: Linear) -> Self {
+        Self { hidden, out }
+    }
+
     /// `[batch, output]` → logits `[batch, 1]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.out

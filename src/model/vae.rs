@@ -59,6 +59,28 @@ impl MlpVae {
 
 impl MlpVae {
     /// The decoder's layers in order (hidden layers with ReLU, then the logits layer).
+    /// The layers: (encoder hidden, mu head, logvar head, decoder hidden, logits layer).
+    pub(crate) fn parts(&self) -> (&[Linear], &Linear, &Linear, &[Linear], &Linear) {
+        (&self.enc, &self.mu, &self.logvar, &self.dec, &self.out)
+    }
+
+    /// The inverse of [`MlpVae::parts`].
+    pub(crate) fn from_parts(
+        enc: Vec<Linear>,
+        mu: Linear,
+        logvar: Linear,
+        dec: Vec<Linear>,
+        out: Linear,
+    ) -> Self {
+        Self {
+            enc,
+            mu,
+            logvar,
+            dec,
+            out,
+        }
+    }
+
     pub(crate) fn decoder_layers(&self) -> Vec<&Linear> {
         self.dec.iter().chain(std::iter::once(&self.out)).collect()
     }

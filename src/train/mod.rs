@@ -3,6 +3,7 @@
 //! [`Session`] owns one run: model, optimisers, data, position and history.
 //! It is driven step by step by the worker thread (`crate::worker`) or directly by tests.
 
+pub(crate) mod fused;
 pub mod losses;
 pub mod metrics;
 mod session;

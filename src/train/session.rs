@@ -8,16 +8,21 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
+use super::fused::{AdamHyper, FusedGan, FusedVae};
 use super::losses::{bce_logits_const, bce_logits_per_image, kl_per_dim};
 use super::metrics::{Marker, MetricPoint, MetricsHistory, TestPoint};
 use super::{images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
 use crate::backend::Backend;
-use crate::checkpoint::{Checkpoint, CheckpointHeader};
+use crate::checkpoint::{optim_bytes, Checkpoint, CheckpointHeader};
 use crate::data::{BatchPlan, Dataset, Split};
 use crate::eval::{eval_gan, eval_vae, EvalReport};
 use crate::images::ImageBatch;
 use crate::infer::{normal_latents, Inference};
 use crate::model::{DiscNet, GenNet, ModelSpec, Networks, VaeNet};
+
+/// Set to `burn` to train MLP models on the CPU through burn's autodiff instead of the
+/// fused path (for comparisons; both give the same steps).
+pub const CPU_TRAINING_ENV: &str = "LATENT_LAB_CPU_TRAINING";
 
 /// Latents of the fixed-noise sample grid.
 pub const SAMPLE_GRID: usize = 64;
@@ -40,11 +45,72 @@ enum TrainNets {
         opt_g: ModuleOptimizer,
         opt_d: ModuleOptimizer,
     },
+    /// MLP models on the CPU: weights and Adam state in plain buffers ([`super::fused`]).
+    Fused { nets: FusedNets, device: Device },
+}
+
+#[derive(Clone)]
+enum FusedNets {
+    Vae(Box<FusedVae>),
+    Gan(Box<FusedGan>),
+}
+
+/// Loss terms of one step, not yet checked.
+enum PendingTerms {
+    /// Still on the training device (read back in one sync with the others).
+    Device(Box<Tensor<1>>),
+    /// Already on the host (the fused path).
+    Host(Vec<f32>),
 }
 
 impl TrainNets {
+    /// The fused CPU form of MLP networks (same weights, ids and Adam state), or `self`
+    /// unchanged where it does not apply: on a GPU, for convolutional models, or when
+    /// [`CPU_TRAINING_ENV`] says `burn`.
+    fn fused(self, backend: &Backend, device: &Device, seed: u64) -> Result<Self, TrainError> {
+        if backend.is_gpu() || std::env::var(CPU_TRAINING_ENV).is_ok_and(|v| v == "burn") {
+            return Ok(self);
+        }
+        let bytes =
+            |o: &ModuleOptimizer| optim_bytes(o).map_err(|e| TrainError::Invalid(e.to_string()));
+        let nets = match &self {
+            TrainNets::Vae {
+                model: VaeNet::Mlp(m),
+                optim,
+            } => FusedNets::Vae(Box::new(FusedVae::new(m, bytes(optim)?, seed)?)),
+            TrainNets::Gan {
+                gen: GenNet::Mlp(g),
+                disc: DiscNet::Mlp(d),
+                opt_g,
+                opt_d,
+            } => FusedNets::Gan(Box::new(FusedGan::new(
+                g,
+                d,
+                bytes(opt_g)?,
+                bytes(opt_d)?,
+                seed,
+            )?)),
+            _ => return Ok(self),
+        };
+        Ok(TrainNets::Fused {
+            nets,
+            device: device.clone(),
+        })
+    }
+
     fn networks(&self) -> Networks {
         match self {
+            TrainNets::Fused {
+                nets: FusedNets::Vae(v),
+                device,
+            } => Networks::Vae(VaeNet::Mlp(v.model(device))),
+            TrainNets::Fused {
+                nets: FusedNets::Gan(g),
+                device,
+            } => Networks::Gan {
+                gen: GenNet::Mlp(g.generator(device)),
+                disc: DiscNet::Mlp(g.discriminator(device)),
+            },
             TrainNets::Vae { model, .. } => Networks::Vae(model.clone()),
             TrainNets::Gan { gen, disc, .. } => Networks::Gan {
                 gen: gen.clone(),
@@ -99,19 +165,21 @@ pub struct Session {
     epoch: usize,
     batch: usize,
     history: MetricsHistory,
-    /// Detached loss terms of the steps since the last read-back.
-    pending: Vec<Tensor<1>>,
+    /// Loss terms of the steps since the last read-back.
+    pending: Vec<PendingTerms>,
     buf: Vec<f32>,
     fixed_noise: Vec<f32>,
     interval_start: Instant,
     interval_images: usize,
 }
 
+const ADAM_EPSILON: f32 = 1e-8;
+
 fn adam(config: &TrainConfig) -> ModuleOptimizer {
     AdamConfig::new()
         .with_beta_1(config.adam_beta1 as f32)
         .with_beta_2(config.adam_beta2 as f32)
-        .with_epsilon(1e-8)
+        .with_epsilon(ADAM_EPSILON)
         .init()
 }
 
@@ -229,6 +297,8 @@ impl Session {
                 history.names, spec.kind
             )));
         }
+        let seed = config.seed ^ 0x0F05_ED00 ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let nets = nets.fused(&backend, &device, seed)?;
         let good = Some(GoodState {
             nets: deep_copy(&spec, &nets, &device)?,
             step,
@@ -272,6 +342,13 @@ impl Session {
     }
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+    /// The backend and, for MLP models on the CPU, the fused training path.
+    pub fn describe_backend(&self) -> String {
+        match self.nets() {
+            TrainNets::Fused { .. } => format!("{}, fused MLP training", self.backend.describe()),
+            _ => self.backend.describe(),
+        }
     }
     pub fn step_count(&self) -> u64 {
         self.step
@@ -349,7 +426,28 @@ impl Session {
                     PixelRange::Unit,
                 );
                 let (model, terms) = vae_step(model, &mut optim, x, lr, self.config.beta);
-                (TrainNets::Vae { model, optim }, terms)
+                (
+                    TrainNets::Vae { model, optim },
+                    PendingTerms::Device(Box::new(terms)),
+                )
+            }
+            TrainNets::Fused { mut nets, device } => {
+                self.data.gather_f32(&idx, &mut self.buf);
+                let h = AdamHyper {
+                    beta1: self.config.adam_beta1 as f32,
+                    beta2: self.config.adam_beta2 as f32,
+                    epsilon: ADAM_EPSILON,
+                };
+                let terms = match &mut nets {
+                    FusedNets::Vae(v) => v
+                        .step(&self.buf, idx.len(), lr as f32, self.config.beta as f32, h)
+                        .to_vec(),
+                    FusedNets::Gan(g) => {
+                        self.buf.iter_mut().for_each(|v| *v = *v * 2.0 - 1.0);
+                        g.step(&self.buf, idx.len(), lr as f32, h).to_vec()
+                    }
+                };
+                (TrainNets::Fused { nets, device }, PendingTerms::Host(terms))
             }
             TrainNets::Gan {
                 gen,
@@ -381,7 +479,7 @@ impl Session {
                         opt_g,
                         opt_d,
                     },
-                    terms,
+                    PendingTerms::Device(Box::new(terms)),
                 )
             }
         };
@@ -413,7 +511,18 @@ impl Session {
                 epoch_done,
             });
         }
-        let values = read_f32(Tensor::cat(std::mem::take(&mut self.pending), 0))?;
+        let mut values = Vec::new();
+        let mut on_device = Vec::new();
+        for terms in std::mem::take(&mut self.pending) {
+            match terms {
+                PendingTerms::Host(v) => values.extend(v),
+                PendingTerms::Device(t) => on_device.push(*t),
+            }
+        }
+        if !on_device.is_empty() {
+            // One session never mixes the two kinds, so the order is kept.
+            values.extend(read_f32(Tensor::cat(on_device, 0))?);
+        }
         let n_terms = self.history.names.len();
         let first_step = self.step + 1 - n_steps as u64;
         for (i, row) in values.chunks(n_terms).enumerate() {
@@ -578,15 +687,22 @@ impl Session {
                 .unwrap_or(0),
         };
         let nets = self.nets();
-        let ckpt = match nets {
-            TrainNets::Vae { optim, .. } => {
-                Checkpoint::from_parts(header, &nets.networks(), &[optim])?
-            }
-            TrainNets::Gan { opt_g, opt_d, .. } => {
-                Checkpoint::from_parts(header, &nets.networks(), &[opt_g, opt_d])?
+        let optims = match nets {
+            TrainNets::Vae { optim, .. } => vec![optim_bytes(optim)?],
+            TrainNets::Gan { opt_g, opt_d, .. } => vec![optim_bytes(opt_g)?, optim_bytes(opt_d)?],
+            TrainNets::Fused {
+                nets: FusedNets::Vae(v),
+                ..
+            } => vec![v.optim_bytes()?],
+            TrainNets::Fused {
+                nets: FusedNets::Gan(g),
+                ..
+            } => {
+                let (g, d) = g.optim_bytes()?;
+                vec![g, d]
             }
         };
-        Ok(ckpt)
+        Ok(Checkpoint::from_parts(header, &nets.networks(), optims)?)
     }
 }
 
@@ -620,7 +736,7 @@ fn deep_copy(spec: &ModelSpec, nets: &TrainNets, device: &Device) -> Result<Trai
                 opt_d: opt_d.clone(),
             })
         }
-        TrainNets::Vae { .. } => Ok(nets.clone()),
+        TrainNets::Vae { .. } | TrainNets::Fused { .. } => Ok(nets.clone()),
     }
 }
 
@@ -652,10 +768,23 @@ fn vae_step(
     lr: f64,
     beta: f64,
 ) -> (VaeNet, Tensor<1>) {
-    let b = x.dims()[0] as f64;
     let (mu, logvar) = model.encode(x.clone()); // [b, latent] each
+    let eps = mu.random_like(Distribution::Normal(0.0, 1.0));
+    vae_step_with_noise(model, optim, x, (mu, logvar), eps, lr, beta)
+}
+
+/// [`vae_step`] after the encoder ran, with given noise `eps` `[b, latent]`.
+pub(crate) fn vae_step_with_noise(
+    model: VaeNet,
+    optim: &mut ModuleOptimizer,
+    x: Tensor<2>,
+    (mu, logvar): (Tensor<2>, Tensor<2>),
+    eps: Tensor<2>,
+    lr: f64,
+    beta: f64,
+) -> (VaeNet, Tensor<1>) {
+    let b = x.dims()[0] as f64;
     let std = logvar.clone().mul_scalar(0.5).exp();
-    let eps = std.random_like(Distribution::Normal(0.0, 1.0));
     let logits = model.decode_logits(mu.clone() + eps * std); // [b, pixels]
     let recon = bce_logits_per_image(logits, x).sum().div_scalar(b);
     let kl = kl_per_dim(mu, logvar).sum().div_scalar(b);
@@ -681,6 +810,19 @@ fn gan_step(
 ) -> (GenNet, DiscNet, Tensor<1>) {
     let b = real.dims()[0];
     let z = Tensor::<2>::random([b, latent], Distribution::Normal(0.0, 1.0), device);
+    gan_step_with_latents(gen, disc, opt_g, opt_d, real, z, lr)
+}
+
+/// [`gan_step`] with given latents `z` `[b, latent]`.
+pub(crate) fn gan_step_with_latents(
+    gen: GenNet,
+    disc: DiscNet,
+    opt_g: &mut ModuleOptimizer,
+    opt_d: &mut ModuleOptimizer,
+    real: Tensor<2>,
+    z: Tensor<2>,
+    lr: f64,
+) -> (GenNet, DiscNet, Tensor<1>) {
     let fake = gen.forward(z); // [b, pixels]
     let real_logits = disc.forward(real);
     let fake_logits = disc.forward(fake.clone().detach());

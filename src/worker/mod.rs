@@ -437,7 +437,7 @@ impl Worker {
                 .map(|s| format!("{}: {}", s.path.display(), s.reason))
                 .collect(),
             label_names: data.label_names.clone(),
-            backend: session.backend().describe(),
+            backend: session.describe_backend(),
             backend_notice: session.backend().notice.clone(),
             train_images: session.split().train.len(),
             test_images: session.split().test.len(),

@@ -1,0 +1,220 @@
+//! The MLP GAN step over plain buffers: the same non-saturating losses and update order as
+//! `session::gan_step` (D on real and detached fake, then G through the updated D).
+
+use burn::prelude::*;
+
+use super::math;
+use super::{
+    adam_record_bytes, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState, Dense,
+};
+use crate::data::SplitMix64;
+use crate::model::{MlpDiscriminator, MlpGenerator};
+use crate::train::TrainError;
+
+const SLOPE: f32 = 0.2;
+
+/// An MLP generator and discriminator with their Adam states.
+#[derive(Clone)]
+pub struct FusedGan {
+    g_hidden: Vec<Dense>,
+    g_out: Dense,
+    d_hidden: Vec<Dense>,
+    d_out: Dense,
+    rng: SplitMix64,
+    work: Work,
+}
+
+#[derive(Default)]
+struct Work {
+    z: Vec<f32>,
+    g_acts: Vec<Vec<f32>>,
+    fake: Vec<f32>,
+    both: Vec<f32>,
+    d_acts: Vec<Vec<f32>>,
+    logits: Vec<f32>,
+    d1: Vec<f32>,
+    d2: Vec<f32>,
+}
+
+impl Clone for Work {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl FusedGan {
+    pub fn new(
+        gen: &MlpGenerator,
+        disc: &MlpDiscriminator,
+        opt_g: Vec<u8>,
+        opt_d: Vec<u8>,
+        seed: u64,
+    ) -> Result<Self, TrainError> {
+        let mut sg = AdamState::from_record_bytes(opt_g)?;
+        let mut sd = AdamState::from_record_bytes(opt_d)?;
+        let (gh, go) = gen.parts();
+        let (dh, dout) = disc.parts();
+        let hidden =
+            |ls: &[burn::nn::Linear], state: &mut AdamState| -> Result<Vec<Dense>, TrainError> {
+                ls.iter()
+                    .enumerate()
+                    .map(|(i, l)| Dense::from_linear(l, format!("hidden.{i}"), state))
+                    .collect()
+            };
+        Ok(Self {
+            g_hidden: hidden(gh, &mut sg)?,
+            g_out: Dense::from_linear(go, "out".into(), &mut sg)?,
+            d_hidden: hidden(dh, &mut sd)?,
+            d_out: Dense::from_linear(dout, "out".into(), &mut sd)?,
+            rng: SplitMix64::new(seed),
+            work: Work::default(),
+        })
+    }
+
+    pub fn generator(&self, device: &Device) -> MlpGenerator {
+        MlpGenerator::from_parts(
+            self.g_hidden.iter().map(|l| l.to_linear(device)).collect(),
+            self.g_out.to_linear(device),
+        )
+    }
+
+    pub fn discriminator(&self, device: &Device) -> MlpDiscriminator {
+        MlpDiscriminator::from_parts(
+            self.d_hidden.iter().map(|l| l.to_linear(device)).collect(),
+            self.d_out.to_linear(device),
+        )
+    }
+
+    /// Adam states of (generator, discriminator) as burn optimiser-record bytes.
+    pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        Ok((
+            adam_record_bytes(self.g_hidden.iter().chain([&self.g_out]))?,
+            adam_record_bytes(self.d_hidden.iter().chain([&self.d_out]))?,
+        ))
+    }
+
+    /// One step on `real` (`rows` images in [-1, 1]) with fresh latents; returns
+    /// `[d_loss, g_loss, D(x), D(G(z))]`.
+    pub fn step(&mut self, real: &[f32], rows: usize, lr: f32, h: AdamHyper) -> [f32; 4] {
+        let latent = self.g_hidden.first().map_or(self.g_out.inp, |l| l.inp);
+        let mut z = std::mem::take(&mut self.work.z);
+        fill_normal(&mut self.rng, &mut z, rows * latent);
+        let terms = self.step_with_latents(real, rows, &z, lr, h);
+        self.work.z = z;
+        terms
+    }
+
+    /// [`FusedGan::step`] with given latents `z` (`rows × latent`).
+    pub fn step_with_latents(
+        &mut self,
+        real: &[f32],
+        rows: usize,
+        z: &[f32],
+        lr: f32,
+        h: AdamHyper,
+    ) -> [f32; 4] {
+        let pixels = self.g_out.out;
+        assert_eq!(real.len(), rows * pixels, "batch size");
+        let inv_b = 1.0 / rows as f32;
+        let leaky = Act::LeakyRelu(SLOPE);
+        let w = &mut self.work;
+
+        // G(z).
+        forward_chain(&self.g_hidden, z, rows, &mut w.g_acts, leaky);
+        let g_in: &[f32] = w.g_acts.last().map_or(z, |v| v);
+        self.g_out.forward(g_in, rows, &mut w.fake, Act::Tanh);
+
+        // D on [real; fake] as one batch of 2·rows; loss gradient per half.
+        w.both.clear();
+        w.both.extend_from_slice(real);
+        w.both.extend_from_slice(&w.fake);
+        let n2 = 2 * rows;
+        forward_chain(&self.d_hidden, &w.both, n2, &mut w.d_acts, leaky);
+        let d_in: &[f32] = w.d_acts.last().map_or(&w.both, |v| v);
+        self.d_out.forward(d_in, n2, &mut w.logits, Act::Identity);
+        let (mut loss_real, mut loss_fake, mut p_real, mut p_fake) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for (i, l) in w.logits.iter_mut().enumerate() {
+            let (sig, sp) = math::sigmoid_softplus(*l);
+            if i < rows {
+                // target 1: −log σ(l) = softplus(l) − l
+                loss_real += (sp - *l) as f64;
+                p_real += sig as f64;
+                *l = (sig - 1.0) * inv_b;
+            } else {
+                // target 0: l − log σ(l) = softplus(l)
+                loss_fake += sp as f64;
+                p_fake += sig as f64;
+                *l = sig * inv_b;
+            }
+        }
+        w.d1.clear();
+        self.d_out
+            .backward(d_in, n2, &w.logits, Some(false), Some((&mut w.d1, false)));
+        backward_chain(
+            &mut self.d_hidden,
+            &w.both,
+            n2,
+            &w.d_acts,
+            leaky,
+            &mut w.d1,
+            &mut w.d2,
+            true,
+            false,
+        );
+        for l in self.d_hidden.iter_mut().chain([&mut self.d_out]) {
+            l.adam(lr, h);
+        }
+
+        // G through the updated D: gradients reach the fake images only.
+        forward_chain(&self.d_hidden, &w.fake, rows, &mut w.d_acts, leaky);
+        let d_in: &[f32] = w.d_acts.last().map_or(&w.fake, |v| v);
+        self.d_out.forward(d_in, rows, &mut w.logits, Act::Identity);
+        let mut g_loss = 0.0f64;
+        for l in w.logits.iter_mut() {
+            let (sig, sp) = math::sigmoid_softplus(*l);
+            g_loss += (sp - *l) as f64;
+            *l = (sig - 1.0) * inv_b;
+        }
+        self.d_out
+            .backward(d_in, rows, &w.logits, None, Some((&mut w.d1, false)));
+        backward_chain(
+            &mut self.d_hidden,
+            &w.fake,
+            rows,
+            &w.d_acts,
+            leaky,
+            &mut w.d1,
+            &mut w.d2,
+            false,
+            true,
+        );
+        // d fake → G, through tanh.
+        Act::Tanh.backward(&w.fake, &mut w.d1);
+        self.g_out
+            .backward(g_in, rows, &w.d1, Some(false), Some((&mut w.d2, false)));
+        std::mem::swap(&mut w.d1, &mut w.d2);
+        backward_chain(
+            &mut self.g_hidden,
+            z,
+            rows,
+            &w.g_acts,
+            leaky,
+            &mut w.d1,
+            &mut w.d2,
+            true,
+            false,
+        );
+        for l in self.g_hidden.iter_mut().chain([&mut self.g_out]) {
+            l.adam(lr, h);
+        }
+
+        let b = rows as f64;
+        [
+            ((loss_real + loss_fake) / b) as f32,
+            (g_loss / b) as f32,
+            (p_real / b) as f32,
+            (p_fake / b) as f32,
+        ]
+    }
+}

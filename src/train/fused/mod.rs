@@ -1,0 +1,564 @@
+//! Fused CPU training for the MLP models (MLP VAE, MLP GAN).
+//!
+//! burn's CPU backend runs a training step op by op: each element-wise operation is its own
+//! pass over memory with its own allocation, and autodiff records a graph every step. For
+//! small MLPs that overhead is larger than the matrix products themselves (see
+//! `docs/performance.md`). This module trains the same networks with the same losses and the
+//! same Adam over plain `f32` buffers: one sgemm per matrix product (the `gemm` crate, the
+//! kernels burn's `flex` backend uses), bias, activation and loss folded into single passes,
+//! no allocation after the first step.
+//!
+//! It is an implementation detail of [`Session`](super::Session): weights come from burn
+//! modules and go back into them (same parameter ids) for inference and checkpoints, and the
+//! Adam state is read from and written to burn's optimiser record format, so a run can move
+//! between this path and burn's at any checkpoint. Tests in `tests/fused.rs` check that a step
+//! here equals a step through burn's autodiff.
+
+mod gan;
+mod math;
+mod vae;
+
+pub use gan::FusedGan;
+pub use vae::FusedVae;
+
+use std::collections::HashMap;
+
+use burn::module::{Param, ParamId};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::{Bytes, DType};
+use rayon::prelude::*;
+
+use super::TrainError;
+use crate::data::SplitMix64;
+
+/// Adam's hyper-parameters, with burn's `AdamConfig` meaning.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamHyper {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+}
+
+/// Element-wise activation after a layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Identity,
+    Relu,
+    LeakyRelu(f32),
+    Tanh,
+}
+
+impl Act {
+    /// `dy ← dy · act'(·)`, from the activation's output `y`.
+    fn backward(self, y: &[f32], dy: &mut [f32]) {
+        match self {
+            Act::Identity => {}
+            Act::Relu => dy
+                .iter_mut()
+                .zip(y)
+                .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 }),
+            Act::LeakyRelu(s) => dy
+                .iter_mut()
+                .zip(y)
+                .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { *d * s }),
+            Act::Tanh => dy.iter_mut().zip(y).for_each(|(d, &y)| *d *= 1.0 - y * y),
+        }
+    }
+}
+
+/// `c = a·b`, or `c += a·b` with `accumulate`; row-major `a` `[m×k]` and `b` `[k×n]`,
+/// each read transposed from storage `[k×m]` / `[n×k]` when `ta` / `tb` is set.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= 48 * 48 * 48 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above keeps every index the strides reach inside the slices:
+    // element (i, p) of `a` is at i·a_rs + p·a_cs ≤ (m-1)·k + (k-1) < m·k (or the
+    // transposed equivalent), likewise for `b` and `c`; `c` is a unique borrow.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// One fully connected layer `y = x·W + b` with `W` `[inp × out]` row-major (burn's
+/// `Linear` layout), its gradients and its Adam state.
+#[derive(Debug)]
+pub struct Dense {
+    pub inp: usize,
+    pub out: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    w_id: ParamId,
+    b_id: ParamId,
+    /// Module path (`enc.0`, `out`, …), kept in the optimiser record as burn does.
+    path: String,
+    mw: Vec<f32>,
+    vw: Vec<f32>,
+    mb: Vec<f32>,
+    vb: Vec<f32>,
+    /// Adam steps taken (burn's `time`).
+    t: usize,
+    /// Gradients of the last backward pass (not copied by `clone`).
+    gw: Vec<f32>,
+    gb: Vec<f32>,
+}
+
+impl Clone for Dense {
+    /// Weights and optimiser state; the gradient buffers start empty.
+    fn clone(&self) -> Self {
+        Self {
+            inp: self.inp,
+            out: self.out,
+            w: self.w.clone(),
+            b: self.b.clone(),
+            w_id: self.w_id,
+            b_id: self.b_id,
+            path: self.path.clone(),
+            mw: self.mw.clone(),
+            vw: self.vw.clone(),
+            mb: self.mb.clone(),
+            vb: self.vb.clone(),
+            t: self.t,
+            gw: Vec::new(),
+            gb: Vec::new(),
+        }
+    }
+}
+
+impl Dense {
+    /// `y ← act(x·W + b)` for `rows` rows of `x`.
+    pub fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>, act: Act) {
+        y.resize(rows * self.out, 0.0);
+        matmul(rows, self.out, self.inp, x, false, &self.w, false, y, false);
+        for row in y.chunks_exact_mut(self.out) {
+            match act {
+                // One match per row, so that each loop below vectorises on its own.
+                Act::Identity => add_bias(row, &self.b, |v| v),
+                Act::Relu => add_bias(row, &self.b, |v| v.max(0.0)),
+                Act::LeakyRelu(s) => add_bias(row, &self.b, |v| if v > 0.0 { v } else { v * s }),
+                Act::Tanh => add_bias(row, &self.b, math::tanh),
+            }
+        }
+    }
+
+    /// Back-propagate `dy` (gradient w.r.t. the pre-activation output, `rows × out`) through
+    /// this layer applied to `x`. With `params`, the parameter gradients are set (or added
+    /// to, with `accumulate`); with `dx`, the input gradient is written (or added, per its
+    /// flag).
+    pub fn backward(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        dy: &[f32],
+        params: Option<bool>,
+        dx: Option<(&mut Vec<f32>, bool)>,
+    ) {
+        if let Some(accumulate) = params {
+            self.gw.resize(self.inp * self.out, 0.0);
+            self.gb.resize(self.out, 0.0);
+            matmul(
+                self.inp,
+                self.out,
+                rows,
+                x,
+                true,
+                dy,
+                false,
+                &mut self.gw,
+                accumulate,
+            );
+            if !accumulate {
+                self.gb.fill(0.0);
+            }
+            for row in dy.chunks_exact(self.out) {
+                self.gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        }
+        if let Some((dx, accumulate)) = dx {
+            dx.resize(rows * self.inp, 0.0);
+            matmul(
+                rows, self.inp, self.out, dy, false, &self.w, true, dx, accumulate,
+            );
+        }
+    }
+
+    /// One Adam step with the gradients of the last backward pass (burn's update rule).
+    pub fn adam(&mut self, lr: f32, h: AdamHyper) {
+        self.t += 1;
+        let t = self.t.min(i32::MAX as usize) as i32;
+        let bc2 = (1.0 - h.beta2.powi(t)).sqrt();
+        let step = lr * bc2 / (1.0 - h.beta1.powi(t));
+        let eps = h.epsilon * bc2;
+        self.mw.resize(self.w.len(), 0.0);
+        self.vw.resize(self.w.len(), 0.0);
+        self.mb.resize(self.b.len(), 0.0);
+        self.vb.resize(self.b.len(), 0.0);
+        self.gw.resize(self.w.len(), 0.0);
+        self.gb.resize(self.b.len(), 0.0);
+        adam_update(
+            &mut self.w,
+            &self.gw,
+            &mut self.mw,
+            &mut self.vw,
+            step,
+            eps,
+            h,
+        );
+        adam_update(
+            &mut self.b,
+            &self.gb,
+            &mut self.mb,
+            &mut self.vb,
+            step,
+            eps,
+            h,
+        );
+    }
+
+    /// The layer and Adam state of burn's `linear` at module path `path`; `state` holds the
+    /// moments read from the optimiser record (absent = a fresh optimiser).
+    pub fn from_linear(
+        linear: &Linear,
+        path: String,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
+        let bias = linear
+            .bias
+            .as_ref()
+            .ok_or_else(|| TrainError::Invalid("fused training needs layers with a bias".into()))?;
+        let [inp, out] = linear.weight.dims();
+        let w = read_param(&linear.weight.val())?;
+        let b = read_param(&bias.val())?;
+        let (mw, vw, tw) = state.take(linear.weight.id, inp * out)?;
+        let (mb, vb, tb) = state.take(bias.id, out)?;
+        if tw != tb {
+            return Err(TrainError::Invalid(format!(
+                "optimiser state out of step ({tw} vs {tb} updates in one layer)"
+            )));
+        }
+        Ok(Self {
+            inp,
+            out,
+            w,
+            b,
+            w_id: linear.weight.id,
+            b_id: bias.id,
+            path,
+            mw,
+            vw,
+            mb,
+            vb,
+            t: tw,
+            gw: Vec::new(),
+            gb: Vec::new(),
+        })
+    }
+
+    /// burn's `Linear` with these weights and the original parameter ids.
+    pub fn to_linear(&self, device: &Device) -> Linear {
+        let w = Tensor::<2>::from_data(
+            TensorData::new(self.w.clone(), [self.inp, self.out]),
+            device,
+        );
+        let b = Tensor::<1>::from_data(TensorData::new(self.b.clone(), [self.out]), device);
+        // Trainable like the parameters it came from (a no-op without autodiff).
+        Linear {
+            weight: Param::initialized(self.w_id, w).set_require_grad(true),
+            bias: Some(Param::initialized(self.b_id, b).set_require_grad(true)),
+        }
+    }
+
+    /// This layer's Adam state as burn optimiser-record tensors and scalars.
+    fn record_into(&self, rec: &mut RecordParts) {
+        if self.t == 0 {
+            return; // a fresh optimiser has no state for the parameter
+        }
+        let (w_path, b_path) = (
+            format!("{}.weight", self.path),
+            format!("{}.bias", self.path),
+        );
+        rec.push(
+            self.w_id,
+            w_path,
+            &self.mw,
+            &self.vw,
+            &[self.inp, self.out],
+            self.t,
+        );
+        rec.push(self.b_id, b_path, &self.mb, &self.vb, &[self.out], self.t);
+    }
+}
+
+#[inline(always)]
+fn add_bias(row: &mut [f32], b: &[f32], act: impl Fn(f32) -> f32) {
+    row.iter_mut().zip(b).for_each(|(v, &b)| *v = act(*v + b));
+}
+
+fn adam_update(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: f32,
+    eps: f32,
+    h: AdamHyper,
+) {
+    const CHUNK: usize = 1 << 14;
+    let (b1, b2) = (h.beta1, h.beta2);
+    type Chunks<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
+    let body = |(((p, g), m), v): Chunks| {
+        for i in 0..p.len() {
+            let gi = g[i];
+            let mi = b1 * m[i] + (1.0 - b1) * gi;
+            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= step * mi / (vi.sqrt() + eps);
+        }
+    };
+    if p.len() >= 4 * CHUNK && rayon::current_num_threads() > 1 {
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(body);
+    } else {
+        body((((p, g), m), v));
+    }
+}
+
+fn read_param<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, TrainError> {
+    super::read_f32(t.clone())
+}
+
+/// Apply `layers` in turn to `x`, each followed by `act`; `acts[i]` receives layer i's
+/// output. Returns nothing: the last output is `acts.last()` (or `x` with no layers).
+pub fn forward_chain(layers: &[Dense], x: &[f32], rows: usize, acts: &mut Vec<Vec<f32>>, act: Act) {
+    acts.resize_with(layers.len(), Vec::new);
+    for i in 0..layers.len() {
+        let (done, rest) = acts.split_at_mut(i);
+        let input = if i == 0 { x } else { &done[i - 1] };
+        layers[i].forward(input, rows, &mut rest[0], act);
+    }
+}
+
+/// Back-propagate through a chain run by [`forward_chain`]: `dy` is the gradient w.r.t. the
+/// chain's output on entry and w.r.t. its input `x` on return (left untouched past the first
+/// layer when `want_dx` is false). Parameter gradients are set when `params`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_chain(
+    layers: &mut [Dense],
+    x: &[f32],
+    rows: usize,
+    acts: &[Vec<f32>],
+    act: Act,
+    dy: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+    params: bool,
+    want_dx: bool,
+) {
+    for i in (0..layers.len()).rev() {
+        act.backward(&acts[i], dy);
+        let input = if i == 0 { x } else { &acts[i - 1] };
+        let need_dx = i > 0 || want_dx;
+        layers[i].backward(
+            input,
+            rows,
+            dy,
+            params.then_some(false),
+            need_dx.then_some((&mut *scratch, false)),
+        );
+        if need_dx {
+            std::mem::swap(dy, scratch);
+        }
+    }
+}
+
+/// Fill `out` with `n` standard normal values (Box–Muller, both outputs used).
+pub fn fill_normal(rng: &mut SplitMix64, out: &mut Vec<f32>, n: usize) {
+    out.clear();
+    out.reserve(n);
+    while out.len() < n {
+        let u1 = rng.next_f32().max(1e-7);
+        let u2 = rng.next_f32();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f32::consts::TAU * u2).sin_cos();
+        out.push(r * c);
+        if out.len() < n {
+            out.push(r * s);
+        }
+    }
+}
+
+/// Adam moments per parameter id, read from a burn optimiser record.
+#[derive(Default)]
+pub struct AdamState {
+    moments: HashMap<u64, (Vec<f32>, Vec<f32>, usize)>,
+}
+
+const MOMENT_1: &str = "momentum.moment_1";
+const MOMENT_2: &str = "momentum.moment_2";
+const TIME: &str = "momentum.time";
+const RANK: &str = "__rank";
+
+impl AdamState {
+    /// Parse the bytes of a burn `ModuleOptimizer` holding Adam (its `into_bytes`).
+    pub fn from_record_bytes(bytes: Vec<u8>) -> Result<Self, TrainError> {
+        let bad = |e: String| TrainError::Invalid(format!("optimiser state: {e}"));
+        let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| bad(e.to_string()))?;
+        let scalars = reader.scalars().clone();
+        let mut moments: HashMap<u64, (Vec<f32>, Vec<f32>, usize)> = HashMap::new();
+        for t in reader.into_tensors().map_err(|e| bad(e.to_string()))? {
+            let (name, dtype, _shape, id, bytes) =
+                t.into_parts().map_err(|e| bad(e.to_string()))?;
+            let Some(id) = id else { continue };
+            let slot = if name == format!("{id}.{MOMENT_1}") {
+                0
+            } else if name == format!("{id}.{MOMENT_2}") {
+                1
+            } else {
+                return Err(bad(format!("unexpected entry {name} (not Adam's state?)")));
+            };
+            if dtype != DType::F32 || bytes.len() % 4 != 0 {
+                return Err(bad(format!("{name} is not f32")));
+            }
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let time = scalars
+                .get(&format!("{id}.{TIME}"))
+                .and_then(|s| u64::try_from(*s).ok())
+                .ok_or_else(|| bad(format!("no step count for parameter {id}")))?;
+            let e = moments.entry(id).or_default();
+            e.2 = time as usize;
+            if slot == 0 {
+                e.0 = values;
+            } else {
+                e.1 = values;
+            }
+        }
+        Ok(Self { moments })
+    }
+
+    /// The moments of parameter `id` with `len` values (zeros and step 0 when absent).
+    fn take(&mut self, id: ParamId, len: usize) -> Result<(Vec<f32>, Vec<f32>, usize), TrainError> {
+        match self.moments.remove(&id.val()) {
+            None => Ok((vec![0.0; len], vec![0.0; len], 0)),
+            Some((m, v, t)) if m.len() == len && v.len() == len => Ok((m, v, t)),
+            Some((m, v, _)) => Err(TrainError::Invalid(format!(
+                "optimiser state for parameter {} has {}/{} values, the layer has {len}",
+                id.val(),
+                m.len(),
+                v.len()
+            ))),
+        }
+    }
+}
+
+/// Builds burn's optimiser record (the same entries burn's Adam writes).
+#[derive(Default)]
+struct RecordParts {
+    tensors: Vec<burn_pack::Tensor>,
+    scalars: Vec<(String, burn_pack::Scalar)>,
+    paths: Vec<(String, String)>,
+}
+
+impl RecordParts {
+    fn push(&mut self, id: ParamId, path: String, m: &[f32], v: &[f32], shape: &[usize], t: usize) {
+        let id = id.val();
+        self.paths.push((id.to_string(), path));
+        let bytes =
+            |x: &[f32]| Bytes::from_bytes_vec(x.iter().flat_map(|f| f.to_le_bytes()).collect());
+        for (name, x) in [(MOMENT_1, m), (MOMENT_2, v)] {
+            self.tensors.push(burn_pack::Tensor::new(
+                format!("{id}.{name}"),
+                DType::F32,
+                shape.to_vec(),
+                Some(id),
+                bytes(x),
+            ));
+        }
+        self.scalars
+            .push((format!("{id}.{TIME}"), burn_pack::Scalar::from(t as u64)));
+        self.scalars.push((
+            format!("{id}.{RANK}"),
+            burn_pack::Scalar::from(shape.len() as u64),
+        ));
+    }
+
+    fn into_bytes(self) -> Result<Vec<u8>, TrainError> {
+        let mut w = burn_pack::Writer::new(self.tensors);
+        for (k, v) in &self.scalars {
+            w = w.with_scalar(k, *v);
+        }
+        for (k, v) in &self.paths {
+            w = w.with_metadata(k, v);
+        }
+        w.into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| TrainError::Invalid(format!("writing optimiser state: {e}")))
+    }
+}
+
+/// The optimiser-record bytes of `layers`' Adam state (loadable by burn's `ModuleOptimizer`).
+pub fn adam_record_bytes<'a>(
+    layers: impl IntoIterator<Item = &'a Dense>,
+) -> Result<Vec<u8>, TrainError> {
+    let mut rec = RecordParts::default();
+    for l in layers {
+        l.record_into(&mut rec);
+    }
+    rec.into_bytes()
+}
+
+#[cfg(test)]
+mod tests;
