@@ -45,6 +45,44 @@ fn vae_trains_a_step_on_wgpu() {
         .decode(&[0.0; 20])
         .unwrap();
     assert!(img.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // A run moves between burn's path (here on wgpu) and the fused CPU path through
+    // checkpoints, both ways, weights and Adam state included.
+    let ckpt = s.checkpoint().unwrap();
+    let mut cpu = Session::from_checkpoint(&ckpt, common::mnist(), Backend::cpu()).unwrap();
+    if std::env::var("LATENT_LAB_CPU_TRAINING").as_deref() != Ok("burn") {
+        let d = cpu.describe_backend();
+        assert!(d.contains("fused"), "{d}");
+    }
+    let mut cpu_losses = Vec::new();
+    for _ in 0..2 {
+        if let StepOutcome::Ran { point: Some(p), .. } = cpu.step().unwrap() {
+            cpu_losses.push(p.values[0]);
+        }
+    }
+    assert_eq!(cpu.step_count(), 6);
+    assert!(
+        cpu_losses.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{cpu_losses:?}"
+    );
+    let back = cpu.checkpoint().unwrap();
+    let mut gpu = Session::from_checkpoint(&back, common::mnist(), s.backend().clone()).unwrap();
+    assert!(
+        gpu.describe_backend().starts_with("wgpu"),
+        "{}",
+        gpu.describe_backend()
+    );
+    for _ in 0..2 {
+        gpu.step().unwrap();
+    }
+    let p = gpu.flush().unwrap();
+    assert!(matches!(&p, Some(StepOutcome::Ran { .. }) | None), "{p:?}");
+    assert_eq!(gpu.step_count(), 8);
+    assert!(gpu
+        .history()
+        .points
+        .iter()
+        .all(|p| p.values.iter().all(|v| v.is_finite())));
 }
 
 #[test]
