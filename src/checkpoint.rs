@@ -131,6 +131,13 @@ impl Checkpoint {
             Networks::Vae(_) => &["optim"],
             Networks::Gan { .. } => &["optim_g", "optim_d"],
         };
+        if names.len() != optims.len() {
+            return Err(CheckpointError::Encode(format!(
+                "{} optimiser states for a model with {}",
+                optims.len(),
+                names.len()
+            )));
+        }
         for (name, o) in names.iter().zip(optims) {
             blobs.push((name.to_string(), o));
         }

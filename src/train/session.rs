@@ -66,14 +66,29 @@ enum PendingTerms {
 impl TrainNets {
     /// The fused CPU form of MLP networks (same weights, ids and Adam state), or `self`
     /// unchanged where it does not apply: on a GPU, for convolutional models, or when
-    /// [`CPU_TRAINING_ENV`] says `burn`.
-    fn fused(self, backend: &Backend, device: &Device, seed: u64) -> Result<Self, TrainError> {
+    /// [`CPU_TRAINING_ENV`] says `burn`. If the conversion fails (an optimiser record burn
+    /// accepts but the fused path cannot use), training stays on burn's path and the reason
+    /// is returned.
+    fn fused(self, backend: &Backend, device: &Device, seed: u64) -> (Self, Option<String>) {
+        match self.try_fused(backend, device, seed) {
+            Ok(Some(f)) => (f, None),
+            Ok(None) => (self, None),
+            Err(e) => (self, Some(e.to_string())),
+        }
+    }
+
+    fn try_fused(
+        &self,
+        backend: &Backend,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Option<Self>, TrainError> {
         if backend.is_gpu() || std::env::var(CPU_TRAINING_ENV).is_ok_and(|v| v == "burn") {
-            return Ok(self);
+            return Ok(None);
         }
         let bytes =
             |o: &ModuleOptimizer| optim_bytes(o).map_err(|e| TrainError::Invalid(e.to_string()));
-        let nets = match &self {
+        let nets = match self {
             TrainNets::Vae {
                 model: VaeNet::Mlp(m),
                 optim,
@@ -90,12 +105,28 @@ impl TrainNets {
                 bytes(opt_d)?,
                 seed,
             )?)),
-            _ => return Ok(self),
+            _ => return Ok(None),
         };
-        Ok(TrainNets::Fused {
+        Ok(Some(TrainNets::Fused {
             nets,
             device: device.clone(),
-        })
+        }))
+    }
+
+    /// After a rollback: a new noise stream, so the fused path does not replay the steps
+    /// that diverged (burn's device RNG moves on by itself).
+    fn reseed(&mut self, seed: u64) {
+        match self {
+            TrainNets::Fused {
+                nets: FusedNets::Vae(v),
+                ..
+            } => v.reseed(seed),
+            TrainNets::Fused {
+                nets: FusedNets::Gan(g),
+                ..
+            } => g.reseed(seed),
+            _ => {}
+        }
     }
 
     fn networks(&self) -> Networks {
@@ -171,6 +202,8 @@ pub struct Session {
     fixed_noise: Vec<f32>,
     interval_start: Instant,
     interval_images: usize,
+    /// Why an MLP model on the CPU trains through burn's path instead of the fused one.
+    fused_off: Option<String>,
 }
 
 const ADAM_EPSILON: f32 = 1e-8;
@@ -298,7 +331,7 @@ impl Session {
             )));
         }
         let seed = config.seed ^ 0x0F05_ED00 ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let nets = nets.fused(&backend, &device, seed)?;
+        let (nets, fused_off) = nets.fused(&backend, &device, seed);
         let good = Some(GoodState {
             nets: deep_copy(&spec, &nets, &device)?,
             step,
@@ -325,6 +358,7 @@ impl Session {
             fixed_noise,
             interval_start: Instant::now(),
             interval_images: 0,
+            fused_off,
         })
     }
 
@@ -347,7 +381,10 @@ impl Session {
     pub fn describe_backend(&self) -> String {
         match self.nets() {
             TrainNets::Fused { .. } => format!("{}, fused MLP training", self.backend.describe()),
-            _ => self.backend.describe(),
+            _ => match &self.fused_off {
+                Some(why) => format!("{} (fused path off: {why})", self.backend.describe()),
+                None => self.backend.describe(),
+            },
         }
     }
     pub fn step_count(&self) -> u64 {
@@ -567,7 +604,9 @@ impl Session {
         let term = self.history.names.get(term).cloned().unwrap_or_default();
         self.candidate = None;
         let restored_step = match self.good.clone() {
-            Some(g) => {
+            Some(mut g) => {
+                g.nets
+                    .reseed(self.config.seed ^ bad_step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 self.nets = Some(g.nets);
                 self.step = g.step;
                 self.epoch = g.epoch;

@@ -61,14 +61,17 @@ impl FusedGan {
                     .map(|(i, l)| Dense::from_linear(l, format!("hidden.{i}"), state))
                     .collect()
             };
-        Ok(Self {
+        let gan = Self {
             g_hidden: hidden(gh, &mut sg)?,
             g_out: Dense::from_linear(go, "out".into(), &mut sg)?,
             d_hidden: hidden(dh, &mut sd)?,
             d_out: Dense::from_linear(dout, "out".into(), &mut sd)?,
             rng: SplitMix64::new(seed),
             work: Work::default(),
-        })
+        };
+        sg.finish()?;
+        sd.finish()?;
+        Ok(gan)
     }
 
     pub fn generator(&self, device: &Device) -> MlpGenerator {
@@ -91,6 +94,11 @@ impl FusedGan {
             adam_record_bytes(self.g_hidden.iter().chain([&self.g_out]))?,
             adam_record_bytes(self.d_hidden.iter().chain([&self.d_out]))?,
         ))
+    }
+
+    /// Restart the latent stream (after a rollback, so that the same steps are not replayed).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
     }
 
     /// One step on `real` (`rows` images in [-1, 1]) with fresh latents; returns
@@ -135,15 +143,15 @@ impl FusedGan {
         let (mut loss_real, mut loss_fake, mut p_real, mut p_fake) =
             (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for (i, l) in w.logits.iter_mut().enumerate() {
-            let (sig, sp) = math::sigmoid_softplus(*l);
+            let (sig, lg) = math::sigmoid_log1p(*l);
             if i < rows {
-                // target 1: −log σ(l) = softplus(l) − l
-                loss_real += (sp - *l) as f64;
+                // target 1: −log σ(l) = softplus(−l)
+                loss_real += ((-*l).max(0.0) + lg) as f64;
                 p_real += sig as f64;
                 *l = (sig - 1.0) * inv_b;
             } else {
                 // target 0: l − log σ(l) = softplus(l)
-                loss_fake += sp as f64;
+                loss_fake += ((*l).max(0.0) + lg) as f64;
                 p_fake += sig as f64;
                 *l = sig * inv_b;
             }
@@ -172,8 +180,8 @@ impl FusedGan {
         self.d_out.forward(d_in, rows, &mut w.logits, Act::Identity);
         let mut g_loss = 0.0f64;
         for l in w.logits.iter_mut() {
-            let (sig, sp) = math::sigmoid_softplus(*l);
-            g_loss += (sp - *l) as f64;
+            let (sig, lg) = math::sigmoid_log1p(*l);
+            g_loss += ((-*l).max(0.0) + lg) as f64;
             *l = (sig - 1.0) * inv_b;
         }
         self.d_out

@@ -41,23 +41,36 @@ pub fn log1p_unit(t: f32) -> f32 {
     2.0 * s * p
 }
 
-/// `(σ(l), softplus(l))` from one `exp`: `softplus(l) = max(l, 0) + ln(1 + e^{-|l|})`.
+/// `σ(l)` and `ln(1 + e^{−|l|})` from one `exp`. With the second, both softplus terms are
+/// exact: `softplus(l) = max(l, 0) + it` and `softplus(−l) = −log σ(l) = max(−l, 0) + it`
+/// (no cancellation for large `|l|`).
 #[inline(always)]
-pub fn sigmoid_softplus(l: f32) -> (f32, f32) {
+pub fn sigmoid_log1p(l: f32) -> (f32, f32) {
     let t = exp(-l.abs());
     let q = 1.0 / (1.0 + t);
     let sig = if l >= 0.0 { q } else { t * q };
-    (sig, l.max(0.0) + log1p_unit(t))
+    (sig, log1p_unit(t))
 }
 
-/// `tanh(x)` from one `exp`, odd-symmetric, exact to float precision away from 0 and
-/// `x` itself near 0.
+/// `tanh(x)`: an odd polynomial for `|x| < 0.625` (Cephes' `tanhf`), `(1 − t)/(1 + t)` with
+/// `t = e^{−2|x|}` beyond; relative error below 1e-6 everywhere; NaN stays NaN.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    let t = exp(-2.0 * x.abs());
-    let y = (1.0 - t) / (1.0 + t);
-    let y = if x.abs() < 1e-4 { x.abs() } else { y };
-    y.copysign(x)
+    let a = x.abs();
+    let z = x * x;
+    let small =
+        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
+            * z
+            * x
+            + x;
+    let t = exp(-2.0 * a);
+    let large = ((1.0 - t) / (1.0 + t)).copysign(x);
+    if a < 0.625 {
+        small
+    } else {
+        large
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +95,7 @@ mod tests {
     }
 
     #[test]
-    fn log1p_and_sigmoid_softplus_match_libm() {
+    fn log1p_and_sigmoid_match_libm() {
         let mut worst = 0.0f64;
         for i in 0..=100_000 {
             let t = i as f32 / 100_000.0;
@@ -92,20 +105,28 @@ mod tests {
         }
         assert!(worst < 3e-7, "log1p worst relative error {worst}");
         assert!(rel(log1p_unit(1e-9), 1e-9) < 1e-6);
-        for &l in &[-90.0f32, -20.0, -3.0, -0.5, 0.0, 0.25, 2.0, 17.0, 90.0] {
-            let (s, sp) = sigmoid_softplus(l);
+        for &l in &[
+            -90.0f32, -20.0, -16.0, -3.0, -0.5, 0.0, 0.25, 2.0, 10.0, 16.0, 90.0,
+        ] {
+            let (s, lg) = sigmoid_log1p(l);
             let l64 = l as f64;
             let s_ref = 1.0 / (1.0 + (-l64).exp());
-            let sp_ref = l64.max(0.0) + (-l64.abs()).exp().ln_1p();
             assert!(
                 (s as f64 - s_ref).abs() < 1e-6,
                 "σ({l}) = {s}, want {s_ref}"
             );
-            assert!(
-                rel(sp, sp_ref) < 1e-6 || (sp as f64 - sp_ref).abs() < 1e-30,
-                "softplus({l})"
-            );
+            // Both softplus terms, relatively accurate even where one is tiny.
+            for sign in [1.0f64, -1.0] {
+                let v = (sign * l64).max(0.0) as f32 + lg;
+                let want = (sign * l64).max(0.0) + (-l64.abs()).exp().ln_1p();
+                assert!(
+                    rel(v, want) < 1e-6,
+                    "softplus({}) = {v}, want {want}",
+                    sign * l64
+                );
+            }
         }
+        assert!(sigmoid_log1p(f32::NAN).0.is_nan() && sigmoid_log1p(f32::NAN).1.is_nan());
     }
 
     #[test]
@@ -114,12 +135,17 @@ mod tests {
         while x < 12.0 {
             let want = (x as f64).tanh();
             assert!(
-                (tanh(x) as f64 - want).abs() < 3e-7,
+                rel(tanh(x), want) < 1e-6,
                 "tanh({x}) = {}, want {want}",
                 tanh(x)
             );
             x += 0.0071;
         }
+        for x in [1e-4f32, -3e-5, 1e-8, 0.6249, 0.6251] {
+            assert!(rel(tanh(x), (x as f64).tanh()) < 1e-6, "tanh({x})");
+        }
         assert_eq!(tanh(0.0), 0.0);
+        assert_eq!(tanh(-0.0), 0.0);
+        assert!(tanh(f32::NAN).is_nan());
     }
 }

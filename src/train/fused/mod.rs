@@ -11,7 +11,7 @@
 //! It is an implementation detail of [`Session`](super::Session): weights come from burn
 //! modules and go back into them (same parameter ids) for inference and checkpoints, and the
 //! Adam state is read from and written to burn's optimiser record format, so a run can move
-//! between this path and burn's at any checkpoint. Tests in `tests/fused.rs` check that a step
+//! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
 //! here equals a step through burn's autodiff.
 
 mod gan;
@@ -50,18 +50,19 @@ pub enum Act {
 }
 
 impl Act {
-    /// `dy ← dy · act'(·)`, from the activation's output `y`.
+    /// `dy ← dy · act'(·)`, from the activation's output `y`. A NaN output passes its
+    /// gradient on (as burn does), so a NaN weight cannot hide behind a zero gradient.
     fn backward(self, y: &[f32], dy: &mut [f32]) {
         match self {
             Act::Identity => {}
             Act::Relu => dy
                 .iter_mut()
                 .zip(y)
-                .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 }),
+                .for_each(|(d, &y)| *d = if y <= 0.0 { 0.0 } else { *d }),
             Act::LeakyRelu(s) => dy
                 .iter_mut()
                 .zip(y)
-                .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { *d * s }),
+                .for_each(|(d, &y)| *d = if y <= 0.0 { *d * s } else { *d }),
             Act::Tanh => dy.iter_mut().zip(y).for_each(|(d, &y)| *d *= 1.0 - y * y),
         }
     }
@@ -81,7 +82,8 @@ fn matmul(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let size = |r: usize, c: usize| r.saturating_mul(c);
+    assert!(a.len() >= size(m, k) && b.len() >= size(k, n) && c.len() >= size(m, n));
     if m == 0 || n == 0 {
         return;
     }
@@ -181,7 +183,8 @@ impl Dense {
             match act {
                 // One match per row, so that each loop below vectorises on its own.
                 Act::Identity => add_bias(row, &self.b, |v| v),
-                Act::Relu => add_bias(row, &self.b, |v| v.max(0.0)),
+                // Not `v.max(0.0)`: that turns NaN into 0 and would hide a diverged weight.
+                Act::Relu => add_bias(row, &self.b, |v| if v < 0.0 { 0.0 } else { v }),
                 Act::LeakyRelu(s) => add_bias(row, &self.b, |v| if v > 0.0 { v } else { v * s }),
                 Act::Tanh => add_bias(row, &self.b, math::tanh),
             }
@@ -231,7 +234,7 @@ impl Dense {
 
     /// One Adam step with the gradients of the last backward pass (burn's update rule).
     pub fn adam(&mut self, lr: f32, h: AdamHyper) {
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
         let t = self.t.min(i32::MAX as usize) as i32;
         let bc2 = (1.0 - h.beta2.powi(t)).sqrt();
         let step = lr * bc2 / (1.0 - h.beta1.powi(t));
@@ -276,8 +279,8 @@ impl Dense {
         let [inp, out] = linear.weight.dims();
         let w = read_param(&linear.weight.val())?;
         let b = read_param(&bias.val())?;
-        let (mw, vw, tw) = state.take(linear.weight.id, inp * out)?;
-        let (mb, vb, tb) = state.take(bias.id, out)?;
+        let (mw, vw, tw) = state.take(linear.weight.id, &[inp, out])?;
+        let (mb, vb, tb) = state.take(bias.id, &[out])?;
         if tw != tb {
             return Err(TrainError::Invalid(format!(
                 "optimiser state out of step ({tw} vs {tb} updates in one layer)"
@@ -354,13 +357,12 @@ fn adam_update(
     let (b1, b2) = (h.beta1, h.beta2);
     type Chunks<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
     let body = |(((p, g), m), v): Chunks| {
-        for i in 0..p.len() {
-            let gi = g[i];
-            let mi = b1 * m[i] + (1.0 - b1) * gi;
-            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] -= step * mi / (vi.sqrt() + eps);
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let mi = b1 * *m + (1.0 - b1) * g;
+            let vi = b2 * *v + (1.0 - b2) * g * g;
+            *m = mi;
+            *v = vi;
+            *p -= step * mi / (vi.sqrt() + eps);
         }
     };
     if p.len() >= 4 * CHUNK && rayon::current_num_threads() > 1 {
@@ -440,7 +442,15 @@ pub fn fill_normal(rng: &mut SplitMix64, out: &mut Vec<f32>, n: usize) {
 /// Adam moments per parameter id, read from a burn optimiser record.
 #[derive(Default)]
 pub struct AdamState {
-    moments: HashMap<u64, (Vec<f32>, Vec<f32>, usize)>,
+    moments: HashMap<u64, Moments>,
+}
+
+/// First and second moments with their shape, and the step count.
+#[derive(Default)]
+struct Moments {
+    m: Option<(Vec<f32>, Vec<usize>)>,
+    v: Option<(Vec<f32>, Vec<usize>)>,
+    time: usize,
 }
 
 const MOMENT_1: &str = "momentum.moment_1";
@@ -455,15 +465,16 @@ impl AdamState {
         let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes))
             .map_err(|e| bad(e.to_string()))?;
         let scalars = reader.scalars().clone();
-        let mut moments: HashMap<u64, (Vec<f32>, Vec<f32>, usize)> = HashMap::new();
+        let mut moments: HashMap<u64, Moments> = HashMap::new();
         for t in reader.into_tensors().map_err(|e| bad(e.to_string()))? {
-            let (name, dtype, _shape, id, bytes) =
-                t.into_parts().map_err(|e| bad(e.to_string()))?;
-            let Some(id) = id else { continue };
-            let slot = if name == format!("{id}.{MOMENT_1}") {
-                0
+            let (name, dtype, shape, id, bytes) = t.into_parts().map_err(|e| bad(e.to_string()))?;
+            let Some(id) = id else {
+                return Err(bad(format!("entry {name} belongs to no parameter")));
+            };
+            let first = if name == format!("{id}.{MOMENT_1}") {
+                true
             } else if name == format!("{id}.{MOMENT_2}") {
-                1
+                false
             } else {
                 return Err(bad(format!("unexpected entry {name} (not Adam's state?)")));
             };
@@ -474,31 +485,51 @@ impl AdamState {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
+            let dims = shape.to_vec();
+            if dims.iter().product::<usize>() != values.len() {
+                return Err(bad(format!("{name}: shape {dims:?} does not fit its data")));
+            }
             let time = scalars
                 .get(&format!("{id}.{TIME}"))
                 .and_then(|s| u64::try_from(*s).ok())
-                .ok_or_else(|| bad(format!("no step count for parameter {id}")))?;
+                .filter(|&t| t >= 1 && t <= i32::MAX as u64)
+                .ok_or_else(|| bad(format!("no valid step count for parameter {id}")))?;
             let e = moments.entry(id).or_default();
-            e.2 = time as usize;
-            if slot == 0 {
-                e.0 = values;
-            } else {
-                e.1 = values;
-            }
+            e.time = time as usize;
+            let slot = if first { &mut e.m } else { &mut e.v };
+            *slot = Some((values, dims));
         }
         Ok(Self { moments })
     }
 
-    /// The moments of parameter `id` with `len` values (zeros and step 0 when absent).
-    fn take(&mut self, id: ParamId, len: usize) -> Result<(Vec<f32>, Vec<f32>, usize), TrainError> {
+    /// The moments of parameter `id` of shape `shape` (zeros and step 0 when absent).
+    fn take(
+        &mut self,
+        id: ParamId,
+        shape: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>, usize), TrainError> {
+        let len = shape.iter().product();
         match self.moments.remove(&id.val()) {
             None => Ok((vec![0.0; len], vec![0.0; len], 0)),
-            Some((m, v, t)) if m.len() == len && v.len() == len => Ok((m, v, t)),
-            Some((m, v, _)) => Err(TrainError::Invalid(format!(
-                "optimiser state for parameter {} has {}/{} values, the layer has {len}",
-                id.val(),
-                m.len(),
-                v.len()
+            Some(Moments {
+                m: Some((m, m_shape)),
+                v: Some((v, v_shape)),
+                time,
+            }) if m_shape == shape && v_shape == shape => Ok((m, v, time)),
+            Some(_) => Err(TrainError::Invalid(format!(
+                "optimiser state for parameter {} does not fit the layer (shape {shape:?})",
+                id.val()
+            ))),
+        }
+    }
+
+    /// Fails if the record held state for parameters no layer claimed (a record of another
+    /// model: using it would silently restart Adam).
+    pub fn finish(self) -> Result<(), TrainError> {
+        match self.moments.keys().next() {
+            None => Ok(()),
+            Some(id) => Err(TrainError::Invalid(format!(
+                "optimiser state for parameter {id}, which the model does not have"
             ))),
         }
     }

@@ -195,3 +195,138 @@ fn gan_steps_equal_burn_autodiff_steps() {
     assert_eq!(g_steps.to_record().len(), 2 * 2 * 3);
     assert_eq!(d_steps.to_record().len(), 2 * 2 * 3);
 }
+
+#[test]
+fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
+    // 784-400-20 at batch 128: the gemm calls and the Adam update run split across threads.
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let (pixels, latent, rows, lr, beta) = (784, 20, 128, 1e-3, 1.0);
+    let init = MlpVaeConfig::new(pixels).init(&device);
+    let mut optim = adam();
+    let mut fused = FusedVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
+    let mut model = VaeNet::Mlp(init);
+    let mut rng = SplitMix64::new(8);
+    for step in 0..2 {
+        let x = uniform(&mut rng, rows * pixels, 0.0, 1.0);
+        let eps = normal_latents(rows, latent, 40 + step);
+        let xt = tensor(&x, rows, &device);
+        let enc = model.encode(xt.clone());
+        let (m, terms) = vae_step_with_noise(
+            model,
+            &mut optim,
+            xt,
+            enc,
+            tensor(&eps, rows, &device),
+            lr,
+            beta,
+        );
+        model = m;
+        let want = read_f32(terms).unwrap();
+        let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs(),
+                "step {step}: terms {got:?} vs {want:?}"
+            );
+        }
+    }
+    // Sums over 100,352 values are added in a different order on the two paths, and Adam's
+    // first steps move a weight by ≈ lr whatever the size of its gradient, so a gradient that
+    // is pure rounding noise may move either way: nearly all weights agree to 1e-6, every
+    // weight to within the two steps' reach.
+    let VaeNet::Mlp(m) = &model else {
+        unreachable!()
+    };
+    let (got, want) = (vae_weights(&fused.model(&device)), vae_weights(m));
+    let close = got
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| (*a - *b).abs() <= 1e-6)
+        .count();
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        close as f64 >= 0.999 * want.len() as f64,
+        "{close} of {} weights agree",
+        want.len()
+    );
+    assert!(worst <= 4.0 * lr as f32, "largest difference {worst}");
+}
+
+#[test]
+fn unusable_optimiser_records_are_errors_not_panics() {
+    use super::{adam_record_bytes, AdamState, Dense};
+    let device = Device::flex().autodiff();
+    let cfg = MlpVaeConfig::new(12).with_hidden(vec![9]).with_latent(3);
+    let a = cfg.init(&device);
+    // A record with state for every parameter of `a`, taken from burn after one step.
+    let mut optim = adam();
+    let x = tensor(&[0.5; 24], 2, &device);
+    let enc = a.encode(x.clone());
+    let eps = tensor(&[0.1; 6], 2, &device);
+    let (a, _) = vae_step_with_noise(VaeNet::Mlp(a), &mut optim, x, enc, eps, 1e-3, 1.0);
+    let VaeNet::Mlp(a) = a else { unreachable!() };
+    let record = optim_bytes(&optim).unwrap();
+    assert!(FusedVae::new(&a, record.clone(), 0).is_ok());
+
+    // Another model of the same shape has other parameter ids: the state fits nothing.
+    let b = cfg.init(&device);
+    let e = FusedVae::new(&b, record.clone(), 0)
+        .err()
+        .expect("foreign record refused");
+    assert!(e.to_string().contains("does not have"), "{e}");
+    // A model of another shape.
+    let (enc, ..) = a.parts();
+    let wide = Linear {
+        weight: burn::module::Param::initialized(
+            enc[0].weight.id,
+            Tensor::zeros([12, 10], &device),
+        ),
+        bias: enc[0].bias.clone(),
+    };
+    let e = Dense::from_linear(
+        &wide,
+        "enc.0".into(),
+        &mut AdamState::from_record_bytes(record).unwrap(),
+    )
+    .expect_err("shape mismatch refused");
+    assert!(e.to_string().contains("does not fit"), "{e}");
+    // Not a record at all, and a record claiming an absurd step count.
+    assert!(FusedVae::new(&a, b"not burnpack".to_vec(), 0).is_err());
+    let mut d = Dense::from_linear(&enc[0], "enc.0".into(), &mut AdamState::default()).unwrap();
+    d.t = u32::MAX as usize + 7;
+    let bytes = adam_record_bytes([&d]).unwrap();
+    assert!(AdamState::from_record_bytes(bytes).is_err());
+}
+
+#[test]
+fn a_nan_weight_shows_in_the_loss() {
+    // ReLU must not turn NaN into 0: the loss has to go NaN so that the session rolls back.
+    let device = Device::flex().autodiff();
+    let m = MlpVaeConfig::new(12)
+        .with_hidden(vec![9])
+        .with_latent(3)
+        .init(&device);
+    let (enc, mu, lv, dec, out) = m.parts();
+    let mut w = read_f32(enc[0].weight.val()).unwrap();
+    w[5] = f32::NAN;
+    let broken = Linear {
+        weight: burn::module::Param::initialized(enc[0].weight.id, tensor(&w, 12, &device)),
+        bias: enc[0].bias.clone(),
+    };
+    let m = crate::model::MlpVae::from_parts(
+        vec![broken],
+        mu.clone(),
+        lv.clone(),
+        dec.to_vec(),
+        out.clone(),
+    );
+    let mut fused = FusedVae::new(&m, optim_bytes(&adam()).unwrap(), 0).unwrap();
+    let x = vec![0.5; 2 * 12];
+    let terms = fused.step_with_noise(&x, 2, &[0.0; 6], 1e-3, 1.0, H);
+    assert!(terms.iter().all(|t| t.is_nan()), "{terms:?}");
+}

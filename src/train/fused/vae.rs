@@ -58,7 +58,7 @@ impl FusedVae {
                 .map(|(i, l)| Dense::from_linear(l, format!("{name}.{i}"), state))
                 .collect::<Result<Vec<_>, _>>()
         };
-        Ok(Self {
+        let vae = Self {
             enc: chain(enc, "enc", &mut state)?,
             dec: chain(dec, "dec", &mut state)?,
             mu: Dense::from_linear(mu, "mu".into(), &mut state)?,
@@ -66,7 +66,9 @@ impl FusedVae {
             out: Dense::from_linear(out, "out".into(), &mut state)?,
             rng: SplitMix64::new(seed),
             work: Work::default(),
-        })
+        };
+        state.finish()?;
+        Ok(vae)
     }
 
     fn layers(&self) -> impl Iterator<Item = &Dense> {
@@ -91,6 +93,11 @@ impl FusedVae {
     /// The Adam state as burn optimiser-record bytes.
     pub fn optim_bytes(&self) -> Result<Vec<u8>, TrainError> {
         adam_record_bytes(self.layers())
+    }
+
+    /// Restart the noise stream (after a rollback, so that the same steps are not replayed).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
     }
 
     /// One step on `x` (`rows` images in [0, 1]) with fresh noise; returns
@@ -210,24 +217,28 @@ impl FusedVae {
     }
 }
 
-/// Bernoulli NLL of `x` under `logits`, summed: `Σ softplus(l) − x·l`. Replaces each logit
-/// by the gradient of the batch-mean loss, `(σ(l) − x) / rows`.
+/// Bernoulli NLL of `x` under `logits`, summed: `Σ (1 − x)·l − log σ(l)` (burn's form, with
+/// `−log σ(l) = max(−l, 0) + ln(1 + e^{−|l|})` exact). Replaces each logit by the gradient of
+/// the batch-mean loss, `(σ(l) − x) / rows`.
 fn bernoulli_loss_and_grad(logits: &mut [f32], x: &[f32], inv_b: f32) -> f64 {
-    let mut total = 0.0f64;
+    #[inline(always)]
+    fn one(l: &mut f32, x: f32, inv_b: f32) -> f32 {
+        let (sig, lg) = math::sigmoid_log1p(*l);
+        let nll = (1.0 - x) * *l + (-*l).max(0.0) + lg;
+        *l = (sig - x) * inv_b;
+        nll
+    }
     let mut lc = logits.chunks_exact_mut(LANES);
     let mut xc = x.chunks_exact(LANES);
     let mut acc = [0.0f32; LANES];
     for (l, x) in (&mut lc).zip(&mut xc) {
         for k in 0..LANES {
-            let (sig, sp) = math::sigmoid_softplus(l[k]);
-            acc[k] += sp - x[k] * l[k];
-            l[k] = (sig - x[k]) * inv_b;
+            acc[k] += one(&mut l[k], x[k], inv_b);
         }
     }
-    for (l, x) in lc.into_remainder().iter_mut().zip(xc.remainder()) {
-        let (sig, sp) = math::sigmoid_softplus(*l);
-        total += (sp - x * *l) as f64;
-        *l = (sig - x) * inv_b;
+    let mut total: f64 = acc.iter().map(|&a| a as f64).sum();
+    for (l, &x) in lc.into_remainder().iter_mut().zip(xc.remainder()) {
+        total += one(l, x, inv_b) as f64;
     }
-    total + acc.iter().map(|&a| a as f64).sum::<f64>()
+    total
 }
