@@ -14,6 +14,8 @@
 //! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
 //! here equals a step through burn's autodiff.
 
+#[allow(dead_code)] // groundwork for DCGAN on the fused path
+mod conv;
 mod gan;
 mod math;
 mod vae;
