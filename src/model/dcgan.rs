@@ -24,23 +24,23 @@ pub struct DcganConfig {
 
 #[derive(Module, Debug)]
 pub struct DcGenerator {
-    fc: Linear,
-    bn0: BatchNorm,
-    t1: ConvTranspose2d,
-    bn1: BatchNorm,
-    t2: ConvTranspose2d,
-    width: usize,
-    size: usize,
+    pub(crate) fc: Linear,
+    pub(crate) bn0: BatchNorm,
+    pub(crate) t1: ConvTranspose2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) t2: ConvTranspose2d,
+    pub(crate) width: usize,
+    pub(crate) size: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct DcDiscriminator {
-    c1: Conv2d,
-    c2: Conv2d,
-    bn2: BatchNorm,
-    out: Linear,
-    channels: usize,
-    size: usize,
+    pub(crate) c1: Conv2d,
+    pub(crate) c2: Conv2d,
+    pub(crate) bn2: BatchNorm,
+    pub(crate) out: Linear,
+    pub(crate) channels: usize,
+    pub(crate) size: usize,
 }
 
 const SLOPE: f64 = 0.2;

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
-use super::fused::{AdamHyper, FusedGan, FusedVae};
+use super::fused::{AdamHyper, FusedDcgan, FusedGan, FusedVae};
 use super::losses::{bce_logits_const, bce_logits_per_image, kl_per_dim};
 use super::metrics::{Marker, MetricPoint, MetricsHistory, TestPoint};
 use super::{images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
@@ -53,6 +53,7 @@ enum TrainNets {
 enum FusedNets {
     Vae(Box<FusedVae>),
     Gan(Box<FusedGan>),
+    Dcgan(Box<FusedDcgan>),
 }
 
 /// Loss terms of one step, not yet checked.
@@ -105,6 +106,18 @@ impl TrainNets {
                 bytes(opt_d)?,
                 seed,
             )?)),
+            TrainNets::Gan {
+                gen: GenNet::Conv(g),
+                disc: DiscNet::Conv(d),
+                opt_g,
+                opt_d,
+            } => FusedNets::Dcgan(Box::new(FusedDcgan::new(
+                g,
+                d,
+                bytes(opt_g)?,
+                bytes(opt_d)?,
+                seed,
+            )?)),
             _ => return Ok(None),
         };
         Ok(Some(TrainNets::Fused {
@@ -125,6 +138,10 @@ impl TrainNets {
                 nets: FusedNets::Gan(g),
                 ..
             } => g.reseed(seed),
+            TrainNets::Fused {
+                nets: FusedNets::Dcgan(g),
+                ..
+            } => g.reseed(seed),
             _ => {}
         }
     }
@@ -141,6 +158,13 @@ impl TrainNets {
             } => Networks::Gan {
                 gen: GenNet::Mlp(g.generator(device)),
                 disc: DiscNet::Mlp(g.discriminator(device)),
+            },
+            TrainNets::Fused {
+                nets: FusedNets::Dcgan(g),
+                device,
+            } => Networks::Gan {
+                gen: GenNet::Conv(g.generator(device)),
+                disc: DiscNet::Conv(g.discriminator(device)),
             },
             TrainNets::Vae { model, .. } => Networks::Vae(model.clone()),
             TrainNets::Gan { gen, disc, .. } => Networks::Gan {
@@ -380,6 +404,10 @@ impl Session {
     /// The backend and, for MLP models on the CPU, the fused training path.
     pub fn describe_backend(&self) -> String {
         match self.nets() {
+            TrainNets::Fused {
+                nets: FusedNets::Dcgan(_),
+                ..
+            } => format!("{}, fused conv training", self.backend.describe()),
             TrainNets::Fused { .. } => format!("{}, fused MLP training", self.backend.describe()),
             _ => match &self.fused_off {
                 Some(why) => format!("{} (fused path off: {why})", self.backend.describe()),
@@ -480,6 +508,10 @@ impl Session {
                         .step(&self.buf, idx.len(), lr as f32, self.config.beta as f32, h)
                         .to_vec(),
                     FusedNets::Gan(g) => {
+                        self.buf.iter_mut().for_each(|v| *v = *v * 2.0 - 1.0);
+                        g.step(&self.buf, idx.len(), lr as f32, h).to_vec()
+                    }
+                    FusedNets::Dcgan(g) => {
                         self.buf.iter_mut().for_each(|v| *v = *v * 2.0 - 1.0);
                         g.step(&self.buf, idx.len(), lr as f32, h).to_vec()
                     }
@@ -735,6 +767,13 @@ impl Session {
             } => vec![v.optim_bytes()?],
             TrainNets::Fused {
                 nets: FusedNets::Gan(g),
+                ..
+            } => {
+                let (g, d) = g.optim_bytes()?;
+                vec![g, d]
+            }
+            TrainNets::Fused {
+                nets: FusedNets::Dcgan(g),
                 ..
             } => {
                 let (g, d) = g.optim_bytes()?;

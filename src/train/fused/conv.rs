@@ -2,6 +2,8 @@
 //! training yet): 2-D convolution and transposed convolution, square kernels, as
 //! im2col/col2im + one sgemm per image, in burn's weight layouts.
 
+use rayon::prelude::*;
+
 use super::matmul;
 
 /// A k×k convolution with stride `s` and padding `p` from `c_in × h_in × w_in` images to
@@ -64,56 +66,127 @@ impl ConvGeom {
     }
 }
 
-/// `cols[(c·k + ky)·k + kx, oy·w_out + ox] = x[c, oy·s + ky − p, ox·s + kx − p]` (0 in the
-/// padding) for one image `x`.
-pub fn im2col(g: &ConvGeom, x: &[f32], cols: &mut [f32]) {
+/// The output columns `ox` whose input column `ox·s + kk − p` lies inside `0..n`.
+#[inline]
+fn valid_range(g: &ConvGeom, kk: usize, n_in: usize, n_out: usize) -> std::ops::Range<usize> {
+    // ox·s + kk ≥ p  and  ox·s + kk − p < n_in
+    let lo = g.p.saturating_sub(kk).div_ceil(g.s);
+    let hi = if n_in + g.p > kk {
+        ((n_in + g.p - kk - 1) / g.s + 1).min(n_out)
+    } else {
+        0
+    };
+    lo..hi.max(lo)
+}
+
+/// im2col of a whole batch: `cols[(c·k + ky)·k + kx, r·pos + oy·w_out + ox] =
+/// x[r, c, oy·s + ky − p, ox·s + kx − p]` (0 in the padding), one row per kernel tap, built in
+/// parallel over the rows.
+pub fn im2col(g: &ConvGeom, x: &[f32], rows: usize, cols: &mut Vec<f32>) {
     let pos = g.positions();
-    for c in 0..g.c_in {
-        let plane = &x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let row = ((c * g.k + ky) * g.k + kx) * pos;
-                let dst = &mut cols[row..row + pos];
+    let (hw, in_len) = (g.h_in * g.w_in, g.in_len());
+    cols.resize(g.col_rows() * rows * pos, 0.0);
+    let xr = valid_range_all(g);
+    cols.par_chunks_mut(rows * pos)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (c, ky, kx) = (row / (g.k * g.k), row / g.k % g.k, row % g.k);
+            let ox_range = xr[kx].clone();
+            for r in 0..rows {
+                let plane = &x[r * in_len + c * hw..r * in_len + (c + 1) * hw];
+                let block = &mut dst[r * pos..(r + 1) * pos];
                 for oy in 0..g.h_out {
-                    let line = &mut dst[oy * g.w_out..(oy + 1) * g.w_out];
+                    let line = &mut block[oy * g.w_out..(oy + 1) * g.w_out];
                     let Some(iy) = g.src(oy, ky, g.h_in) else {
                         line.fill(0.0);
                         continue;
                     };
-                    for (ox, v) in line.iter_mut().enumerate() {
-                        *v = g
-                            .src(ox, kx, g.w_in)
-                            .map_or(0.0, |ix| plane[iy * g.w_in + ix]);
+                    let src = &plane[iy * g.w_in..(iy + 1) * g.w_in];
+                    line[..ox_range.start].fill(0.0);
+                    line[ox_range.end..].fill(0.0);
+                    for ox in ox_range.clone() {
+                        line[ox] = src[ox * g.s + kx - g.p];
                     }
                 }
             }
-        }
-    }
+        });
 }
 
-/// The adjoint of [`im2col`]: adds each column entry back onto the input position it came
-/// from (`x` is accumulated into, not overwritten).
-pub fn col2im(g: &ConvGeom, cols: &[f32], x: &mut [f32]) {
+fn valid_range_all(g: &ConvGeom) -> Vec<std::ops::Range<usize>> {
+    (0..g.k)
+        .map(|kx| valid_range(g, kx, g.w_in, g.w_out))
+        .collect()
+}
+
+/// The adjoint of [`im2col`]: adds every column entry onto the input position it came from
+/// (`x` is accumulated into), in parallel over the images.
+pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32]) {
     let pos = g.positions();
-    for c in 0..g.c_in {
-        let plane = &mut x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let row = ((c * g.k + ky) * g.k + kx) * pos;
-                let src = &cols[row..row + pos];
-                for oy in 0..g.h_out {
-                    let Some(iy) = g.src(oy, ky, g.h_in) else {
-                        continue;
-                    };
-                    for ox in 0..g.w_out {
-                        if let Some(ix) = g.src(ox, kx, g.w_in) {
-                            plane[iy * g.w_in + ix] += src[oy * g.w_out + ox];
+    let (hw, in_len) = (g.h_in * g.w_in, g.in_len());
+    let xr = valid_range_all(g);
+    x[..rows * in_len]
+        .par_chunks_mut(in_len)
+        .enumerate()
+        .for_each(|(r, img)| {
+            for c in 0..g.c_in {
+                let plane = &mut img[c * hw..(c + 1) * hw];
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let row = (c * g.k + ky) * g.k + kx;
+                        let block =
+                            &cols[row * rows * pos + r * pos..row * rows * pos + (r + 1) * pos];
+                        for oy in 0..g.h_out {
+                            let Some(iy) = g.src(oy, ky, g.h_in) else {
+                                continue;
+                            };
+                            let dst = &mut plane[iy * g.w_in..(iy + 1) * g.w_in];
+                            let line = &block[oy * g.w_out..(oy + 1) * g.w_out];
+                            for ox in xr[kx].clone() {
+                                dst[ox * g.s + kx - g.p] += line[ox];
+                            }
                         }
                     }
                 }
             }
+        });
+}
+
+/// `[rows, c, pos]` → `[c, rows·pos]`.
+fn to_channel_major(x: &[f32], rows: usize, c: usize, pos: usize, out: &mut Vec<f32>) {
+    out.resize(rows * c * pos, 0.0);
+    for r in 0..rows {
+        for ch in 0..c {
+            out[(ch * rows + r) * pos..(ch * rows + r + 1) * pos]
+                .copy_from_slice(&x[(r * c + ch) * pos..(r * c + ch + 1) * pos]);
         }
     }
+}
+
+/// `[c, rows·pos]` (+ bias per channel) → `[rows, c, pos]`.
+fn to_image_major(
+    t: &[f32],
+    rows: usize,
+    c: usize,
+    pos: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    for r in 0..rows {
+        for ch in 0..c {
+            let src = &t[(ch * rows + r) * pos..(ch * rows + r + 1) * pos];
+            let dst = &mut out[(r * c + ch) * pos..(r * c + ch + 1) * pos];
+            let b = bias.map_or(0.0, |b| b[ch]);
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+        }
+    }
+}
+
+/// Scratch buffers of the batched convolutions.
+#[derive(Default)]
+pub struct ConvScratch {
+    cols: Vec<f32>,
+    t: Vec<f32>,
+    u: Vec<f32>,
 }
 
 /// Convolution `y = W ⋆ x + b` over a batch; `w` is burn's `[c_out, c_in, k, k]`.
@@ -124,28 +197,24 @@ pub fn conv_forward(
     x: &[f32],
     rows: usize,
     y: &mut Vec<f32>,
-    cols: &mut Vec<f32>,
+    s: &mut ConvScratch,
 ) {
+    let pos = g.positions();
     y.resize(rows * g.out_len(), 0.0);
-    cols.resize(g.col_rows() * g.positions(), 0.0);
-    for r in 0..rows {
-        im2col(g, &x[r * g.in_len()..(r + 1) * g.in_len()], cols);
-        let out = &mut y[r * g.out_len()..(r + 1) * g.out_len()];
-        matmul(
-            g.c_out,
-            g.positions(),
-            g.col_rows(),
-            w,
-            false,
-            cols,
-            false,
-            out,
-            false,
-        );
-        for (plane, &bias) in out.chunks_exact_mut(g.positions()).zip(b) {
-            plane.iter_mut().for_each(|v| *v += bias);
-        }
-    }
+    im2col(g, x, rows, &mut s.cols);
+    s.t.resize(g.c_out * rows * pos, 0.0);
+    matmul(
+        g.c_out,
+        rows * pos,
+        g.col_rows(),
+        w,
+        false,
+        &s.cols,
+        false,
+        &mut s.t,
+        false,
+    );
+    to_image_major(&s.t, rows, g.c_out, pos, Some(b), y);
 }
 
 /// Gradients of [`conv_forward`]: `gw`, `gb` are set; `dx` (if given) is set.
@@ -159,50 +228,41 @@ pub fn conv_backward(
     gw: &mut Vec<f32>,
     gb: &mut Vec<f32>,
     dx: Option<&mut Vec<f32>>,
-    cols: &mut Vec<f32>,
+    s: &mut ConvScratch,
 ) {
-    gw.clear();
+    let pos = g.positions();
+    im2col(g, x, rows, &mut s.cols);
+    to_channel_major(dy, rows, g.c_out, pos, &mut s.t);
     gw.resize(g.c_out * g.col_rows(), 0.0);
+    matmul(
+        g.c_out,
+        g.col_rows(),
+        rows * pos,
+        &s.t,
+        false,
+        &s.cols,
+        true,
+        gw,
+        false,
+    );
     gb.clear();
-    gb.resize(g.c_out, 0.0);
-    cols.resize(g.col_rows() * g.positions(), 0.0);
-    let mut dx = dx;
-    if let Some(dx) = dx.as_deref_mut() {
+    gb.extend(s.t.chunks_exact(rows * pos).map(|c| c.iter().sum::<f32>()));
+    if let Some(dx) = dx {
+        s.u.resize(g.col_rows() * rows * pos, 0.0);
+        matmul(
+            g.col_rows(),
+            rows * pos,
+            g.c_out,
+            w,
+            true,
+            &s.t,
+            false,
+            &mut s.u,
+            false,
+        );
         dx.clear();
         dx.resize(rows * g.in_len(), 0.0);
-    }
-    let mut dcols = vec![0.0; g.col_rows() * g.positions()];
-    for r in 0..rows {
-        let dy_r = &dy[r * g.out_len()..(r + 1) * g.out_len()];
-        im2col(g, &x[r * g.in_len()..(r + 1) * g.in_len()], cols);
-        matmul(
-            g.c_out,
-            g.col_rows(),
-            g.positions(),
-            dy_r,
-            false,
-            cols,
-            true,
-            gw,
-            true,
-        );
-        for (plane, gb) in dy_r.chunks_exact(g.positions()).zip(gb.iter_mut()) {
-            *gb += plane.iter().sum::<f32>();
-        }
-        if let Some(dx) = dx.as_deref_mut() {
-            matmul(
-                g.col_rows(),
-                g.positions(),
-                g.c_out,
-                w,
-                true,
-                dy_r,
-                false,
-                &mut dcols,
-                false,
-            );
-            col2im(g, &dcols, &mut dx[r * g.in_len()..(r + 1) * g.in_len()]);
-        }
+        col2im(g, &s.u, rows, dx);
     }
 }
 
@@ -216,28 +276,28 @@ pub fn conv_t_forward(
     x: &[f32],
     rows: usize,
     y: &mut Vec<f32>,
-    cols: &mut Vec<f32>,
+    s: &mut ConvScratch,
 ) {
+    let pos = g.positions();
+    to_channel_major(x, rows, g.c_out, pos, &mut s.t);
+    s.cols.resize(g.col_rows() * rows * pos, 0.0);
+    matmul(
+        g.col_rows(),
+        rows * pos,
+        g.c_out,
+        w,
+        true,
+        &s.t,
+        false,
+        &mut s.cols,
+        false,
+    );
     y.clear();
     y.resize(rows * g.in_len(), 0.0);
-    cols.resize(g.col_rows() * g.positions(), 0.0);
-    for r in 0..rows {
-        let x_r = &x[r * g.out_len()..(r + 1) * g.out_len()];
-        // cols[c_out_t·k·k, HWi] = Wᵀ · x_r, W as [c_in_t, c_out_t·k·k]
-        matmul(
-            g.col_rows(),
-            g.positions(),
-            g.c_out,
-            w,
-            true,
-            x_r,
-            false,
-            cols,
-            false,
-        );
-        let out = &mut y[r * g.in_len()..(r + 1) * g.in_len()];
-        col2im(g, cols, out);
-        for (plane, &bias) in out.chunks_exact_mut(g.h_in * g.w_in).zip(b) {
+    col2im(g, &s.cols, rows, y);
+    let hw = g.h_in * g.w_in;
+    for img in y.chunks_exact_mut(g.in_len()) {
+        for (plane, &bias) in img.chunks_exact_mut(hw).zip(b) {
             plane.iter_mut().for_each(|v| *v += bias);
         }
     }
@@ -254,51 +314,46 @@ pub fn conv_t_backward(
     gw: &mut Vec<f32>,
     gb: &mut Vec<f32>,
     dx: Option<&mut Vec<f32>>,
-    cols: &mut Vec<f32>,
+    s: &mut ConvScratch,
 ) {
-    gw.clear();
+    let pos = g.positions();
+    let hw = g.h_in * g.w_in;
+    im2col(g, dy, rows, &mut s.cols);
+    to_channel_major(x, rows, g.c_out, pos, &mut s.t);
     gw.resize(g.c_out * g.col_rows(), 0.0);
+    matmul(
+        g.c_out,
+        g.col_rows(),
+        rows * pos,
+        &s.t,
+        false,
+        &s.cols,
+        true,
+        gw,
+        false,
+    );
     gb.clear();
     gb.resize(g.c_in, 0.0);
-    cols.resize(g.col_rows() * g.positions(), 0.0);
-    let mut dx = dx;
-    if let Some(dx) = dx.as_deref_mut() {
-        dx.clear();
-        dx.resize(rows * g.out_len(), 0.0);
-    }
-    for r in 0..rows {
-        let dy_r = &dy[r * g.in_len()..(r + 1) * g.in_len()];
-        let x_r = &x[r * g.out_len()..(r + 1) * g.out_len()];
-        im2col(g, dy_r, cols);
-        // gW [c_in_t, c_out_t·k·k] += x_r [c_in_t, HWi] · colsᵀ
-        matmul(
-            g.c_out,
-            g.col_rows(),
-            g.positions(),
-            x_r,
-            false,
-            cols,
-            true,
-            gw,
-            true,
-        );
-        for (plane, gb) in dy_r.chunks_exact(g.h_in * g.w_in).zip(gb.iter_mut()) {
+    for img in dy.chunks_exact(g.in_len()) {
+        for (plane, gb) in img.chunks_exact(hw).zip(gb.iter_mut()) {
             *gb += plane.iter().sum::<f32>();
         }
-        if let Some(dx) = dx.as_deref_mut() {
-            let out = &mut dx[r * g.out_len()..(r + 1) * g.out_len()];
-            matmul(
-                g.c_out,
-                g.positions(),
-                g.col_rows(),
-                w,
-                false,
-                cols,
-                false,
-                out,
-                false,
-            );
-        }
+    }
+    if let Some(dx) = dx {
+        s.u.resize(g.c_out * rows * pos, 0.0);
+        matmul(
+            g.c_out,
+            rows * pos,
+            g.col_rows(),
+            w,
+            false,
+            &s.cols,
+            false,
+            &mut s.u,
+            false,
+        );
+        dx.resize(rows * g.out_len(), 0.0);
+        to_image_major(&s.u, rows, g.c_out, pos, None, dx);
     }
 }
 
@@ -347,7 +402,7 @@ mod tests {
         let grads = (yt.clone() * rt).sum().backward();
         let w = read_f32(conv.weight.val()).unwrap();
         let b = read_f32(conv.bias.as_ref().unwrap().val()).unwrap();
-        let (mut y, mut cols) = (Vec::new(), Vec::new());
+        let (mut y, mut cols) = (Vec::new(), ConvScratch::default());
         conv_forward(&g, &w, &b, &x, rows, &mut y, &mut cols);
         close(&y, &read_f32(yt).unwrap(), "forward");
         let (mut gw, mut gb, mut dx) = (Vec::new(), Vec::new(), Vec::new());
@@ -399,7 +454,7 @@ mod tests {
         let grads = (yt.clone() * rt).sum().backward();
         let w = read_f32(conv.weight.val()).unwrap();
         let b = read_f32(conv.bias.as_ref().unwrap().val()).unwrap();
-        let (mut y, mut cols) = (Vec::new(), Vec::new());
+        let (mut y, mut cols) = (Vec::new(), ConvScratch::default());
         conv_t_forward(&g, &w, &b, &x, rows, &mut y, &mut cols);
         close(&y, &read_f32(yt).unwrap(), "forward");
         let (mut gw, mut gb, mut dx) = (Vec::new(), Vec::new(), Vec::new());

@@ -14,12 +14,13 @@
 //! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
 //! here equals a step through burn's autodiff.
 
-#[allow(dead_code)] // groundwork for DCGAN on the fused path
 mod conv;
+mod dcgan;
 mod gan;
 mod math;
 mod vae;
 
+pub use dcgan::FusedDcgan;
 pub use gan::FusedGan;
 pub use vae::FusedVae;
 
@@ -595,3 +596,114 @@ pub fn adam_record_bytes<'a>(
 
 #[cfg(test)]
 mod tests;
+
+/// One parameter tensor of any shape with its gradient and Adam state.
+#[derive(Debug)]
+pub struct ParamBuf {
+    pub x: Vec<f32>,
+    pub g: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: usize,
+    id: ParamId,
+    path: String,
+    shape: Vec<usize>,
+}
+
+impl Clone for ParamBuf {
+    /// Values and optimiser state; the gradient starts empty.
+    fn clone(&self) -> Self {
+        Self {
+            x: self.x.clone(),
+            g: Vec::new(),
+            m: self.m.clone(),
+            v: self.v.clone(),
+            t: self.t,
+            id: self.id,
+            path: self.path.clone(),
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+impl ParamBuf {
+    pub fn from_param<const D: usize>(
+        p: &Param<Tensor<D>>,
+        path: String,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
+        let shape = p.dims().to_vec();
+        let x = read_param(&p.val())?;
+        let (m, v, t) = state.take(p.id, &shape)?;
+        Ok(Self {
+            x,
+            g: Vec::new(),
+            m,
+            v,
+            t,
+            id: p.id,
+            path,
+            shape,
+        })
+    }
+
+    pub fn to_param<const D: usize>(&self, device: &Device) -> Param<Tensor<D>> {
+        let t = Tensor::<D>::from_data(TensorData::new(self.x.clone(), self.shape.clone()), device);
+        Param::initialized(self.id, t).set_require_grad(true)
+    }
+
+    /// The gradient buffer, zeroed.
+    pub fn zero_grad(&mut self) -> &mut Vec<f32> {
+        self.g.clear();
+        self.g.resize(self.x.len(), 0.0);
+        &mut self.g
+    }
+
+    pub fn adam(&mut self, lr: f32, h: AdamHyper) {
+        self.t = self.t.saturating_add(1);
+        let t = self.t.min(i32::MAX as usize) as i32;
+        let bc2 = (1.0 - h.beta2.powi(t)).sqrt();
+        let step = lr * bc2 / (1.0 - h.beta1.powi(t));
+        let n = self.x.len();
+        self.m.resize(n, 0.0);
+        self.v.resize(n, 0.0);
+        self.g.resize(n, 0.0);
+        adam_update(
+            &mut self.x,
+            &self.g,
+            &mut self.m,
+            &mut self.v,
+            step,
+            h.epsilon * bc2,
+            h,
+        );
+    }
+
+    fn record_into(&self, rec: &mut RecordParts) {
+        if self.t > 0 {
+            rec.push(
+                self.id,
+                self.path.clone(),
+                &self.m,
+                &self.v,
+                &self.shape,
+                self.t,
+            );
+        }
+    }
+}
+
+/// The optimiser-record bytes of these parameters' Adam state.
+pub fn adam_record_bytes_of<'a>(
+    dense: impl IntoIterator<Item = &'a Dense>,
+    params: impl IntoIterator<Item = &'a ParamBuf>,
+) -> Result<Vec<u8>, TrainError> {
+    let mut rec = RecordParts::default();
+    for l in dense {
+        l.record_into(&mut rec);
+    }
+    for p in params {
+        p.record_into(&mut rec);
+    }
+    rec.into_bytes()
+}

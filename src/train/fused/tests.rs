@@ -330,3 +330,102 @@ fn a_nan_weight_shows_in_the_loss() {
     let terms = fused.step_with_noise(&x, 2, &[0.0; 6], 1e-3, 1.0, H);
     assert!(terms.iter().all(|t| t.is_nan()), "{terms:?}");
 }
+
+#[test]
+fn dcgan_steps_equal_burn_autodiff_steps() {
+    use super::FusedDcgan;
+    use crate::model::DcganConfig;
+    let device = Device::flex().autodiff();
+    device.seed(13);
+    let (size, latent, rows, lr) = (8, 5, 4, 5e-3);
+    let cfg = DcganConfig::new(1, size).with_latent(latent).with_width(4);
+    let (g0, d0) = (cfg.init_generator(&device), cfg.init_discriminator(&device));
+    let (mut opt_g, mut opt_d) = (adam(), adam());
+    let mut fused = FusedDcgan::new(
+        &g0,
+        &d0,
+        optim_bytes(&opt_g).unwrap(),
+        optim_bytes(&opt_d).unwrap(),
+        1,
+    )
+    .unwrap();
+    let (mut gen, mut disc) = (GenNet::Conv(g0), DiscNet::Conv(d0));
+    let mut rng = SplitMix64::new(5);
+    for step in 0..3 {
+        let real = uniform(&mut rng, rows * size * size, -1.0, 1.0);
+        let z = normal_latents(rows, latent, step);
+        let (g, d, terms) = gan_step_with_latents(
+            gen,
+            disc,
+            &mut opt_g,
+            &mut opt_d,
+            tensor(&real, rows, &device),
+            tensor(&z, rows, &device),
+            lr,
+        );
+        (gen, disc) = (g, d);
+        let want = read_f32(terms).unwrap();
+        let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);
+        assert_close(&got, &want, &format!("loss terms at step {step}"));
+        // Every recorded float that has a real gradient agrees. Not compared: the biases
+        // of layers followed by batch norm (fc, t1, c2): batch norm removes them, so their
+        // gradient is rounding noise that Adam scales up to ±lr on either path, and with them
+        // the running means fed by those layers. The loss terms above, computed in training
+        // mode, do not depend on them and check everything else at every step.
+        let (GenNet::Conv(g), DiscNet::Conv(d)) = (&gen, &disc) else {
+            unreachable!()
+        };
+        let (fg, fd) = (fused.generator(&device), fused.discriminator(&device));
+        let v1 = |t: Tensor<1>| read_f32(t).unwrap();
+        let v4 = |t: Tensor<4>| read_f32(t).unwrap();
+        let b1 = |p: &Option<burn::module::Param<Tensor<1>>>| {
+            read_f32(p.as_ref().unwrap().val()).unwrap()
+        };
+        let pairs: Vec<(&str, Vec<f32>, Vec<f32>)> = vec![
+            (
+                "fc.weight",
+                read_f32(fg.fc.weight.val()).unwrap(),
+                read_f32(g.fc.weight.val()).unwrap(),
+            ),
+            ("t1.weight", v4(fg.t1.weight.val()), v4(g.t1.weight.val())),
+            ("t2.weight", v4(fg.t2.weight.val()), v4(g.t2.weight.val())),
+            ("t2.bias", b1(&fg.t2.bias), b1(&g.t2.bias)),
+            ("c1.weight", v4(fd.c1.weight.val()), v4(d.c1.weight.val())),
+            ("c1.bias", b1(&fd.c1.bias), b1(&d.c1.bias)),
+            ("c2.weight", v4(fd.c2.weight.val()), v4(d.c2.weight.val())),
+            (
+                "out.weight",
+                read_f32(fd.out.weight.val()).unwrap(),
+                read_f32(d.out.weight.val()).unwrap(),
+            ),
+            ("out.bias", b1(&fd.out.bias), b1(&d.out.bias)),
+        ];
+        for (name, got, want) in pairs {
+            assert_close(&got, &want, &format!("{name} after step {step}"));
+        }
+        for (name, f, b) in [
+            ("bn0", &fg.bn0, &g.bn0),
+            ("bn1", &fg.bn1, &g.bn1),
+            ("bn2", &fd.bn2, &d.bn2),
+        ] {
+            assert_close(
+                &v1(f.gamma.val()),
+                &v1(b.gamma.val()),
+                &format!("{name}.gamma after step {step}"),
+            );
+            assert_close(
+                &v1(f.beta.val()),
+                &v1(b.beta.val()),
+                &format!("{name}.beta after step {step}"),
+            );
+            assert_close(
+                &v1(f.running_var.value_sync()),
+                &v1(b.running_var.value_sync()),
+                &format!("{name}.running_var after step {step}"),
+            );
+        }
+    }
+    let (bg, bd) = fused.optim_bytes().unwrap();
+    assert!(adam().from_bytes(Bytes::from_bytes_vec(bg)).is_ok());
+    assert!(adam().from_bytes(Bytes::from_bytes_vec(bd)).is_ok());
+}

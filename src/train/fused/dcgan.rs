@@ -1,0 +1,641 @@
+//! DCGAN step over plain buffers: the same layers, batch-norm statistics (three running
+//! updates of D's batch norm per step, in burn's order) and losses as `session::gan_step`.
+
+use burn::module::RunningState;
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+
+use super::conv::{
+    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvScratch,
+};
+use super::{adam_record_bytes_of, fill_normal, math, Act, AdamHyper, AdamState, Dense, ParamBuf};
+use crate::data::SplitMix64;
+use crate::model::{DcDiscriminator, DcGenerator};
+use crate::train::TrainError;
+
+const SLOPE: f32 = 0.2;
+
+/// Batch norm over `[rows, c, hw]`, training mode.
+#[derive(Clone, Debug)]
+struct Bn {
+    gamma: ParamBuf,
+    beta: ParamBuf,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+    momentum: f32,
+    eps: f32,
+}
+
+/// Statistics of one batch-norm pass (for its backward pass).
+#[derive(Clone, Default)]
+struct BnStats {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl Bn {
+    fn from_burn(bn: &BatchNorm, path: &str, state: &mut AdamState) -> Result<Self, TrainError> {
+        Ok(Self {
+            gamma: ParamBuf::from_param(&bn.gamma, format!("{path}.gamma"), state)?,
+            beta: ParamBuf::from_param(&bn.beta, format!("{path}.beta"), state)?,
+            running_mean: super::read_param(&bn.running_mean.value_sync())?,
+            running_var: super::read_param(&bn.running_var.value_sync())?,
+            momentum: bn.momentum as f32,
+            eps: bn.epsilon as f32,
+        })
+    }
+
+    fn to_burn(&self, shell: &BatchNorm, device: &Device) -> BatchNorm {
+        let c = self.running_mean.len();
+        let t = |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [c]), device);
+        BatchNorm {
+            gamma: self.gamma.to_param(device),
+            beta: self.beta.to_param(device),
+            running_mean: RunningState::new(t(&self.running_mean)),
+            running_var: RunningState::new(t(&self.running_var)),
+            ..shell.clone()
+        }
+    }
+
+    /// `y = γ·(x − μ)/√(σ² + ε) + β` with the batch's statistics; updates the running ones.
+    fn forward(&mut self, x: &[f32], rows: usize, hw: usize, y: &mut [f32], st: &mut BnStats) {
+        let c = self.running_mean.len();
+        let n = (rows * hw) as f64;
+        st.mean.resize(c, 0.0);
+        st.inv_std.resize(c, 0.0);
+        for ch in 0..c {
+            let plane = |r: usize| &x[(r * c + ch) * hw..(r * c + ch + 1) * hw];
+            let mean = (0..rows)
+                .map(|r| plane(r).iter().map(|&v| v as f64).sum::<f64>())
+                .sum::<f64>()
+                / n;
+            let var = (0..rows)
+                .map(|r| {
+                    plane(r)
+                        .iter()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / n;
+            let (mean, var) = (mean as f32, var as f32);
+            let inv_std = 1.0 / (var + self.eps).sqrt();
+            st.mean[ch] = mean;
+            st.inv_std[ch] = inv_std;
+            let m = self.momentum;
+            self.running_mean[ch] = self.running_mean[ch] * (1.0 - m) + mean * m;
+            self.running_var[ch] = self.running_var[ch] * (1.0 - m) + var * m;
+            let (g, b) = (self.gamma.x[ch], self.beta.x[ch]);
+            for r in 0..rows {
+                let o = (r * c + ch) * hw;
+                for (yv, &xv) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
+                    *yv = (xv - mean) * inv_std * g + b;
+                }
+            }
+        }
+    }
+
+    /// Input gradient into `dx` (overwritten); γ/β gradients added when `params`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        hw: usize,
+        dy: &[f32],
+        st: &BnStats,
+        dx: &mut [f32],
+        params: bool,
+    ) {
+        let c = self.running_mean.len();
+        let n = (rows * hw) as f32;
+        for ch in 0..c {
+            let (mean, inv_std) = (st.mean[ch], st.inv_std[ch]);
+            let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+            for r in 0..rows {
+                let o = (r * c + ch) * hw;
+                for (&d, &xv) in dy[o..o + hw].iter().zip(&x[o..o + hw]) {
+                    sum_dy += d as f64;
+                    sum_dy_xhat += (d * (xv - mean) * inv_std) as f64;
+                }
+            }
+            if params {
+                self.gamma.g[ch] += sum_dy_xhat as f32;
+                self.beta.g[ch] += sum_dy as f32;
+            }
+            let (mean_dy, mean_dy_xhat) = (sum_dy as f32 / n, sum_dy_xhat as f32 / n);
+            let scale = self.gamma.x[ch] * inv_std;
+            for r in 0..rows {
+                let o = (r * c + ch) * hw;
+                for ((dxv, &d), &xv) in dx[o..o + hw]
+                    .iter_mut()
+                    .zip(&dy[o..o + hw])
+                    .zip(&x[o..o + hw])
+                {
+                    let xhat = (xv - mean) * inv_std;
+                    *dxv = scale * (d - mean_dy - xhat * mean_dy_xhat);
+                }
+            }
+        }
+    }
+
+    fn params(&self) -> [&ParamBuf; 2] {
+        [&self.gamma, &self.beta]
+    }
+
+    fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
+        [&mut self.gamma, &mut self.beta]
+    }
+}
+
+/// A convolution or transposed convolution's weights.
+#[derive(Clone, Debug)]
+struct ConvLayer {
+    geom: ConvGeom,
+    w: ParamBuf,
+    b: ParamBuf,
+}
+
+#[derive(Default)]
+struct Work {
+    z: Vec<f32>,
+    // generator
+    a0: Vec<f32>,
+    n0: Vec<f32>,
+    a1: Vec<f32>,
+    n1: Vec<f32>,
+    fake: Vec<f32>,
+    s0: BnStats,
+    s1: BnStats,
+    // discriminator
+    both: Vec<f32>,
+    a3: Vec<f32>,
+    a4: Vec<f32>,
+    n4: Vec<f32>,
+    logits: Vec<f32>,
+    s_real: BnStats,
+    s_fake: BnStats,
+    // scratch
+    cols: ConvScratch,
+    d1: Vec<f32>,
+    d2: Vec<f32>,
+    gw: Vec<f32>,
+    gb: Vec<f32>,
+}
+
+impl Clone for Work {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// DCGAN generator and discriminator with their Adam states.
+#[derive(Clone)]
+pub struct FusedDcgan {
+    fc: Dense,
+    bn0: Bn,
+    t1: ConvLayer,
+    bn1: Bn,
+    t2: ConvLayer,
+    c1: ConvLayer,
+    c2: ConvLayer,
+    bn2: Bn,
+    out: Dense,
+    g_shell: DcGenerator,
+    d_shell: DcDiscriminator,
+    /// (channels, size, width)
+    dims: (usize, usize, usize),
+    rng: SplitMix64,
+    work: Work,
+}
+
+fn leaky(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| {
+        if *x <= 0.0 {
+            *x *= SLOPE
+        }
+    });
+}
+
+fn relu(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| {
+        if *x < 0.0 {
+            *x = 0.0
+        }
+    });
+}
+
+impl FusedDcgan {
+    pub fn new(
+        gen: &DcGenerator,
+        disc: &DcDiscriminator,
+        opt_g: Vec<u8>,
+        opt_d: Vec<u8>,
+        seed: u64,
+    ) -> Result<Self, TrainError> {
+        let mut sg = AdamState::from_record_bytes(opt_g)?;
+        let mut sd = AdamState::from_record_bytes(opt_d)?;
+        let [c_out_t1, width, _, _] = gen.t1.weight.dims(); // [2w, w, 4, 4]
+        let [_, channels, _, _] = gen.t2.weight.dims();
+        let q = (gen.fc.weight.dims()[1] / c_out_t1) as f64;
+        let q = q.sqrt() as usize;
+        let size = 4 * q;
+        let conv = |c: &burn::nn::conv::Conv2d,
+                    path: &str,
+                    geom: ConvGeom,
+                    st: &mut AdamState|
+         -> Result<ConvLayer, TrainError> {
+            let bias = c
+                .bias
+                .as_ref()
+                .ok_or_else(|| TrainError::Invalid("conv without bias".into()))?;
+            Ok(ConvLayer {
+                geom,
+                w: ParamBuf::from_param(&c.weight, format!("{path}.weight"), st)?,
+                b: ParamBuf::from_param(bias, format!("{path}.bias"), st)?,
+            })
+        };
+        let conv_t = |c: &burn::nn::conv::ConvTranspose2d,
+                      path: &str,
+                      geom: ConvGeom,
+                      st: &mut AdamState|
+         -> Result<ConvLayer, TrainError> {
+            let bias = c
+                .bias
+                .as_ref()
+                .ok_or_else(|| TrainError::Invalid("conv without bias".into()))?;
+            Ok(ConvLayer {
+                geom,
+                w: ParamBuf::from_param(&c.weight, format!("{path}.weight"), st)?,
+                b: ParamBuf::from_param(bias, format!("{path}.bias"), st)?,
+            })
+        };
+        let w2 = 2 * width;
+        let net = Self {
+            fc: Dense::from_linear(&gen.fc, "fc".into(), &mut sg)?,
+            bn0: Bn::from_burn(&gen.bn0, "bn0", &mut sg)?,
+            t1: conv_t(
+                &gen.t1,
+                "t1",
+                ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
+                &mut sg,
+            )?,
+            bn1: Bn::from_burn(&gen.bn1, "bn1", &mut sg)?,
+            t2: conv_t(
+                &gen.t2,
+                "t2",
+                ConvGeom::new(channels, width, 4, 2, 1, size, size),
+                &mut sg,
+            )?,
+            c1: conv(
+                &disc.c1,
+                "c1",
+                ConvGeom::new(channels, width, 4, 2, 1, size, size),
+                &mut sd,
+            )?,
+            c2: conv(
+                &disc.c2,
+                "c2",
+                ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
+                &mut sd,
+            )?,
+            bn2: Bn::from_burn(&disc.bn2, "bn2", &mut sd)?,
+            out: Dense::from_linear(&disc.out, "out".into(), &mut sd)?,
+            g_shell: gen.clone(),
+            d_shell: disc.clone(),
+            dims: (channels, size, width),
+            rng: SplitMix64::new(seed),
+            work: Work::default(),
+        };
+        sg.finish()?;
+        sd.finish()?;
+        Ok(net)
+    }
+
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    pub fn generator(&self, device: &Device) -> DcGenerator {
+        let g = &self.g_shell;
+        let ct = |l: &ConvLayer, shell: &burn::nn::conv::ConvTranspose2d| {
+            burn::nn::conv::ConvTranspose2d {
+                weight: l.w.to_param(device),
+                bias: Some(l.b.to_param(device)),
+                ..shell.clone()
+            }
+        };
+        DcGenerator {
+            fc: self.fc.to_linear(device),
+            bn0: self.bn0.to_burn(&g.bn0, device),
+            t1: ct(&self.t1, &g.t1),
+            bn1: self.bn1.to_burn(&g.bn1, device),
+            t2: ct(&self.t2, &g.t2),
+            ..g.clone()
+        }
+    }
+
+    pub fn discriminator(&self, device: &Device) -> DcDiscriminator {
+        let d = &self.d_shell;
+        let c = |l: &ConvLayer, shell: &burn::nn::conv::Conv2d| burn::nn::conv::Conv2d {
+            weight: l.w.to_param(device),
+            bias: Some(l.b.to_param(device)),
+            ..shell.clone()
+        };
+        DcDiscriminator {
+            c1: c(&self.c1, &d.c1),
+            c2: c(&self.c2, &d.c2),
+            bn2: self.bn2.to_burn(&d.bn2, device),
+            out: self.out.to_linear(device),
+            ..d.clone()
+        }
+    }
+
+    pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        let g = adam_record_bytes_of(
+            [&self.fc],
+            [&self.t1.w, &self.t1.b, &self.t2.w, &self.t2.b]
+                .into_iter()
+                .chain(self.bn0.params())
+                .chain(self.bn1.params()),
+        )?;
+        let d = adam_record_bytes_of(
+            [&self.out],
+            [&self.c1.w, &self.c1.b, &self.c2.w, &self.c2.b]
+                .into_iter()
+                .chain(self.bn2.params()),
+        )?;
+        Ok((g, d))
+    }
+
+    pub fn step(&mut self, real: &[f32], rows: usize, lr: f32, h: AdamHyper) -> [f32; 4] {
+        let latent = self.fc.inp;
+        let mut z = std::mem::take(&mut self.work.z);
+        fill_normal(&mut self.rng, &mut z, rows * latent);
+        let terms = self.step_with_latents(real, rows, &z, lr, h);
+        self.work.z = z;
+        terms
+    }
+
+    /// D's layers up to the logits on `x` (`rows` images); batch norm on consecutive
+    /// groups of `groups` rows each (burn runs D once per group).
+    fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>) {
+        let w = &mut self.work;
+        conv_forward(
+            &self.c1.geom,
+            &self.c1.w.x,
+            &self.c1.b.x,
+            x,
+            rows,
+            &mut w.a3,
+            &mut w.cols,
+        );
+        leaky(&mut w.a3);
+        conv_forward(
+            &self.c2.geom,
+            &self.c2.w.x,
+            &self.c2.b.x,
+            &w.a3,
+            rows,
+            &mut w.a4,
+            &mut w.cols,
+        );
+        let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
+        let hw = self.c2.geom.h_out * self.c2.geom.w_out;
+        w.n4.resize(rows * per, 0.0);
+        match split {
+            Some(k) => {
+                let (x1, x2) = w.a4.split_at(k * per);
+                let (y1, y2) = w.n4.split_at_mut(k * per);
+                self.bn2.forward(x1, k, hw, y1, &mut w.s_real);
+                self.bn2.forward(x2, rows - k, hw, y2, &mut w.s_fake);
+            }
+            None => self.bn2.forward(&w.a4, rows, hw, &mut w.n4, &mut w.s_fake),
+        }
+        leaky(&mut w.n4);
+        self.out.forward(&w.n4, rows, &mut w.logits, Act::Identity);
+    }
+
+    /// Back through D from `w.logits` (holding d loss / d logits) to its input, into `w.d1`;
+    /// D's parameter gradients are set when `params`.
+    fn d_backward(&mut self, x: &[f32], rows: usize, split: Option<usize>, params: bool) {
+        let w = &mut self.work;
+        self.out.backward(
+            &w.n4,
+            rows,
+            &w.logits,
+            params.then_some(false),
+            Some((&mut w.d1, false)),
+        );
+        Act::LeakyRelu(SLOPE).backward(&w.n4, &mut w.d1);
+        let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
+        let hw = self.c2.geom.h_out * self.c2.geom.w_out;
+        w.d2.resize(rows * per, 0.0);
+        if params {
+            self.bn2.gamma.zero_grad();
+            self.bn2.beta.zero_grad();
+        }
+        match split {
+            Some(k) => {
+                let (x1, x2) = w.a4.split_at(k * per);
+                let (g1, g2) = w.d1.split_at(k * per);
+                let (o1, o2) = w.d2.split_at_mut(k * per);
+                self.bn2.backward(x1, k, hw, g1, &w.s_real, o1, params);
+                self.bn2
+                    .backward(x2, rows - k, hw, g2, &w.s_fake, o2, params);
+            }
+            None => self
+                .bn2
+                .backward(&w.a4, rows, hw, &w.d1, &w.s_fake, &mut w.d2, params),
+        }
+        // d a4 in d2 → c2 → d h3 (into d1) → leaky → c1 (params only or input too).
+        conv_backward(
+            &self.c2.geom,
+            &self.c2.w.x,
+            &w.a3,
+            rows,
+            &w.d2,
+            &mut w.gw,
+            &mut w.gb,
+            Some(&mut w.d1),
+            &mut w.cols,
+        );
+        if params {
+            std::mem::swap(&mut self.c2.w.g, &mut w.gw);
+            std::mem::swap(&mut self.c2.b.g, &mut w.gb);
+        }
+        Act::LeakyRelu(SLOPE).backward(&w.a3, &mut w.d1);
+        let want_dx = !params;
+        conv_backward(
+            &self.c1.geom,
+            &self.c1.w.x,
+            x,
+            rows,
+            &w.d1,
+            &mut w.gw,
+            &mut w.gb,
+            want_dx.then_some(&mut w.d2),
+            &mut w.cols,
+        );
+        if params {
+            std::mem::swap(&mut self.c1.w.g, &mut w.gw);
+            std::mem::swap(&mut self.c1.b.g, &mut w.gb);
+        } else {
+            std::mem::swap(&mut w.d1, &mut w.d2);
+        }
+    }
+
+    pub fn step_with_latents(
+        &mut self,
+        real: &[f32],
+        rows: usize,
+        z: &[f32],
+        lr: f32,
+        h: AdamHyper,
+    ) -> [f32; 4] {
+        let (channels, size, width) = self.dims;
+        let q = size / 4;
+        let inv_b = 1.0 / rows as f32;
+        assert_eq!(real.len(), rows * channels * size * size, "batch size");
+
+        // G(z), train-mode batch norm.
+        {
+            let w = &mut self.work;
+            self.fc.forward(z, rows, &mut w.a0, Act::Identity);
+            w.n0.resize(w.a0.len(), 0.0);
+            self.bn0.forward(&w.a0, rows, q * q, &mut w.n0, &mut w.s0);
+            relu(&mut w.n0);
+            conv_t_forward(
+                &self.t1.geom,
+                &self.t1.w.x,
+                &self.t1.b.x,
+                &w.n0,
+                rows,
+                &mut w.a1,
+                &mut w.cols,
+            );
+            w.n1.resize(w.a1.len(), 0.0);
+            self.bn1
+                .forward(&w.a1, rows, 4 * q * q, &mut w.n1, &mut w.s1);
+            relu(&mut w.n1);
+            conv_t_forward(
+                &self.t2.geom,
+                &self.t2.w.x,
+                &self.t2.b.x,
+                &w.n1,
+                rows,
+                &mut w.fake,
+                &mut w.cols,
+            );
+            w.fake.iter_mut().for_each(|v| *v = math::tanh(*v));
+            w.both.clear();
+            w.both.extend_from_slice(real);
+            w.both.extend_from_slice(&w.fake);
+        }
+        let _ = width;
+
+        // D on real, then on the detached fake (separate batch statistics).
+        let both = std::mem::take(&mut self.work.both);
+        self.d_forward(&both, 2 * rows, Some(rows));
+        let (mut loss_real, mut loss_fake, mut p_real, mut p_fake) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for (i, l) in self.work.logits.iter_mut().enumerate() {
+            let (sig, lg) = math::sigmoid_log1p(*l);
+            if i < rows {
+                loss_real += ((-*l).max(0.0) + lg) as f64;
+                p_real += sig as f64;
+                *l = (sig - 1.0) * inv_b;
+            } else {
+                loss_fake += ((*l).max(0.0) + lg) as f64;
+                p_fake += sig as f64;
+                *l = sig * inv_b;
+            }
+        }
+        self.d_backward(&both, 2 * rows, Some(rows), true);
+        self.work.both = both;
+        self.c1.w.adam(lr, h);
+        self.c1.b.adam(lr, h);
+        self.c2.w.adam(lr, h);
+        self.c2.b.adam(lr, h);
+        for p in self.bn2.params_mut() {
+            p.adam(lr, h);
+        }
+        self.out.adam(lr, h);
+
+        // G through the updated D.
+        let fake = std::mem::take(&mut self.work.fake);
+        self.d_forward(&fake, rows, None);
+        let mut g_loss = 0.0f64;
+        for l in self.work.logits.iter_mut() {
+            let (sig, lg) = math::sigmoid_log1p(*l);
+            g_loss += ((-*l).max(0.0) + lg) as f64;
+            *l = (sig - 1.0) * inv_b;
+        }
+        self.d_backward(&fake, rows, None, false);
+        {
+            let w = &mut self.work;
+            Act::Tanh.backward(&fake, &mut w.d1); // d a2
+            conv_t_backward(
+                &self.t2.geom,
+                &self.t2.w.x,
+                &w.n1,
+                rows,
+                &w.d1,
+                &mut self.t2.w.g,
+                &mut self.t2.b.g,
+                Some(&mut w.d2),
+                &mut w.cols,
+            );
+            Act::Relu.backward(&w.n1, &mut w.d2);
+            w.d1.resize(w.d2.len(), 0.0);
+            self.bn1.gamma.zero_grad();
+            self.bn1.beta.zero_grad();
+            self.bn1
+                .backward(&w.a1, rows, 4 * q * q, &w.d2, &w.s1, &mut w.d1, true);
+            conv_t_backward(
+                &self.t1.geom,
+                &self.t1.w.x,
+                &w.n0,
+                rows,
+                &w.d1,
+                &mut self.t1.w.g,
+                &mut self.t1.b.g,
+                Some(&mut w.d2),
+                &mut w.cols,
+            );
+            Act::Relu.backward(&w.n0, &mut w.d2);
+            w.d1.resize(w.d2.len(), 0.0);
+            self.bn0.gamma.zero_grad();
+            self.bn0.beta.zero_grad();
+            self.bn0
+                .backward(&w.a0, rows, q * q, &w.d2, &w.s0, &mut w.d1, true);
+            self.fc.backward(z, rows, &w.d1, Some(false), None);
+        }
+        self.work.fake = fake;
+        self.fc.adam(lr, h);
+        for p in [
+            &mut self.t1.w,
+            &mut self.t1.b,
+            &mut self.t2.w,
+            &mut self.t2.b,
+        ] {
+            p.adam(lr, h);
+        }
+        for p in self
+            .bn0
+            .params_mut()
+            .into_iter()
+            .chain(self.bn1.params_mut())
+        {
+            p.adam(lr, h);
+        }
+
+        let b = rows as f64;
+        [
+            ((loss_real + loss_fake) / b) as f32,
+            (g_loss / b) as f32,
+            (p_real / b) as f32,
+            (p_fake / b) as f32,
+        ]
+    }
+}
