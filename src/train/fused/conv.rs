@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::math::sum_map;
 use super::matmul;
 
 /// A k×k convolution with stride `s` and padding `p` from `c_in × h_in × w_in` images to
@@ -104,8 +105,10 @@ pub fn im2col(g: &ConvGeom, x: &[f32], rows: usize, cols: &mut Vec<f32>) {
                     let src = &plane[iy * g.w_in..(iy + 1) * g.w_in];
                     line[..ox_range.start].fill(0.0);
                     line[ox_range.end..].fill(0.0);
-                    for ox in ox_range.clone() {
-                        line[ox] = src[ox * g.s + kx - g.p];
+                    let first = ox_range.start * g.s + kx - g.p;
+                    let taps = src[first..].iter().step_by(g.s);
+                    for (d, &v) in line[ox_range.clone()].iter_mut().zip(taps) {
+                        *d = v;
                     }
                 }
             }
@@ -131,7 +134,7 @@ pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32]) {
             for c in 0..g.c_in {
                 let plane = &mut img[c * hw..(c + 1) * hw];
                 for ky in 0..g.k {
-                    for kx in 0..g.k {
+                    for (kx, ox_range) in xr.iter().enumerate() {
                         let row = (c * g.k + ky) * g.k + kx;
                         let block =
                             &cols[row * rows * pos + r * pos..row * rows * pos + (r + 1) * pos];
@@ -141,8 +144,11 @@ pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32]) {
                             };
                             let dst = &mut plane[iy * g.w_in..(iy + 1) * g.w_in];
                             let line = &block[oy * g.w_out..(oy + 1) * g.w_out];
-                            for ox in xr[kx].clone() {
-                                dst[ox * g.s + kx - g.p] += line[ox];
+                            let range = ox_range.clone();
+                            let first = range.start * g.s + kx - g.p;
+                            let taps = dst[first..].iter_mut().step_by(g.s);
+                            for (&v, d) in line[range].iter().zip(taps) {
+                                *d += v;
                             }
                         }
                     }
@@ -246,7 +252,10 @@ pub fn conv_backward(
         false,
     );
     gb.clear();
-    gb.extend(s.t.chunks_exact(rows * pos).map(|c| c.iter().sum::<f32>()));
+    gb.extend(
+        s.t.chunks_exact(rows * pos)
+            .map(|c| sum_map(c, |v| v) as f32),
+    );
     if let Some(dx) = dx {
         s.u.resize(g.col_rows() * rows * pos, 0.0);
         matmul(
@@ -336,7 +345,7 @@ pub fn conv_t_backward(
     gb.resize(g.c_in, 0.0);
     for img in dy.chunks_exact(g.in_len()) {
         for (plane, gb) in img.chunks_exact(hw).zip(gb.iter_mut()) {
-            *gb += plane.iter().sum::<f32>();
+            *gb += sum_map(plane, |v| v) as f32;
         }
     }
     if let Some(dx) = dx {

@@ -66,16 +66,12 @@ impl Bn {
         for ch in 0..c {
             let plane = |r: usize| &x[(r * c + ch) * hw..(r * c + ch + 1) * hw];
             let mean = (0..rows)
-                .map(|r| plane(r).iter().map(|&v| v as f64).sum::<f64>())
+                .map(|r| math::sum_map(plane(r), |v| v))
                 .sum::<f64>()
                 / n;
+            let m32 = mean as f32;
             let var = (0..rows)
-                .map(|r| {
-                    plane(r)
-                        .iter()
-                        .map(|&v| (v as f64 - mean).powi(2))
-                        .sum::<f64>()
-                })
+                .map(|r| math::sum_map(plane(r), |v| (v - m32) * (v - m32)))
                 .sum::<f64>()
                 / n;
             let (mean, var) = (mean as f32, var as f32);
@@ -114,10 +110,9 @@ impl Bn {
             let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
             for r in 0..rows {
                 let o = (r * c + ch) * hw;
-                for (&d, &xv) in dy[o..o + hw].iter().zip(&x[o..o + hw]) {
-                    sum_dy += d as f64;
-                    sum_dy_xhat += (d * (xv - mean) * inv_std) as f64;
-                }
+                let (d, xs) = (&dy[o..o + hw], &x[o..o + hw]);
+                sum_dy += math::sum_map(d, |v| v);
+                sum_dy_xhat += math::sum_zip(d, xs, |d, xv| d * (xv - mean) * inv_std);
             }
             if params {
                 self.gamma.g[ch] += sum_dy_xhat as f32;

@@ -73,6 +73,32 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
+/// `Σ f(a[i], b[i])` in f64, over [`LANES`] independent partial sums so that it vectorises
+/// (a single running sum is one long chain of dependent additions).
+#[inline(always)]
+pub fn sum_zip(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..LANES {
+            acc[k] += f(x[k], y[k]) as f64;
+        }
+    }
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y) as f64)
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `Σ f(a[i])` in f64 (see [`sum_zip`]).
+#[inline(always)]
+pub fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    sum_zip(a, a, |x, _| f(x))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

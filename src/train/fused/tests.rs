@@ -425,7 +425,30 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
             );
         }
     }
+    // Hand-over: burn continuing from the fused weights, running statistics and Adam state
+    // takes the same next step as the fused path (loss terms, and D's first layer).
     let (bg, bd) = fused.optim_bytes().unwrap();
-    assert!(adam().from_bytes(Bytes::from_bytes_vec(bg)).is_ok());
-    assert!(adam().from_bytes(Bytes::from_bytes_vec(bd)).is_ok());
+    let mut og = adam().from_bytes(Bytes::from_bytes_vec(bg)).unwrap();
+    let mut od = adam().from_bytes(Bytes::from_bytes_vec(bd)).unwrap();
+    let real = uniform(&mut rng, rows * size * size, -1.0, 1.0);
+    let z = normal_latents(rows, latent, 50);
+    let (_, d2, terms) = gan_step_with_latents(
+        GenNet::Conv(fused.generator(&device)),
+        DiscNet::Conv(fused.discriminator(&device)),
+        &mut og,
+        &mut od,
+        tensor(&real, rows, &device),
+        tensor(&z, rows, &device),
+        lr,
+    );
+    let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);
+    assert_close(&got, &read_f32(terms).unwrap(), "terms after the hand-over");
+    let DiscNet::Conv(d2) = d2 else {
+        unreachable!()
+    };
+    assert_close(
+        &read_f32(fused.discriminator(&device).c1.weight.val()).unwrap(),
+        &read_f32(d2.c1.weight.val()).unwrap(),
+        "c1 after the hand-over",
+    );
 }
