@@ -8,7 +8,10 @@ use burn::prelude::*;
 use super::conv::{
     conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvScratch,
 };
-use super::{adam_record_bytes_of, fill_normal, math, Act, AdamHyper, AdamState, Dense, ParamBuf};
+use super::{
+    adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
+    AdamHyper, AdamState, Dense, ParamBuf,
+};
 use crate::data::SplitMix64;
 use crate::model::{DcDiscriminator, DcGenerator};
 use crate::train::TrainError;
@@ -490,7 +493,6 @@ impl FusedDcgan {
     ) -> [f32; 4] {
         let (channels, size, width) = self.dims;
         let q = size / 4;
-        let inv_b = 1.0 / rows as f32;
         assert_eq!(real.len(), rows * channels * size * size, "batch size");
 
         // G(z), train-mode batch norm.
@@ -532,20 +534,7 @@ impl FusedDcgan {
         // D on real, then on the detached fake (separate batch statistics).
         let both = std::mem::take(&mut self.work.both);
         self.d_forward(&both, 2 * rows, Some(rows));
-        let (mut loss_real, mut loss_fake, mut p_real, mut p_fake) =
-            (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        for (i, l) in self.work.logits.iter_mut().enumerate() {
-            let (sig, lg) = math::sigmoid_log1p(*l);
-            if i < rows {
-                loss_real += ((-*l).max(0.0) + lg) as f64;
-                p_real += sig as f64;
-                *l = (sig - 1.0) * inv_b;
-            } else {
-                loss_fake += ((*l).max(0.0) + lg) as f64;
-                p_fake += sig as f64;
-                *l = sig * inv_b;
-            }
-        }
+        let d_sums = disc_loss_and_grad(&mut self.work.logits, rows);
         self.d_backward(&both, 2 * rows, Some(rows), true);
         self.work.both = both;
         self.c1.w.adam(lr, h);
@@ -560,12 +549,7 @@ impl FusedDcgan {
         // G through the updated D.
         let fake = std::mem::take(&mut self.work.fake);
         self.d_forward(&fake, rows, None);
-        let mut g_loss = 0.0f64;
-        for l in self.work.logits.iter_mut() {
-            let (sig, lg) = math::sigmoid_log1p(*l);
-            g_loss += ((-*l).max(0.0) + lg) as f64;
-            *l = (sig - 1.0) * inv_b;
-        }
+        let g_loss = gen_loss_and_grad(&mut self.work.logits);
         self.d_backward(&fake, rows, None, false);
         {
             let w = &mut self.work;
@@ -625,12 +609,6 @@ impl FusedDcgan {
             p.adam(lr, h);
         }
 
-        let b = rows as f64;
-        [
-            ((loss_real + loss_fake) / b) as f32,
-            (g_loss / b) as f32,
-            (p_real / b) as f32,
-            (p_fake / b) as f32,
-        ]
+        gan_terms(&d_sums, g_loss, rows)
     }
 }

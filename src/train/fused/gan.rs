@@ -3,9 +3,9 @@
 
 use burn::prelude::*;
 
-use super::math;
 use super::{
-    adam_record_bytes, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState, Dense,
+    adam_record_bytes, backward_chain, disc_loss_and_grad, fill_normal, forward_chain, gan_terms,
+    gen_loss_and_grad, Act, AdamHyper, AdamState, Dense,
 };
 use crate::data::SplitMix64;
 use crate::model::{MlpDiscriminator, MlpGenerator};
@@ -123,7 +123,6 @@ impl FusedGan {
     ) -> [f32; 4] {
         let pixels = self.g_out.out;
         assert_eq!(real.len(), rows * pixels, "batch size");
-        let inv_b = 1.0 / rows as f32;
         let leaky = Act::LeakyRelu(SLOPE);
         let w = &mut self.work;
 
@@ -140,22 +139,7 @@ impl FusedGan {
         forward_chain(&self.d_hidden, &w.both, n2, &mut w.d_acts, leaky);
         let d_in: &[f32] = w.d_acts.last().map_or(&w.both, |v| v);
         self.d_out.forward(d_in, n2, &mut w.logits, Act::Identity);
-        let (mut loss_real, mut loss_fake, mut p_real, mut p_fake) =
-            (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        for (i, l) in w.logits.iter_mut().enumerate() {
-            let (sig, lg) = math::sigmoid_log1p(*l);
-            if i < rows {
-                // target 1: −log σ(l) = softplus(−l)
-                loss_real += ((-*l).max(0.0) + lg) as f64;
-                p_real += sig as f64;
-                *l = (sig - 1.0) * inv_b;
-            } else {
-                // target 0: l − log σ(l) = softplus(l)
-                loss_fake += ((*l).max(0.0) + lg) as f64;
-                p_fake += sig as f64;
-                *l = sig * inv_b;
-            }
-        }
+        let d_sums = disc_loss_and_grad(&mut w.logits, rows);
         w.d1.clear();
         self.d_out
             .backward(d_in, n2, &w.logits, Some(false), Some((&mut w.d1, false)));
@@ -178,12 +162,7 @@ impl FusedGan {
         forward_chain(&self.d_hidden, &w.fake, rows, &mut w.d_acts, leaky);
         let d_in: &[f32] = w.d_acts.last().map_or(&w.fake, |v| v);
         self.d_out.forward(d_in, rows, &mut w.logits, Act::Identity);
-        let mut g_loss = 0.0f64;
-        for l in w.logits.iter_mut() {
-            let (sig, lg) = math::sigmoid_log1p(*l);
-            g_loss += ((-*l).max(0.0) + lg) as f64;
-            *l = (sig - 1.0) * inv_b;
-        }
+        let g_loss = gen_loss_and_grad(&mut w.logits);
         self.d_out
             .backward(d_in, rows, &w.logits, None, Some((&mut w.d1, false)));
         backward_chain(
@@ -217,12 +196,6 @@ impl FusedGan {
             l.adam(lr, h);
         }
 
-        let b = rows as f64;
-        [
-            ((loss_real + loss_fake) / b) as f32,
-            (g_loss / b) as f32,
-            (p_real / b) as f32,
-            (p_fake / b) as f32,
-        ]
+        gan_terms(&d_sums, g_loss, rows)
     }
 }

@@ -426,6 +426,62 @@ pub fn backward_chain(
     }
 }
 
+/// Sums over one discriminator step on logits of `[real; fake]` (`rows` each).
+pub struct DiscSums {
+    loss: f64,
+    p_real: f64,
+    p_fake: f64,
+}
+
+/// The discriminator's loss on logits of `[real; fake]` (`rows` each): target 1 for real,
+/// `−log σ(l) = softplus(−l)`; target 0 for fake, `l − log σ(l) = softplus(l)`. Replaces each
+/// logit by the gradient of the batch-mean loss.
+pub fn disc_loss_and_grad(logits: &mut [f32], rows: usize) -> DiscSums {
+    let inv_b = 1.0 / rows as f32;
+    let mut s = DiscSums {
+        loss: 0.0,
+        p_real: 0.0,
+        p_fake: 0.0,
+    };
+    for (i, l) in logits.iter_mut().enumerate() {
+        let (sig, lg) = math::sigmoid_log1p(*l);
+        if i < rows {
+            s.loss += ((-*l).max(0.0) + lg) as f64;
+            s.p_real += sig as f64;
+            *l = (sig - 1.0) * inv_b;
+        } else {
+            s.loss += ((*l).max(0.0) + lg) as f64;
+            s.p_fake += sig as f64;
+            *l = sig * inv_b;
+        }
+    }
+    s
+}
+
+/// The generator's non-saturating loss `Σ −log σ(l)` on D's logits of fakes; replaces each
+/// logit by the gradient of the batch-mean loss.
+pub fn gen_loss_and_grad(logits: &mut [f32]) -> f64 {
+    let inv_b = 1.0 / logits.len() as f32;
+    let mut loss = 0.0f64;
+    for l in logits.iter_mut() {
+        let (sig, lg) = math::sigmoid_log1p(*l);
+        loss += ((-*l).max(0.0) + lg) as f64;
+        *l = (sig - 1.0) * inv_b;
+    }
+    loss
+}
+
+/// `[d_loss, g_loss, D(x), D(G(z))]`, batch means.
+pub fn gan_terms(d: &DiscSums, g_loss: f64, rows: usize) -> [f32; 4] {
+    let b = rows as f64;
+    [
+        (d.loss / b) as f32,
+        (g_loss / b) as f32,
+        (d.p_real / b) as f32,
+        (d.p_fake / b) as f32,
+    ]
+}
+
 /// Fill `out` with `n` standard normal values (Box–Muller, both outputs used).
 pub fn fill_normal(rng: &mut SplitMix64, out: &mut Vec<f32>, n: usize) {
     out.clear();
