@@ -223,39 +223,55 @@ pub fn conv_forward(
     to_image_major(&s.t, rows, g.c_out, pos, Some(b), y);
 }
 
-/// Gradients of [`conv_forward`]: `gw`, `gb` are set; `dx` (if given) is set.
-#[allow(clippy::too_many_arguments)]
+/// What [`conv_backward`] computes besides nothing.
+pub struct ConvGrads<'a> {
+    /// Weight and bias gradients (set), if wanted.
+    pub params: Option<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+    /// Input gradient (set), if wanted.
+    pub dx: Option<&'a mut Vec<f32>>,
+    /// `s.cols` already holds `im2col(x)` (left there by [`conv_forward`] on the same `x`).
+    pub cols_ready: bool,
+}
+
+/// Gradients of [`conv_forward`] on `x` for output gradient `dy`.
 pub fn conv_backward(
     g: &ConvGeom,
     w: &[f32],
     x: &[f32],
     rows: usize,
     dy: &[f32],
-    gw: &mut Vec<f32>,
-    gb: &mut Vec<f32>,
-    dx: Option<&mut Vec<f32>>,
+    out: ConvGrads,
     s: &mut ConvScratch,
 ) {
     let pos = g.positions();
-    im2col(g, x, rows, &mut s.cols);
+    let ConvGrads {
+        params,
+        dx,
+        cols_ready,
+    } = out;
     to_channel_major(dy, rows, g.c_out, pos, &mut s.t);
-    gw.resize(g.c_out * g.col_rows(), 0.0);
-    matmul(
-        g.c_out,
-        g.col_rows(),
-        rows * pos,
-        &s.t,
-        false,
-        &s.cols,
-        true,
-        gw,
-        false,
-    );
-    gb.clear();
-    gb.extend(
-        s.t.chunks_exact(rows * pos)
-            .map(|c| sum_map(c, |v| v) as f32),
-    );
+    if let Some((gw, gb)) = params {
+        if !cols_ready {
+            im2col(g, x, rows, &mut s.cols);
+        }
+        gw.resize(g.c_out * g.col_rows(), 0.0);
+        matmul(
+            g.c_out,
+            g.col_rows(),
+            rows * pos,
+            &s.t,
+            false,
+            &s.cols,
+            true,
+            gw,
+            false,
+        );
+        gb.clear();
+        gb.extend(
+            s.t.chunks_exact(rows * pos)
+                .map(|c| sum_map(c, |v| v) as f32),
+        );
+    }
     if let Some(dx) = dx {
         s.u.resize(g.col_rows() * rows * pos, 0.0);
         matmul(
@@ -421,9 +437,11 @@ mod tests {
             &x,
             rows,
             &r,
-            &mut gw,
-            &mut gb,
-            Some(&mut dx),
+            ConvGrads {
+                params: Some((&mut gw, &mut gb)),
+                dx: Some(&mut dx),
+                cols_ready: true,
+            },
             &mut cols,
         );
         close(

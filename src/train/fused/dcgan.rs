@@ -6,7 +6,7 @@ use burn::nn::BatchNorm;
 use burn::prelude::*;
 
 use super::conv::{
-    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvScratch,
+    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvScratch,
 };
 use super::{
     adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
@@ -173,8 +173,11 @@ struct Work {
     logits: Vec<f32>,
     s_real: BnStats,
     s_fake: BnStats,
-    // scratch
+    // scratch (the generator's convolutions, then D's two, whose columns the backward
+    // pass reuses)
     cols: ConvScratch,
+    cc1: ConvScratch,
+    cc2: ConvScratch,
     d1: Vec<f32>,
     d2: Vec<f32>,
     gw: Vec<f32>,
@@ -386,7 +389,7 @@ impl FusedDcgan {
             x,
             rows,
             &mut w.a3,
-            &mut w.cols,
+            &mut w.cc1,
         );
         leaky(&mut w.a3);
         conv_forward(
@@ -396,7 +399,7 @@ impl FusedDcgan {
             &w.a3,
             rows,
             &mut w.a4,
-            &mut w.cols,
+            &mut w.cc2,
         );
         let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
         let hw = self.c2.geom.h_out * self.c2.geom.w_out;
@@ -446,41 +449,48 @@ impl FusedDcgan {
                 .bn2
                 .backward(&w.a4, rows, hw, &w.d1, &w.s_fake, &mut w.d2, params),
         }
-        // d a4 in d2 → c2 → d h3 (into d1) → leaky → c1 (params only or input too).
+        // d a4 in d2 → c2 → d h3 (into d1) → leaky → c1 (params, or input only). With
+        // params, the columns d_forward left in cc1/cc2 are reused.
+
+        let (mut gw, mut gb) = (std::mem::take(&mut w.gw), std::mem::take(&mut w.gb));
         conv_backward(
             &self.c2.geom,
             &self.c2.w.x,
             &w.a3,
             rows,
             &w.d2,
-            &mut w.gw,
-            &mut w.gb,
-            Some(&mut w.d1),
-            &mut w.cols,
+            ConvGrads {
+                params: params.then_some((&mut gw, &mut gb)),
+                dx: Some(&mut w.d1),
+                cols_ready: true,
+            },
+            &mut w.cc2,
         );
         if params {
-            std::mem::swap(&mut self.c2.w.g, &mut w.gw);
-            std::mem::swap(&mut self.c2.b.g, &mut w.gb);
+            std::mem::swap(&mut self.c2.w.g, &mut gw);
+            std::mem::swap(&mut self.c2.b.g, &mut gb);
         }
         Act::LeakyRelu(SLOPE).backward(&w.a3, &mut w.d1);
-        let want_dx = !params;
         conv_backward(
             &self.c1.geom,
             &self.c1.w.x,
             x,
             rows,
             &w.d1,
-            &mut w.gw,
-            &mut w.gb,
-            want_dx.then_some(&mut w.d2),
-            &mut w.cols,
+            ConvGrads {
+                params: params.then_some((&mut gw, &mut gb)),
+                dx: (!params).then_some(&mut w.d2),
+                cols_ready: true,
+            },
+            &mut w.cc1,
         );
         if params {
-            std::mem::swap(&mut self.c1.w.g, &mut w.gw);
-            std::mem::swap(&mut self.c1.b.g, &mut w.gb);
+            std::mem::swap(&mut self.c1.w.g, &mut gw);
+            std::mem::swap(&mut self.c1.b.g, &mut gb);
         } else {
             std::mem::swap(&mut w.d1, &mut w.d2);
         }
+        (w.gw, w.gb) = (gw, gb);
     }
 
     pub fn step_with_latents(
