@@ -134,62 +134,29 @@ fn matmul(
 
 /// One fully connected layer `y = x·W + b` with `W` `[inp × out]` row-major (burn's
 /// `Linear` layout), its gradients and its Adam state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Dense {
     pub inp: usize,
     pub out: usize,
-    pub w: Vec<f32>,
-    pub b: Vec<f32>,
-    w_id: ParamId,
-    b_id: ParamId,
-    /// Module path (`enc.0`, `out`, …), kept in the optimiser record as burn does.
-    path: String,
-    mw: Vec<f32>,
-    vw: Vec<f32>,
-    mb: Vec<f32>,
-    vb: Vec<f32>,
-    /// Adam steps taken (burn's `time`).
-    t: usize,
-    /// Gradients of the last backward pass (not copied by `clone`).
-    gw: Vec<f32>,
-    gb: Vec<f32>,
-}
-
-impl Clone for Dense {
-    /// Weights and optimiser state; the gradient buffers start empty.
-    fn clone(&self) -> Self {
-        Self {
-            inp: self.inp,
-            out: self.out,
-            w: self.w.clone(),
-            b: self.b.clone(),
-            w_id: self.w_id,
-            b_id: self.b_id,
-            path: self.path.clone(),
-            mw: self.mw.clone(),
-            vw: self.vw.clone(),
-            mb: self.mb.clone(),
-            vb: self.vb.clone(),
-            t: self.t,
-            gw: Vec::new(),
-            gb: Vec::new(),
-        }
-    }
+    w: ParamBuf,
+    b: ParamBuf,
 }
 
 impl Dense {
     /// `y ← act(x·W + b)` for `rows` rows of `x`.
     pub fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>, act: Act) {
         y.resize(rows * self.out, 0.0);
-        matmul(rows, self.out, self.inp, x, false, &self.w, false, y, false);
+        matmul(
+            rows, self.out, self.inp, x, false, &self.w.x, false, y, false,
+        );
         for row in y.chunks_exact_mut(self.out) {
             match act {
                 // One match per row, so that each loop below vectorises on its own.
-                Act::Identity => add_bias(row, &self.b, |v| v),
+                Act::Identity => add_bias(row, &self.b.x, |v| v),
                 // Not `v.max(0.0)`: that turns NaN into 0 and would hide a diverged weight.
-                Act::Relu => add_bias(row, &self.b, |v| if v < 0.0 { 0.0 } else { v }),
-                Act::LeakyRelu(s) => add_bias(row, &self.b, |v| if v > 0.0 { v } else { v * s }),
-                Act::Tanh => add_bias(row, &self.b, math::tanh),
+                Act::Relu => add_bias(row, &self.b.x, |v| if v < 0.0 { 0.0 } else { v }),
+                Act::LeakyRelu(s) => add_bias(row, &self.b.x, |v| if v > 0.0 { v } else { v * s }),
+                Act::Tanh => add_bias(row, &self.b.x, math::tanh),
             }
         }
     }
@@ -207,65 +174,30 @@ impl Dense {
         dx: Option<(&mut Vec<f32>, bool)>,
     ) {
         if let Some(accumulate) = params {
-            self.gw.resize(self.inp * self.out, 0.0);
-            self.gb.resize(self.out, 0.0);
-            matmul(
-                self.inp,
-                self.out,
-                rows,
-                x,
-                true,
-                dy,
-                false,
-                &mut self.gw,
-                accumulate,
-            );
+            let gw = &mut self.w.g;
+            gw.resize(self.inp * self.out, 0.0);
+            matmul(self.inp, self.out, rows, x, true, dy, false, gw, accumulate);
+            let gb = &mut self.b.g;
+            gb.resize(self.out, 0.0);
             if !accumulate {
-                self.gb.fill(0.0);
+                gb.fill(0.0);
             }
             for row in dy.chunks_exact(self.out) {
-                self.gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
             }
         }
         if let Some((dx, accumulate)) = dx {
             dx.resize(rows * self.inp, 0.0);
             matmul(
-                rows, self.inp, self.out, dy, false, &self.w, true, dx, accumulate,
+                rows, self.inp, self.out, dy, false, &self.w.x, true, dx, accumulate,
             );
         }
     }
 
     /// One Adam step with the gradients of the last backward pass (burn's update rule).
     pub fn adam(&mut self, lr: f32, h: AdamHyper) {
-        self.t = self.t.saturating_add(1);
-        let t = self.t.min(i32::MAX as usize) as i32;
-        let bc2 = (1.0 - h.beta2.powi(t)).sqrt();
-        let step = lr * bc2 / (1.0 - h.beta1.powi(t));
-        let eps = h.epsilon * bc2;
-        self.mw.resize(self.w.len(), 0.0);
-        self.vw.resize(self.w.len(), 0.0);
-        self.mb.resize(self.b.len(), 0.0);
-        self.vb.resize(self.b.len(), 0.0);
-        self.gw.resize(self.w.len(), 0.0);
-        self.gb.resize(self.b.len(), 0.0);
-        adam_update(
-            &mut self.w,
-            &self.gw,
-            &mut self.mw,
-            &mut self.vw,
-            step,
-            eps,
-            h,
-        );
-        adam_update(
-            &mut self.b,
-            &self.gb,
-            &mut self.mb,
-            &mut self.vb,
-            step,
-            eps,
-            h,
-        );
+        self.w.adam(lr, h);
+        self.b.adam(lr, h);
     }
 
     /// The layer and Adam state of burn's `linear` at module path `path`; `state` holds the
@@ -280,65 +212,27 @@ impl Dense {
             .as_ref()
             .ok_or_else(|| TrainError::Invalid("fused training needs layers with a bias".into()))?;
         let [inp, out] = linear.weight.dims();
-        let w = read_param(&linear.weight.val())?;
-        let b = read_param(&bias.val())?;
-        let (mw, vw, tw) = state.take(linear.weight.id, &[inp, out])?;
-        let (mb, vb, tb) = state.take(bias.id, &[out])?;
-        if tw != tb {
+        let w = ParamBuf::from_param(&linear.weight, format!("{path}.weight"), state)?;
+        let b = ParamBuf::from_param(bias, format!("{path}.bias"), state)?;
+        if w.t != b.t {
             return Err(TrainError::Invalid(format!(
-                "optimiser state out of step ({tw} vs {tb} updates in one layer)"
+                "optimiser state out of step ({} vs {} updates in one layer)",
+                w.t, b.t
             )));
         }
-        Ok(Self {
-            inp,
-            out,
-            w,
-            b,
-            w_id: linear.weight.id,
-            b_id: bias.id,
-            path,
-            mw,
-            vw,
-            mb,
-            vb,
-            t: tw,
-            gw: Vec::new(),
-            gb: Vec::new(),
-        })
+        Ok(Self { inp, out, w, b })
     }
 
     /// burn's `Linear` with these weights and the original parameter ids.
     pub fn to_linear(&self, device: &Device) -> Linear {
-        let w = Tensor::<2>::from_data(
-            TensorData::new(self.w.clone(), [self.inp, self.out]),
-            device,
-        );
-        let b = Tensor::<1>::from_data(TensorData::new(self.b.clone(), [self.out]), device);
-        // Trainable like the parameters it came from (a no-op without autodiff).
         Linear {
-            weight: Param::initialized(self.w_id, w).set_require_grad(true),
-            bias: Some(Param::initialized(self.b_id, b).set_require_grad(true)),
+            weight: self.w.to_param(device),
+            bias: Some(self.b.to_param(device)),
         }
     }
 
-    /// This layer's Adam state as burn optimiser-record tensors and scalars.
-    fn record_into(&self, rec: &mut RecordParts) {
-        if self.t == 0 {
-            return; // a fresh optimiser has no state for the parameter
-        }
-        let (w_path, b_path) = (
-            format!("{}.weight", self.path),
-            format!("{}.bias", self.path),
-        );
-        rec.push(
-            self.w_id,
-            w_path,
-            &self.mw,
-            &self.vw,
-            &[self.inp, self.out],
-            self.t,
-        );
-        rec.push(self.b_id, b_path, &self.mb, &self.vb, &[self.out], self.t);
+    fn params(&self) -> [&ParamBuf; 2] {
+        [&self.w, &self.b]
     }
 }
 
@@ -643,11 +537,7 @@ impl RecordParts {
 pub fn adam_record_bytes<'a>(
     layers: impl IntoIterator<Item = &'a Dense>,
 ) -> Result<Vec<u8>, TrainError> {
-    let mut rec = RecordParts::default();
-    for l in layers {
-        l.record_into(&mut rec);
-    }
-    rec.into_bytes()
+    adam_record_bytes_of(layers, [])
 }
 
 #[cfg(test)]
@@ -703,6 +593,8 @@ impl ParamBuf {
         })
     }
 
+    /// burn's parameter with these values and the original id, trainable like the one it
+    /// came from (a no-op without autodiff).
     pub fn to_param<const D: usize>(&self, device: &Device) -> Param<Tensor<D>> {
         let t = Tensor::<D>::from_data(TensorData::new(self.x.clone(), self.shape.clone()), device);
         Param::initialized(self.id, t).set_require_grad(true)
@@ -749,16 +641,13 @@ impl ParamBuf {
     }
 }
 
-/// The optimiser-record bytes of these parameters' Adam state.
+/// The optimiser-record bytes of the Adam state of `dense` layers and other `params`.
 pub fn adam_record_bytes_of<'a>(
     dense: impl IntoIterator<Item = &'a Dense>,
     params: impl IntoIterator<Item = &'a ParamBuf>,
 ) -> Result<Vec<u8>, TrainError> {
     let mut rec = RecordParts::default();
-    for l in dense {
-        l.record_into(&mut rec);
-    }
-    for p in params {
+    for p in dense.into_iter().flat_map(Dense::params).chain(params) {
         p.record_into(&mut rec);
     }
     rec.into_bytes()

@@ -298,7 +298,7 @@ fn unusable_optimiser_records_are_errors_not_panics() {
     // Not a record at all, and a record claiming an absurd step count.
     assert!(FusedVae::new(&a, b"not burnpack".to_vec(), 0).is_err());
     let mut d = Dense::from_linear(&enc[0], "enc.0".into(), &mut AdamState::default()).unwrap();
-    d.t = u32::MAX as usize + 7;
+    d.w.t = u32::MAX as usize + 7;
     let bytes = adam_record_bytes([&d]).unwrap();
     assert!(AdamState::from_record_bytes(bytes).is_err());
 }
