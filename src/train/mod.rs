@@ -99,6 +99,16 @@ pub enum PixelRange {
     Signed,
 }
 
+/// Images `idx` of `data` into `buf` (`[len, pixels]`, row-major), scaled to `range`.
+pub fn gather_images(data: &Dataset, idx: &[usize], buf: &mut Vec<f32>, range: PixelRange) {
+    data.gather_f32(idx, buf);
+    if range == PixelRange::Signed {
+        for v in buf.iter_mut() {
+            *v = *v * 2.0 - 1.0;
+        }
+    }
+}
+
 /// Images `idx` of `data` as a `[len, pixels]` tensor on `device`.
 pub fn images_to_tensor(
     data: &Dataset,
@@ -107,12 +117,7 @@ pub fn images_to_tensor(
     device: &Device,
     range: PixelRange,
 ) -> Tensor<2> {
-    data.gather_f32(idx, buf);
-    if range == PixelRange::Signed {
-        for v in buf.iter_mut() {
-            *v = *v * 2.0 - 1.0;
-        }
-    }
+    gather_images(data, idx, buf, range);
     let t = TensorData::new(buf.clone(), [idx.len(), data.image_len()]);
     Tensor::from_data(t, device)
 }

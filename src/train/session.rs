@@ -11,7 +11,7 @@ use burn::tensor::Distribution;
 use super::fused::{AdamHyper, FusedDcgan, FusedGan, FusedVae};
 use super::losses::{bce_logits_const, bce_logits_per_image, kl_per_dim};
 use super::metrics::{Marker, MetricPoint, MetricsHistory, TestPoint};
-use super::{images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
+use super::{gather_images, images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
 use crate::backend::Backend;
 use crate::checkpoint::{optim_bytes, Checkpoint, CheckpointHeader};
 use crate::data::{BatchPlan, Dataset, Split};
@@ -20,8 +20,8 @@ use crate::images::ImageBatch;
 use crate::infer::{normal_latents, Inference};
 use crate::model::{DiscNet, GenNet, ModelSpec, Networks, VaeNet};
 
-/// Set to `burn` to train MLP models on the CPU through burn's autodiff instead of the
-/// fused path (for comparisons; both give the same steps).
+/// Set to `burn` to train MLP models and the DCGAN on the CPU through burn's autodiff
+/// instead of the fused path (for comparisons; both give the same steps).
 pub const CPU_TRAINING_ENV: &str = "LATENT_LAB_CPU_TRAINING";
 
 /// Latents of the fixed-noise sample grid.
@@ -45,7 +45,8 @@ enum TrainNets {
         opt_g: ModuleOptimizer,
         opt_d: ModuleOptimizer,
     },
-    /// MLP models on the CPU: weights and Adam state in plain buffers ([`super::fused`]).
+    /// MLP models and the DCGAN on the CPU: weights and Adam state in plain buffers
+    /// ([`super::fused`]).
     Fused { nets: FusedNets, device: Device },
 }
 
@@ -54,6 +55,63 @@ enum FusedNets {
     Vae(Box<FusedVae>),
     Gan(Box<FusedGan>),
     Dcgan(Box<FusedDcgan>),
+}
+
+impl FusedNets {
+    fn pixel_range(&self) -> PixelRange {
+        match self {
+            FusedNets::Vae(_) => PixelRange::Unit,
+            FusedNets::Gan(_) | FusedNets::Dcgan(_) => PixelRange::Signed,
+        }
+    }
+
+    /// One step on `x` (`rows` images in [`FusedNets::pixel_range`]); the loss terms.
+    fn step(&mut self, x: &[f32], rows: usize, config: &TrainConfig) -> Vec<f32> {
+        let lr = config.learning_rate as f32;
+        let h = AdamHyper {
+            beta1: config.adam_beta1 as f32,
+            beta2: config.adam_beta2 as f32,
+            epsilon: ADAM_EPSILON,
+        };
+        match self {
+            FusedNets::Vae(v) => v.step(x, rows, lr, config.beta as f32, h).to_vec(),
+            FusedNets::Gan(g) => g.step(x, rows, lr, h).to_vec(),
+            FusedNets::Dcgan(g) => g.step(x, rows, lr, h).to_vec(),
+        }
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        match self {
+            FusedNets::Vae(v) => v.reseed(seed),
+            FusedNets::Gan(g) => g.reseed(seed),
+            FusedNets::Dcgan(g) => g.reseed(seed),
+        }
+    }
+
+    /// burn networks with the current weights, on `device`.
+    fn networks(&self, device: &Device) -> Networks {
+        match self {
+            FusedNets::Vae(v) => Networks::Vae(VaeNet::Mlp(v.model(device))),
+            FusedNets::Gan(g) => Networks::Gan {
+                gen: GenNet::Mlp(g.generator(device)),
+                disc: DiscNet::Mlp(g.discriminator(device)),
+            },
+            FusedNets::Dcgan(g) => Networks::Gan {
+                gen: GenNet::Conv(g.generator(device)),
+                disc: DiscNet::Conv(g.discriminator(device)),
+            },
+        }
+    }
+
+    /// The optimisers' records in checkpoint order (`[optim]` or `[optim_g, optim_d]`).
+    fn optim_bytes(&self) -> Result<Vec<Vec<u8>>, TrainError> {
+        let pair = |(g, d): (Vec<u8>, Vec<u8>)| vec![g, d];
+        Ok(match self {
+            FusedNets::Vae(v) => vec![v.optim_bytes()?],
+            FusedNets::Gan(g) => pair(g.optim_bytes()?),
+            FusedNets::Dcgan(g) => pair(g.optim_bytes()?),
+        })
+    }
 }
 
 /// Loss terms of one step, not yet checked.
@@ -65,8 +123,8 @@ enum PendingTerms {
 }
 
 impl TrainNets {
-    /// The fused CPU form of MLP networks (same weights, ids and Adam state), or `self`
-    /// unchanged where it does not apply: on a GPU, for convolutional models, or when
+    /// The fused CPU form of the networks (same weights, ids and Adam state), or `self`
+    /// unchanged where it does not apply: on a GPU, for the conv-VAE, or when
     /// [`CPU_TRAINING_ENV`] says `burn`. If the conversion fails (an optimiser record burn
     /// accepts but the fused path cannot use), training stays on burn's path and the reason
     /// is returned.
@@ -129,43 +187,14 @@ impl TrainNets {
     /// After a rollback: a new noise stream, so the fused path does not replay the steps
     /// that diverged (burn's device RNG moves on by itself).
     fn reseed(&mut self, seed: u64) {
-        match self {
-            TrainNets::Fused {
-                nets: FusedNets::Vae(v),
-                ..
-            } => v.reseed(seed),
-            TrainNets::Fused {
-                nets: FusedNets::Gan(g),
-                ..
-            } => g.reseed(seed),
-            TrainNets::Fused {
-                nets: FusedNets::Dcgan(g),
-                ..
-            } => g.reseed(seed),
-            _ => {}
+        if let TrainNets::Fused { nets, .. } = self {
+            nets.reseed(seed);
         }
     }
 
     fn networks(&self) -> Networks {
         match self {
-            TrainNets::Fused {
-                nets: FusedNets::Vae(v),
-                device,
-            } => Networks::Vae(VaeNet::Mlp(v.model(device))),
-            TrainNets::Fused {
-                nets: FusedNets::Gan(g),
-                device,
-            } => Networks::Gan {
-                gen: GenNet::Mlp(g.generator(device)),
-                disc: DiscNet::Mlp(g.discriminator(device)),
-            },
-            TrainNets::Fused {
-                nets: FusedNets::Dcgan(g),
-                device,
-            } => Networks::Gan {
-                gen: GenNet::Conv(g.generator(device)),
-                disc: DiscNet::Conv(g.discriminator(device)),
-            },
+            TrainNets::Fused { nets, device } => nets.networks(device),
             TrainNets::Vae { model, .. } => Networks::Vae(model.clone()),
             TrainNets::Gan { gen, disc, .. } => Networks::Gan {
                 gen: gen.clone(),
@@ -226,7 +255,7 @@ pub struct Session {
     fixed_noise: Vec<f32>,
     interval_start: Instant,
     interval_images: usize,
-    /// Why an MLP model on the CPU trains through burn's path instead of the fused one.
+    /// Why a model the fused path supports trains through burn's path instead.
     fused_off: Option<String>,
 }
 
@@ -401,7 +430,7 @@ impl Session {
     pub fn backend(&self) -> &Backend {
         &self.backend
     }
-    /// The backend and, for MLP models on the CPU, the fused training path.
+    /// The backend and, on the CPU, whether the fused training path is in use.
     pub fn describe_backend(&self) -> String {
         match self.nets() {
             TrainNets::Fused {
@@ -497,25 +526,8 @@ impl Session {
                 )
             }
             TrainNets::Fused { mut nets, device } => {
-                self.data.gather_f32(&idx, &mut self.buf);
-                let h = AdamHyper {
-                    beta1: self.config.adam_beta1 as f32,
-                    beta2: self.config.adam_beta2 as f32,
-                    epsilon: ADAM_EPSILON,
-                };
-                let terms = match &mut nets {
-                    FusedNets::Vae(v) => v
-                        .step(&self.buf, idx.len(), lr as f32, self.config.beta as f32, h)
-                        .to_vec(),
-                    FusedNets::Gan(g) => {
-                        self.buf.iter_mut().for_each(|v| *v = *v * 2.0 - 1.0);
-                        g.step(&self.buf, idx.len(), lr as f32, h).to_vec()
-                    }
-                    FusedNets::Dcgan(g) => {
-                        self.buf.iter_mut().for_each(|v| *v = *v * 2.0 - 1.0);
-                        g.step(&self.buf, idx.len(), lr as f32, h).to_vec()
-                    }
-                };
+                gather_images(&self.data, &idx, &mut self.buf, nets.pixel_range());
+                let terms = nets.step(&self.buf, idx.len(), &self.config);
                 (TrainNets::Fused { nets, device }, PendingTerms::Host(terms))
             }
             TrainNets::Gan {
@@ -761,24 +773,7 @@ impl Session {
         let optims = match nets {
             TrainNets::Vae { optim, .. } => vec![optim_bytes(optim)?],
             TrainNets::Gan { opt_g, opt_d, .. } => vec![optim_bytes(opt_g)?, optim_bytes(opt_d)?],
-            TrainNets::Fused {
-                nets: FusedNets::Vae(v),
-                ..
-            } => vec![v.optim_bytes()?],
-            TrainNets::Fused {
-                nets: FusedNets::Gan(g),
-                ..
-            } => {
-                let (g, d) = g.optim_bytes()?;
-                vec![g, d]
-            }
-            TrainNets::Fused {
-                nets: FusedNets::Dcgan(g),
-                ..
-            } => {
-                let (g, d) = g.optim_bytes()?;
-                vec![g, d]
-            }
+            TrainNets::Fused { nets, .. } => nets.optim_bytes()?,
         };
         Ok(Checkpoint::from_parts(header, &nets.networks(), optims)?)
     }

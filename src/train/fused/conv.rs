@@ -1,6 +1,6 @@
-//! Convolutions for the fused CPU path (groundwork for DCGAN / conv-VAE; not wired into
-//! training yet): 2-D convolution and transposed convolution, square kernels, as
-//! im2col/col2im + one sgemm per image, in burn's weight layouts.
+//! Convolutions for the fused CPU path (the DCGAN's): 2-D convolution and transposed
+//! convolution, square kernels, as a batched im2col/col2im + one sgemm per layer for the
+//! whole batch, in burn's weight layouts.
 
 use rayon::prelude::*;
 

@@ -1,7 +1,7 @@
 //! DCGAN step over plain buffers: the same layers, batch-norm statistics (three running
 //! updates of D's batch norm per step, in burn's order) and losses as `session::gan_step`.
 
-use burn::module::RunningState;
+use burn::module::{Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 
@@ -141,8 +141,9 @@ impl Bn {
         [&self.gamma, &self.beta]
     }
 
-    fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
-        [&mut self.gamma, &mut self.beta]
+    fn adam(&mut self, lr: f32, h: AdamHyper) {
+        self.gamma.adam(lr, h);
+        self.beta.adam(lr, h);
     }
 }
 
@@ -152,6 +153,42 @@ struct ConvLayer {
     geom: ConvGeom,
     w: ParamBuf,
     b: ParamBuf,
+}
+
+impl ConvLayer {
+    fn params(&self) -> [&ParamBuf; 2] {
+        [&self.w, &self.b]
+    }
+
+    fn adam(&mut self, lr: f32, h: AdamHyper) {
+        self.w.adam(lr, h);
+        self.b.adam(lr, h);
+    }
+}
+
+/// Back through one generator block, `t(relu(bn(a)))` with `t_in = relu(bn(a))`: `d1` holds
+/// the gradient w.r.t. t's output on entry and w.r.t. `a` on return; t's and bn's parameter
+/// gradients are set.
+#[allow(clippy::too_many_arguments)]
+fn up_block_backward(
+    t: &mut ConvLayer,
+    bn: &mut Bn,
+    t_in: &[f32],
+    a: &[f32],
+    st: &BnStats,
+    rows: usize,
+    d1: &mut Vec<f32>,
+    d2: &mut Vec<f32>,
+    cols: &mut ConvScratch,
+) {
+    let (tw, tb) = (&mut t.w.g, &mut t.b.g);
+    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d1, tw, tb, Some(d2), cols);
+    Act::Relu.backward(t_in, d2);
+    d1.resize(d2.len(), 0.0);
+    bn.gamma.zero_grad();
+    bn.beta.zero_grad();
+    let hw = t.geom.h_out * t.geom.w_out;
+    bn.backward(a, rows, hw, d2, st, d1, true);
 }
 
 #[derive(Default)]
@@ -204,8 +241,8 @@ pub struct FusedDcgan {
     out: Dense,
     g_shell: DcGenerator,
     d_shell: DcDiscriminator,
-    /// (channels, size, width)
-    dims: (usize, usize, usize),
+    /// (channels, size) of the images.
+    dims: (usize, usize),
     rng: SplitMix64,
     work: Work,
 }
@@ -236,38 +273,19 @@ impl FusedDcgan {
     ) -> Result<Self, TrainError> {
         let mut sg = AdamState::from_record_bytes(opt_g)?;
         let mut sd = AdamState::from_record_bytes(opt_d)?;
-        let [c_out_t1, width, _, _] = gen.t1.weight.dims(); // [2w, w, 4, 4]
-        let [_, channels, _, _] = gen.t2.weight.dims();
-        let q = (gen.fc.weight.dims()[1] / c_out_t1) as f64;
-        let q = q.sqrt() as usize;
-        let size = 4 * q;
-        let conv = |c: &burn::nn::conv::Conv2d,
+        let (channels, size, width) = (disc.channels, gen.size, gen.width);
+        let q = size / 4;
+        let conv = |weight: &Param<Tensor<4>>,
+                    bias: &Option<Param<Tensor<1>>>,
                     path: &str,
-                    geom: ConvGeom,
-                    st: &mut AdamState|
-         -> Result<ConvLayer, TrainError> {
-            let bias = c
-                .bias
-                .as_ref()
-                .ok_or_else(|| TrainError::Invalid("conv without bias".into()))?;
-            Ok(ConvLayer {
+                    geom,
+                    st: &mut AdamState| {
+            let bias = bias.as_ref().ok_or_else(|| {
+                TrainError::Invalid("fused training needs layers with a bias".into())
+            })?;
+            Ok::<_, TrainError>(ConvLayer {
                 geom,
-                w: ParamBuf::from_param(&c.weight, format!("{path}.weight"), st)?,
-                b: ParamBuf::from_param(bias, format!("{path}.bias"), st)?,
-            })
-        };
-        let conv_t = |c: &burn::nn::conv::ConvTranspose2d,
-                      path: &str,
-                      geom: ConvGeom,
-                      st: &mut AdamState|
-         -> Result<ConvLayer, TrainError> {
-            let bias = c
-                .bias
-                .as_ref()
-                .ok_or_else(|| TrainError::Invalid("conv without bias".into()))?;
-            Ok(ConvLayer {
-                geom,
-                w: ParamBuf::from_param(&c.weight, format!("{path}.weight"), st)?,
+                w: ParamBuf::from_param(weight, format!("{path}.weight"), st)?,
                 b: ParamBuf::from_param(bias, format!("{path}.bias"), st)?,
             })
         };
@@ -275,27 +293,31 @@ impl FusedDcgan {
         let net = Self {
             fc: Dense::from_linear(&gen.fc, "fc".into(), &mut sg)?,
             bn0: Bn::from_burn(&gen.bn0, "bn0", &mut sg)?,
-            t1: conv_t(
-                &gen.t1,
+            t1: conv(
+                &gen.t1.weight,
+                &gen.t1.bias,
                 "t1",
                 ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
                 &mut sg,
             )?,
             bn1: Bn::from_burn(&gen.bn1, "bn1", &mut sg)?,
-            t2: conv_t(
-                &gen.t2,
+            t2: conv(
+                &gen.t2.weight,
+                &gen.t2.bias,
                 "t2",
                 ConvGeom::new(channels, width, 4, 2, 1, size, size),
                 &mut sg,
             )?,
             c1: conv(
-                &disc.c1,
+                &disc.c1.weight,
+                &disc.c1.bias,
                 "c1",
                 ConvGeom::new(channels, width, 4, 2, 1, size, size),
                 &mut sd,
             )?,
             c2: conv(
-                &disc.c2,
+                &disc.c2.weight,
+                &disc.c2.bias,
                 "c2",
                 ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
                 &mut sd,
@@ -304,7 +326,7 @@ impl FusedDcgan {
             out: Dense::from_linear(&disc.out, "out".into(), &mut sd)?,
             g_shell: gen.clone(),
             d_shell: disc.clone(),
-            dims: (channels, size, width),
+            dims: (channels, size),
             rng: SplitMix64::new(seed),
             work: Work::default(),
         };
@@ -355,15 +377,19 @@ impl FusedDcgan {
     pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
         let g = adam_record_bytes_of(
             [&self.fc],
-            [&self.t1.w, &self.t1.b, &self.t2.w, &self.t2.b]
+            self.t1
+                .params()
                 .into_iter()
+                .chain(self.t2.params())
                 .chain(self.bn0.params())
                 .chain(self.bn1.params()),
         )?;
         let d = adam_record_bytes_of(
             [&self.out],
-            [&self.c1.w, &self.c1.b, &self.c2.w, &self.c2.b]
+            self.c1
+                .params()
                 .into_iter()
+                .chain(self.c2.params())
                 .chain(self.bn2.params()),
         )?;
         Ok((g, d))
@@ -378,8 +404,9 @@ impl FusedDcgan {
         terms
     }
 
-    /// D's layers up to the logits on `x` (`rows` images); batch norm on consecutive
-    /// groups of `groups` rows each (burn runs D once per group).
+    /// D's layers up to the logits on `x` (`rows` images). With `split = Some(k)`, batch norm
+    /// takes its statistics separately over the first `k` rows and the rest (burn runs D
+    /// once on the real and once on the fake batch).
     fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>) {
         let w = &mut self.work;
         conv_forward(
@@ -501,7 +528,7 @@ impl FusedDcgan {
         lr: f32,
         h: AdamHyper,
     ) -> [f32; 4] {
-        let (channels, size, width) = self.dims;
+        let (channels, size) = self.dims;
         let q = size / 4;
         assert_eq!(real.len(), rows * channels * size * size, "batch size");
 
@@ -539,7 +566,6 @@ impl FusedDcgan {
             w.both.extend_from_slice(real);
             w.both.extend_from_slice(&w.fake);
         }
-        let _ = width;
 
         // D on real, then on the detached fake (separate batch statistics).
         let both = std::mem::take(&mut self.work.both);
@@ -547,13 +573,9 @@ impl FusedDcgan {
         let d_sums = disc_loss_and_grad(&mut self.work.logits, rows);
         self.d_backward(&both, 2 * rows, Some(rows), true);
         self.work.both = both;
-        self.c1.w.adam(lr, h);
-        self.c1.b.adam(lr, h);
-        self.c2.w.adam(lr, h);
-        self.c2.b.adam(lr, h);
-        for p in self.bn2.params_mut() {
-            p.adam(lr, h);
-        }
+        self.c1.adam(lr, h);
+        self.c2.adam(lr, h);
+        self.bn2.adam(lr, h);
         self.out.adam(lr, h);
 
         // G through the updated D.
@@ -564,60 +586,37 @@ impl FusedDcgan {
         {
             let w = &mut self.work;
             Act::Tanh.backward(&fake, &mut w.d1); // d a2
-            conv_t_backward(
-                &self.t2.geom,
-                &self.t2.w.x,
+            let (d1, d2, cols) = (&mut w.d1, &mut w.d2, &mut w.cols);
+            up_block_backward(
+                &mut self.t2,
+                &mut self.bn1,
                 &w.n1,
+                &w.a1,
+                &w.s1,
                 rows,
-                &w.d1,
-                &mut self.t2.w.g,
-                &mut self.t2.b.g,
-                Some(&mut w.d2),
-                &mut w.cols,
+                d1,
+                d2,
+                cols,
             );
-            Act::Relu.backward(&w.n1, &mut w.d2);
-            w.d1.resize(w.d2.len(), 0.0);
-            self.bn1.gamma.zero_grad();
-            self.bn1.beta.zero_grad();
-            self.bn1
-                .backward(&w.a1, rows, 4 * q * q, &w.d2, &w.s1, &mut w.d1, true);
-            conv_t_backward(
-                &self.t1.geom,
-                &self.t1.w.x,
+            up_block_backward(
+                &mut self.t1,
+                &mut self.bn0,
                 &w.n0,
+                &w.a0,
+                &w.s0,
                 rows,
-                &w.d1,
-                &mut self.t1.w.g,
-                &mut self.t1.b.g,
-                Some(&mut w.d2),
-                &mut w.cols,
+                d1,
+                d2,
+                cols,
             );
-            Act::Relu.backward(&w.n0, &mut w.d2);
-            w.d1.resize(w.d2.len(), 0.0);
-            self.bn0.gamma.zero_grad();
-            self.bn0.beta.zero_grad();
-            self.bn0
-                .backward(&w.a0, rows, q * q, &w.d2, &w.s0, &mut w.d1, true);
             self.fc.backward(z, rows, &w.d1, Some(false), None);
         }
         self.work.fake = fake;
         self.fc.adam(lr, h);
-        for p in [
-            &mut self.t1.w,
-            &mut self.t1.b,
-            &mut self.t2.w,
-            &mut self.t2.b,
-        ] {
-            p.adam(lr, h);
-        }
-        for p in self
-            .bn0
-            .params_mut()
-            .into_iter()
-            .chain(self.bn1.params_mut())
-        {
-            p.adam(lr, h);
-        }
+        self.t1.adam(lr, h);
+        self.t2.adam(lr, h);
+        self.bn0.adam(lr, h);
+        self.bn1.adam(lr, h);
 
         gan_terms(&d_sums, g_loss, rows)
     }
