@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::math::sum_map;
-use super::matmul;
+use super::{matmul, Act};
 
 /// A k×k convolution with stride `s` and padding `p` from `c_in × h_in × w_in` images to
 /// `c_out × h_out × w_out`.
@@ -80,160 +80,281 @@ fn valid_range(g: &ConvGeom, kk: usize, n_in: usize, n_out: usize) -> std::ops::
     lo..hi.max(lo)
 }
 
-/// im2col of a whole batch: `cols[(c·k + ky)·k + kx, r·pos + oy·w_out + ox] =
-/// x[r, c, oy·s + ky − p, ox·s + kx − p]` (0 in the padding), one row per kernel tap, built in
-/// parallel over the rows.
-pub fn im2col(g: &ConvGeom, x: &[f32], rows: usize, cols: &mut Vec<f32>) {
-    let pos = g.positions();
-    let (hw, in_len) = (g.h_in * g.w_in, g.in_len());
-    cols.resize(g.col_rows() * rows * pos, 0.0);
-    let xr = valid_range_all(g);
-    cols.par_chunks_mut(rows * pos)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (c, ky, kx) = (row / (g.k * g.k), row / g.k % g.k, row % g.k);
-            let ox_range = xr[kx].clone();
-            for r in 0..rows {
-                let plane = &x[r * in_len + c * hw..r * in_len + (c + 1) * hw];
-                let block = &mut dst[r * pos..(r + 1) * pos];
-                for oy in 0..g.h_out {
-                    let line = &mut block[oy * g.w_out..(oy + 1) * g.w_out];
-                    let Some(iy) = g.src(oy, ky, g.h_in) else {
-                        line.fill(0.0);
-                        continue;
-                    };
-                    let src = &plane[iy * g.w_in..(iy + 1) * g.w_in];
-                    line[..ox_range.start].fill(0.0);
-                    line[ox_range.end..].fill(0.0);
-                    let first = ox_range.start * g.s + kx - g.p;
-                    let taps = src[first..].iter().step_by(g.s);
-                    for (d, &v) in line[ox_range.clone()].iter_mut().zip(taps) {
-                        *d = v;
+/// The tap planes of one `h_in × w_in` input plane: for each kernel-row phase `a < s` and
+/// kernel column `kx < k`, the `tap_rows × w_out` plane `T(a, kx)[i, ox] = x[i·s + a − p,
+/// ox·s + kx − p]` (0 in the padding). Tap `(ky, kx)`'s im2col block for this plane is then
+/// the contiguous run of rows `ky/s ..` of `T(ky mod s, kx)`, so im2col becomes one copy per
+/// tap and image, and only these planes (about 2.3× the input for 4×4 / stride 2, against
+/// 4× for the columns) need strided reads.
+impl ConvGeom {
+    fn tap_rows(&self) -> usize {
+        self.h_out + (self.k - 1) / self.s
+    }
+    fn tap_plane(&self) -> usize {
+        self.tap_rows() * self.w_out
+    }
+    fn taps_len(&self) -> usize {
+        self.s.min(self.k) * self.k * self.tap_plane()
+    }
+    /// Where tap `(ky, kx)`'s block starts in the tap planes.
+    fn tap_offset(&self, ky: usize, kx: usize) -> usize {
+        ((ky % self.s) * self.k + kx) * self.tap_plane() + (ky / self.s) * self.w_out
+    }
+}
+
+/// Fills the tap planes of one input plane (see [`ConvGeom::tap_rows`]).
+fn gather_taps(g: &ConvGeom, x: &[f32], taps: &mut [f32]) {
+    let (tp, wo) = (g.tap_plane(), g.w_out);
+    for a in 0..g.s.min(g.k) {
+        for kx in 0..g.k {
+            let cols = valid_range(g, kx, g.w_in, wo);
+            let plane = &mut taps[(a * g.k + kx) * tp..(a * g.k + kx + 1) * tp];
+            for (i, line) in plane.chunks_exact_mut(wo).enumerate() {
+                let Some(iy) = g.src(i, a, g.h_in) else {
+                    line.fill(0.0);
+                    continue;
+                };
+                line[..cols.start].fill(0.0);
+                line[cols.end..].fill(0.0);
+                let first = iy * g.w_in + cols.start * g.s + kx - g.p;
+                let line = &mut line[cols.clone()];
+                match x[first..].get(..2 * line.len()) {
+                    // Whole pairs, so that the compiler vectorises the stride-2 read.
+                    Some(src) if g.s == 2 => {
+                        for (d, pair) in line.iter_mut().zip(src.chunks_exact(2)) {
+                            *d = pair[0];
+                        }
                     }
-                }
-            }
-        });
-}
-
-fn valid_range_all(g: &ConvGeom) -> Vec<std::ops::Range<usize>> {
-    (0..g.k)
-        .map(|kx| valid_range(g, kx, g.w_in, g.w_out))
-        .collect()
-}
-
-/// The adjoint of [`im2col`]: adds every column entry onto the input position it came from
-/// (`x` is accumulated into), in parallel over the images.
-pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32]) {
-    let pos = g.positions();
-    let (hw, in_len) = (g.h_in * g.w_in, g.in_len());
-    let xr = valid_range_all(g);
-    x[..rows * in_len]
-        .par_chunks_mut(in_len)
-        .enumerate()
-        .for_each(|(r, img)| {
-            for c in 0..g.c_in {
-                let plane = &mut img[c * hw..(c + 1) * hw];
-                for ky in 0..g.k {
-                    for (kx, ox_range) in xr.iter().enumerate() {
-                        let row = (c * g.k + ky) * g.k + kx;
-                        let block =
-                            &cols[row * rows * pos + r * pos..row * rows * pos + (r + 1) * pos];
-                        for oy in 0..g.h_out {
-                            let Some(iy) = g.src(oy, ky, g.h_in) else {
-                                continue;
-                            };
-                            let dst = &mut plane[iy * g.w_in..(iy + 1) * g.w_in];
-                            let line = &block[oy * g.w_out..(oy + 1) * g.w_out];
-                            let range = ox_range.clone();
-                            let first = range.start * g.s + kx - g.p;
-                            let taps = dst[first..].iter_mut().step_by(g.s);
-                            for (&v, d) in line[range].iter().zip(taps) {
-                                *d += v;
-                            }
+                    _ => {
+                        for (d, &v) in line.iter_mut().zip(x[first..].iter().step_by(g.s)) {
+                            *d = v;
                         }
                     }
                 }
             }
-        });
-}
-
-/// `[rows, c, pos]` → `[c, rows·pos]`.
-fn to_channel_major(x: &[f32], rows: usize, c: usize, pos: usize, out: &mut Vec<f32>) {
-    out.resize(rows * c * pos, 0.0);
-    for r in 0..rows {
-        for ch in 0..c {
-            out[(ch * rows + r) * pos..(ch * rows + r + 1) * pos]
-                .copy_from_slice(&x[(r * c + ch) * pos..(r * c + ch + 1) * pos]);
         }
     }
 }
 
-/// `[c, rows·pos]` (+ bias per channel) → `[rows, c, pos]`.
+/// The adjoint of [`gather_taps`]: `x` (overwritten) is the sum of the tap-plane entries
+/// that were read from each position.
+fn scatter_taps(g: &ConvGeom, taps: &[f32], x: &mut [f32]) {
+    let (tp, wo) = (g.tap_plane(), g.w_out);
+    x.fill(0.0);
+    for a in 0..g.s.min(g.k) {
+        for kx in 0..g.k {
+            let cols = valid_range(g, kx, g.w_in, wo);
+            let plane = &taps[(a * g.k + kx) * tp..(a * g.k + kx + 1) * tp];
+            for (i, line) in plane.chunks_exact(wo).enumerate() {
+                let Some(iy) = g.src(i, a, g.h_in) else {
+                    continue;
+                };
+                let first = iy * g.w_in + cols.start * g.s + kx - g.p;
+                let line = &line[cols.clone()];
+                match x[first..].get_mut(..2 * line.len()) {
+                    // Whole pairs read and written, so that the compiler vectorises it.
+                    Some(dst) if g.s == 2 => {
+                        for (pair, &v) in dst.chunks_exact_mut(2).zip(line) {
+                            let (a, b) = (pair[0] + v, pair[1]);
+                            pair[0] = a;
+                            pair[1] = b;
+                        }
+                    }
+                    _ => {
+                        for (d, &v) in x[first..].iter_mut().step_by(g.s).zip(line) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col of a whole batch: `cols[(c·k + ky)·k + kx, r·pos + oy·w_out + ox] =
+/// x[r, c, oy·s + ky − p, ox·s + kx − p]` (0 in the padding), in parallel over the input
+/// channels.
+pub fn im2col(g: &ConvGeom, x: &[f32], rows: usize, cols: &mut [f32]) {
+    let pos = g.positions();
+    let (hw, in_len, kk) = (g.h_in * g.w_in, g.in_len(), g.k * g.k);
+    cols[..g.col_rows() * rows * pos]
+        .par_chunks_mut(kk * rows * pos)
+        .enumerate()
+        .for_each_init(
+            || vec![0.0; g.taps_len()],
+            |taps, (c, block)| {
+                for r in 0..rows {
+                    gather_taps(g, &x[r * in_len + c * hw..][..hw], taps);
+                    for (t, dst) in block.chunks_exact_mut(rows * pos).enumerate() {
+                        let src = &taps[g.tap_offset(t / g.k, t % g.k)..][..pos];
+                        dst[r * pos..(r + 1) * pos].copy_from_slice(src);
+                    }
+                }
+            },
+        );
+}
+
+/// What [`col2im`] does to each finished input plane.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    None,
+    /// `x ← act(x + bias[c])` (a transposed convolution's output).
+    Bias(&'a [f32], Act),
+    /// `x ← x · act'(y)` for the activation output `y` laid out like `x` (a gradient
+    /// passing back through the activation that produced the convolution's input).
+    ActGrad(Act, &'a [f32]),
+}
+
+/// The adjoint of [`im2col`]: `x[r, c, ·]` (overwritten) is the sum of the column entries
+/// taken from it, then the epilogue; in parallel over the images.
+pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32], epi: Epilogue) {
+    let pos = g.positions();
+    let (hw, in_len, kk) = (g.h_in * g.w_in, g.in_len(), g.k * g.k);
+    x[..rows * in_len]
+        .par_chunks_mut(in_len)
+        .enumerate()
+        .for_each_init(
+            || vec![0.0; g.taps_len()],
+            |taps, (r, img)| {
+                for (c, plane) in img.chunks_exact_mut(hw).enumerate() {
+                    taps.fill(0.0);
+                    for t in 0..kk {
+                        let row = (c * kk + t) * rows * pos + r * pos;
+                        let dst = &mut taps[g.tap_offset(t / g.k, t % g.k)..][..pos];
+                        for (d, &v) in dst.iter_mut().zip(&cols[row..row + pos]) {
+                            *d += v;
+                        }
+                    }
+                    scatter_taps(g, taps, plane);
+                    match epi {
+                        Epilogue::None => {}
+                        Epilogue::Bias(b, act) => act.apply_in_place(plane, b[c]),
+                        Epilogue::ActGrad(act, y) => {
+                            act.backward(&y[r * in_len + c * hw..][..hw], plane)
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// `[rows, c, pos]` → `[c, rows·pos]`, in parallel over the channels.
+fn to_channel_major(x: &[f32], rows: usize, c: usize, pos: usize, out: &mut Vec<f32>) {
+    out.resize(rows * c * pos, 0.0);
+    out.par_chunks_mut(rows * pos)
+        .enumerate()
+        .for_each(|(ch, dst)| {
+            for (r, d) in dst.chunks_exact_mut(pos).enumerate() {
+                d.copy_from_slice(&x[(r * c + ch) * pos..(r * c + ch + 1) * pos]);
+            }
+        });
+}
+
+/// `[c, rows·pos]` → `act([rows, c, pos] + bias per channel)`, in parallel over the images.
 fn to_image_major(
     t: &[f32],
     rows: usize,
     c: usize,
     pos: usize,
     bias: Option<&[f32]>,
+    act: Act,
     out: &mut [f32],
 ) {
-    for r in 0..rows {
-        for ch in 0..c {
-            let src = &t[(ch * rows + r) * pos..(ch * rows + r + 1) * pos];
-            let dst = &mut out[(r * c + ch) * pos..(r * c + ch + 1) * pos];
-            let b = bias.map_or(0.0, |b| b[ch]);
-            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+    out[..rows * c * pos]
+        .par_chunks_mut(c * pos)
+        .enumerate()
+        .for_each(|(r, img)| {
+            for (ch, dst) in img.chunks_exact_mut(pos).enumerate() {
+                let src = &t[(ch * rows + r) * pos..(ch * rows + r + 1) * pos];
+                act.apply(src, bias.map_or(0.0, |b| b[ch]), dst);
+            }
+        });
+}
+
+/// Column floats per chunk of images: the convolutions run chunk by chunk so that the
+/// columns (and the matrix products' outputs) of one chunk stay in the L2/L3 caches instead of
+/// streaming a whole batch's (25 MB for D's second layer at batch 2·128) through memory.
+const CHUNK_FLOATS: usize = 1 << 19;
+
+impl ConvGeom {
+    /// The batch as chunks of images (row ranges) with at most `floats` column floats each
+    /// (and at least one image).
+    fn chunks(&self, rows: usize, floats: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let per = (floats / (self.col_rows() * self.positions()).max(1)).max(1);
+        (0..rows.div_ceil(per)).map(move |i| i * per..((i + 1) * per).min(rows))
+    }
+}
+
+impl Epilogue<'_> {
+    /// The same epilogue for the images from `r0` on.
+    fn skip_rows(self, r0: usize, in_len: usize) -> Self {
+        match self {
+            Epilogue::ActGrad(act, y) => Epilogue::ActGrad(act, &y[r0 * in_len..]),
+            other => other,
         }
     }
 }
 
 /// Scratch buffers of the batched convolutions.
-#[derive(Default)]
 pub struct ConvScratch {
+    /// The columns of a whole batch, chunk after chunk (each `[col_rows, n·pos]`).
     cols: Vec<f32>,
     t: Vec<f32>,
     u: Vec<f32>,
+    /// Column floats per chunk ([`CHUNK_FLOATS`]; tests make it small).
+    chunk_floats: usize,
 }
 
-/// Convolution `y = W ⋆ x + b` over a batch; `w` is burn's `[c_out, c_in, k, k]`.
+impl Default for ConvScratch {
+    fn default() -> Self {
+        Self {
+            cols: Vec::new(),
+            t: Vec::new(),
+            u: Vec::new(),
+            chunk_floats: CHUNK_FLOATS,
+        }
+    }
+}
+
+/// Convolution `y = act(W ⋆ x + b)` over a batch; `w` is burn's `[c_out, c_in, k, k]`.
+/// Leaves the columns of `x` in `s` for [`conv_backward`].
+#[allow(clippy::too_many_arguments)]
 pub fn conv_forward(
     g: &ConvGeom,
     w: &[f32],
     b: &[f32],
     x: &[f32],
     rows: usize,
+    act: Act,
     y: &mut Vec<f32>,
     s: &mut ConvScratch,
 ) {
-    let pos = g.positions();
+    let (pos, kc) = (g.positions(), g.col_rows());
     y.resize(rows * g.out_len(), 0.0);
-    im2col(g, x, rows, &mut s.cols);
-    s.t.resize(g.c_out * rows * pos, 0.0);
-    matmul(
-        g.c_out,
-        rows * pos,
-        g.col_rows(),
-        w,
-        false,
-        &s.cols,
-        false,
-        &mut s.t,
-        false,
-    );
-    to_image_major(&s.t, rows, g.c_out, pos, Some(b), y);
+    s.cols.resize(kc * rows * pos, 0.0);
+    for r in g.chunks(rows, s.chunk_floats) {
+        let n = r.len();
+        let cols = &mut s.cols[kc * r.start * pos..kc * r.end * pos];
+        im2col(g, &x[r.start * g.in_len()..r.end * g.in_len()], n, cols);
+        s.t.resize(g.c_out * n * pos, 0.0);
+        matmul(g.c_out, n * pos, kc, w, false, cols, false, &mut s.t, false);
+        let out = &mut y[r.start * g.out_len()..r.end * g.out_len()];
+        to_image_major(&s.t, n, g.c_out, pos, Some(b), act, out);
+    }
 }
 
 /// What [`conv_backward`] computes besides nothing.
 pub struct ConvGrads<'a> {
     /// Weight and bias gradients (set), if wanted.
     pub params: Option<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
-    /// Input gradient (set), if wanted.
-    pub dx: Option<&'a mut Vec<f32>>,
-    /// `s.cols` already holds `im2col(x)` (left there by [`conv_forward`] on the same `x`).
+    /// Input gradient (set, then the epilogue applied), if wanted.
+    pub dx: Option<(&'a mut Vec<f32>, Epilogue<'a>)>,
+    /// `s.cols` already holds the columns of `x` (left there by [`conv_forward`] on the same
+    /// `x`).
     pub cols_ready: bool,
 }
 
-/// Gradients of [`conv_forward`] on `x` for output gradient `dy`.
+/// Gradients of [`conv_forward`] on `x` for gradient `dy` (w.r.t. the pre-activation output).
 pub fn conv_backward(
     g: &ConvGeom,
     w: &[f32],
@@ -243,92 +364,77 @@ pub fn conv_backward(
     out: ConvGrads,
     s: &mut ConvScratch,
 ) {
-    let pos = g.positions();
+    let (pos, kc) = (g.positions(), g.col_rows());
     let ConvGrads {
-        params,
-        dx,
+        mut params,
+        mut dx,
         cols_ready,
     } = out;
-    to_channel_major(dy, rows, g.c_out, pos, &mut s.t);
-    if let Some((gw, gb)) = params {
-        if !cols_ready {
-            im2col(g, x, rows, &mut s.cols);
-        }
-        gw.resize(g.c_out * g.col_rows(), 0.0);
-        matmul(
-            g.c_out,
-            g.col_rows(),
-            rows * pos,
-            &s.t,
-            false,
-            &s.cols,
-            true,
-            gw,
-            false,
-        );
+    if let Some((gw, gb)) = &mut params {
+        gw.clear();
+        gw.resize(g.c_out * kc, 0.0);
         gb.clear();
-        gb.extend(
-            s.t.chunks_exact(rows * pos)
-                .map(|c| sum_map(c, |v| v) as f32),
-        );
+        gb.resize(g.c_out, 0.0);
+        if !cols_ready {
+            s.cols.resize(kc * rows * pos, 0.0);
+        }
     }
-    if let Some(dx) = dx {
-        s.u.resize(g.col_rows() * rows * pos, 0.0);
-        matmul(
-            g.col_rows(),
-            rows * pos,
-            g.c_out,
-            w,
-            true,
-            &s.t,
-            false,
-            &mut s.u,
-            false,
-        );
-        dx.clear();
+    if let Some((dx, _)) = &mut dx {
         dx.resize(rows * g.in_len(), 0.0);
-        col2im(g, &s.u, rows, dx);
+    }
+    for r in g.chunks(rows, s.chunk_floats) {
+        let n = r.len();
+        let dy = &dy[r.start * g.out_len()..r.end * g.out_len()];
+        to_channel_major(dy, n, g.c_out, pos, &mut s.t);
+        if let Some((gw, gb)) = &mut params {
+            let cols = &mut s.cols[kc * r.start * pos..kc * r.end * pos];
+            if !cols_ready {
+                im2col(g, &x[r.start * g.in_len()..r.end * g.in_len()], n, cols);
+            }
+            matmul(g.c_out, kc, n * pos, &s.t, false, cols, true, gw, true);
+            gb.par_iter_mut()
+                .zip(s.t.par_chunks(n * pos))
+                .for_each(|(gb, t)| *gb += sum_map(t, |v| v) as f32);
+        }
+        if let Some((dx, epi)) = &mut dx {
+            s.u.resize(kc * n * pos, 0.0);
+            matmul(kc, n * pos, g.c_out, w, true, &s.t, false, &mut s.u, false);
+            let dx = &mut dx[r.start * g.in_len()..r.end * g.in_len()];
+            col2im(g, &s.u, n, dx, epi.skip_rows(r.start, g.in_len()));
+        }
     }
 }
 
-/// Transposed convolution: the adjoint of the convolution `g` from `y` (`g.c_in × g.h_in ×
-/// g.w_in`) to `x` (`g.c_out × g.h_out × g.w_out`), so it maps `x` to `y`. `w` is burn's
-/// transposed-convolution weight `[g.c_out, g.c_in, k, k]` (its `[c_in, c_out, k, k]`).
+/// Transposed convolution `y = act(Wᵀ ⋆ x + b)`: the adjoint of the convolution `g` from
+/// `y` (`g.c_in × g.h_in × g.w_in`) to `x` (`g.c_out × g.h_out × g.w_out`), so it maps `x`
+/// to `y`. `w` is burn's transposed-convolution weight `[g.c_out, g.c_in, k, k]` (its
+/// `[c_in, c_out, k, k]`).
+#[allow(clippy::too_many_arguments)]
 pub fn conv_t_forward(
     g: &ConvGeom,
     w: &[f32],
     b: &[f32],
     x: &[f32],
     rows: usize,
+    act: Act,
     y: &mut Vec<f32>,
     s: &mut ConvScratch,
 ) {
-    let pos = g.positions();
-    to_channel_major(x, rows, g.c_out, pos, &mut s.t);
-    s.cols.resize(g.col_rows() * rows * pos, 0.0);
-    matmul(
-        g.col_rows(),
-        rows * pos,
-        g.c_out,
-        w,
-        true,
-        &s.t,
-        false,
-        &mut s.cols,
-        false,
-    );
-    y.clear();
+    let (pos, kc) = (g.positions(), g.col_rows());
     y.resize(rows * g.in_len(), 0.0);
-    col2im(g, &s.cols, rows, y);
-    let hw = g.h_in * g.w_in;
-    for img in y.chunks_exact_mut(g.in_len()) {
-        for (plane, &bias) in img.chunks_exact_mut(hw).zip(b) {
-            plane.iter_mut().for_each(|v| *v += bias);
-        }
+    for r in g.chunks(rows, s.chunk_floats) {
+        let n = r.len();
+        let x = &x[r.start * g.out_len()..r.end * g.out_len()];
+        to_channel_major(x, n, g.c_out, pos, &mut s.t);
+        s.u.resize(kc * n * pos, 0.0);
+        matmul(kc, n * pos, g.c_out, w, true, &s.t, false, &mut s.u, false);
+        let y = &mut y[r.start * g.in_len()..r.end * g.in_len()];
+        col2im(g, &s.u, n, y, Epilogue::Bias(b, act));
     }
 }
 
-/// Gradients of [`conv_t_forward`].
+/// Gradients of [`conv_t_forward`] for gradient `dy` (w.r.t. the pre-activation output);
+/// the input gradient, if wanted, is multiplied by `act'(x)` (`act` produced `x`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_t_backward(
     g: &ConvGeom,
@@ -338,47 +444,53 @@ pub fn conv_t_backward(
     dy: &[f32],
     gw: &mut Vec<f32>,
     gb: &mut Vec<f32>,
-    dx: Option<&mut Vec<f32>>,
+    mut dx: Option<(&mut Vec<f32>, Act)>,
     s: &mut ConvScratch,
 ) {
-    let pos = g.positions();
+    let (pos, kc) = (g.positions(), g.col_rows());
     let hw = g.h_in * g.w_in;
-    im2col(g, dy, rows, &mut s.cols);
-    to_channel_major(x, rows, g.c_out, pos, &mut s.t);
-    gw.resize(g.c_out * g.col_rows(), 0.0);
-    matmul(
-        g.c_out,
-        g.col_rows(),
-        rows * pos,
-        &s.t,
-        false,
-        &s.cols,
-        true,
-        gw,
-        false,
-    );
+    gw.clear();
+    gw.resize(g.c_out * kc, 0.0);
     gb.clear();
     gb.resize(g.c_in, 0.0);
-    for img in dy.chunks_exact(g.in_len()) {
-        for (plane, gb) in img.chunks_exact(hw).zip(gb.iter_mut()) {
-            *gb += sum_map(plane, |v| v) as f32;
-        }
-    }
-    if let Some(dx) = dx {
-        s.u.resize(g.c_out * rows * pos, 0.0);
-        matmul(
-            g.c_out,
-            rows * pos,
-            g.col_rows(),
-            w,
-            false,
-            &s.cols,
-            false,
-            &mut s.u,
-            false,
-        );
+    gb.par_iter_mut().enumerate().for_each(|(c, gb)| {
+        let planes = dy
+            .chunks_exact(g.in_len())
+            .map(|img| &img[c * hw..(c + 1) * hw]);
+        *gb = planes.map(|p| sum_map(p, |v| v)).sum::<f64>() as f32;
+    });
+    if let Some((dx, _)) = &mut dx {
         dx.resize(rows * g.out_len(), 0.0);
-        to_image_major(&s.u, rows, g.c_out, pos, None, dx);
+    }
+    for r in g.chunks(rows, s.chunk_floats) {
+        let n = r.len();
+        s.cols.resize(kc * n * pos, 0.0);
+        im2col(
+            g,
+            &dy[r.start * g.in_len()..r.end * g.in_len()],
+            n,
+            &mut s.cols,
+        );
+        let x = &x[r.start * g.out_len()..r.end * g.out_len()];
+        to_channel_major(x, n, g.c_out, pos, &mut s.t);
+        matmul(g.c_out, kc, n * pos, &s.t, false, &s.cols, true, gw, true);
+        if let Some((dx, act)) = &mut dx {
+            s.u.resize(g.c_out * n * pos, 0.0);
+            matmul(
+                g.c_out,
+                n * pos,
+                kc,
+                w,
+                false,
+                &s.cols,
+                false,
+                &mut s.u,
+                false,
+            );
+            let dx = &mut dx[r.start * g.out_len()..r.end * g.out_len()];
+            to_image_major(&s.u, n, g.c_out, pos, None, Act::Identity, dx);
+            act.backward(x, dx);
+        }
     }
 }
 
@@ -427,38 +539,40 @@ mod tests {
         let grads = (yt.clone() * rt).sum().backward();
         let w = read_f32(conv.weight.val()).unwrap();
         let b = read_f32(conv.bias.as_ref().unwrap().val()).unwrap();
-        let (mut y, mut cols) = (Vec::new(), ConvScratch::default());
-        conv_forward(&g, &w, &b, &x, rows, &mut y, &mut cols);
-        close(&y, &read_f32(yt).unwrap(), "forward");
-        let (mut gw, mut gb, mut dx) = (Vec::new(), Vec::new(), Vec::new());
-        conv_backward(
-            &g,
-            &w,
-            &x,
-            rows,
-            &r,
-            ConvGrads {
-                params: Some((&mut gw, &mut gb)),
-                dx: Some(&mut dx),
-                cols_ready: true,
-            },
-            &mut cols,
-        );
-        close(
-            &gw,
-            &read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap(),
-            "weight grad",
-        );
-        close(
-            &gb,
-            &read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap(),
-            "bias grad",
-        );
-        close(
-            &dx,
-            &read_f32(xt.grad(&grads).unwrap()).unwrap(),
-            "input grad",
-        );
+        let want_y = read_f32(yt).unwrap();
+        let want_gw = read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap();
+        let want_gb = read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap();
+        let want_dx = read_f32(xt.grad(&grads).unwrap()).unwrap();
+        // One chunk, one image per chunk, and uneven chunks; columns kept or rebuilt.
+        for (chunk, cols_ready) in [(CHUNK_FLOATS, true), (1, true), (2 * 800, false)] {
+            let mut s = ConvScratch {
+                chunk_floats: chunk,
+                ..ConvScratch::default()
+            };
+            let mut y = Vec::new();
+            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s);
+            close(&y, &want_y, "forward");
+            let (mut gw, mut gb, mut dx) = (vec![9.0], vec![9.0], vec![9.0]);
+            if !cols_ready {
+                s.cols.fill(f32::NAN);
+            }
+            conv_backward(
+                &g,
+                &w,
+                &x,
+                rows,
+                &r,
+                ConvGrads {
+                    params: Some((&mut gw, &mut gb)),
+                    dx: Some((&mut dx, Epilogue::None)),
+                    cols_ready,
+                },
+                &mut s,
+            );
+            close(&gw, &want_gw, "weight grad");
+            close(&gb, &want_gb, "bias grad");
+            close(&dx, &want_dx, "input grad");
+        }
     }
 
     #[test]
@@ -481,35 +595,77 @@ mod tests {
         let grads = (yt.clone() * rt).sum().backward();
         let w = read_f32(conv.weight.val()).unwrap();
         let b = read_f32(conv.bias.as_ref().unwrap().val()).unwrap();
-        let (mut y, mut cols) = (Vec::new(), ConvScratch::default());
-        conv_t_forward(&g, &w, &b, &x, rows, &mut y, &mut cols);
-        close(&y, &read_f32(yt).unwrap(), "forward");
-        let (mut gw, mut gb, mut dx) = (Vec::new(), Vec::new(), Vec::new());
-        conv_t_backward(
-            &g,
-            &w,
-            &x,
-            rows,
-            &r,
-            &mut gw,
-            &mut gb,
-            Some(&mut dx),
-            &mut cols,
-        );
-        close(
-            &gw,
-            &read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap(),
-            "weight grad",
-        );
-        close(
-            &gb,
-            &read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap(),
-            "bias grad",
-        );
-        close(
-            &dx,
-            &read_f32(xt.grad(&grads).unwrap()).unwrap(),
-            "input grad",
-        );
+        let want_y = read_f32(yt).unwrap();
+        let want_gw = read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap();
+        let want_gb = read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap();
+        let want_dx = read_f32(xt.grad(&grads).unwrap()).unwrap();
+        for chunk in [CHUNK_FLOATS, 1] {
+            let mut s = ConvScratch {
+                chunk_floats: chunk,
+                ..ConvScratch::default()
+            };
+            let mut y = Vec::new();
+            conv_t_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s);
+            close(&y, &want_y, "forward");
+            let (mut gw, mut gb, mut dx) = (vec![9.0], vec![9.0], vec![9.0]);
+            let dx_out = Some((&mut dx, Act::Identity));
+            conv_t_backward(&g, &w, &x, rows, &r, &mut gw, &mut gb, dx_out, &mut s);
+            close(&gw, &want_gw, "weight grad");
+            close(&gb, &want_gb, "bias grad");
+            close(&dx, &want_dx, "input grad");
+        }
+    }
+
+    /// im2col against its definition, and col2im as its adjoint (`⟨im2col x, u⟩ = ⟨x,
+    /// col2im u⟩`), for geometries the DCGAN does not use: other kernels, strides, paddings
+    /// and odd sizes.
+    #[test]
+    fn im2col_matches_its_definition_and_col2im_is_its_adjoint() {
+        let mut rng = SplitMix64::new(5);
+        for (c_in, k, st, p, h, w) in [
+            (2, 3, 1, 1, 5, 6),
+            (1, 4, 2, 1, 9, 7),
+            (3, 5, 3, 2, 11, 8),
+            (2, 2, 2, 0, 6, 6),
+            (1, 3, 2, 0, 7, 5),
+            (2, 1, 1, 0, 3, 4),
+        ] {
+            let g = ConvGeom::new(c_in, 1, k, st, p, h, w);
+            let rows = 3;
+            let x = random(&mut rng, rows * g.in_len());
+            let n = g.col_rows() * rows * g.positions();
+            let mut cols = vec![f32::NAN; n];
+            im2col(&g, &x, rows, &mut cols);
+            let pos = g.positions();
+            for c in 0..c_in {
+                for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
+                    for (r, oy, ox) in (0..rows).flat_map(|r| {
+                        (0..g.h_out).flat_map(move |oy| (0..g.w_out).map(move |ox| (r, oy, ox)))
+                    }) {
+                        let iy = (oy * st + ky) as isize - p as isize;
+                        let ix = (ox * st + kx) as isize - p as isize;
+                        let want = if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix)
+                        {
+                            x[r * g.in_len() + c * h * w + iy as usize * w + ix as usize]
+                        } else {
+                            0.0
+                        };
+                        let got = cols
+                            [((c * k + ky) * k + kx) * rows * pos + r * pos + oy * g.w_out + ox];
+                        assert_eq!(got, want, "{g:?} c{c} tap ({ky},{kx}) r{r} ({oy},{ox})");
+                    }
+                }
+            }
+            let u = random(&mut rng, n);
+            let mut back = vec![f32::NAN; x.len()];
+            col2im(&g, &u, rows, &mut back, Epilogue::None);
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();
+            let (lhs, rhs) = (dot(&cols, &u), dot(&x, &back));
+            assert!(
+                (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+        }
     }
 }

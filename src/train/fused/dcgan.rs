@@ -4,9 +4,11 @@
 use burn::module::{Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use super::conv::{
     conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvScratch,
+    Epilogue,
 };
 use super::{
     adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
@@ -16,7 +18,8 @@ use crate::data::SplitMix64;
 use crate::model::{DcDiscriminator, DcGenerator};
 use crate::train::TrainError;
 
-const SLOPE: f32 = 0.2;
+/// D's activation.
+const LEAKY: Act = Act::LeakyRelu(0.2);
 
 /// Batch norm over `[rows, c, hw]`, training mode.
 #[derive(Clone, Debug)]
@@ -60,41 +63,59 @@ impl Bn {
         }
     }
 
-    /// `y = γ·(x − μ)/√(σ² + ε) + β` with the batch's statistics; updates the running ones.
-    fn forward(&mut self, x: &[f32], rows: usize, hw: usize, y: &mut [f32], st: &mut BnStats) {
+    /// `y = act(γ·(x − μ)/√(σ² + ε) + β)` with the batch's statistics; updates the running
+    /// ones. Statistics in parallel over the channels, the output over the images.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        hw: usize,
+        act: Act,
+        y: &mut [f32],
+        st: &mut BnStats,
+    ) {
         let c = self.running_mean.len();
         let n = (rows * hw) as f64;
-        st.mean.resize(c, 0.0);
-        st.inv_std.resize(c, 0.0);
-        for ch in 0..c {
-            let plane = |r: usize| &x[(r * c + ch) * hw..(r * c + ch + 1) * hw];
-            let mean = (0..rows)
-                .map(|r| math::sum_map(plane(r), |v| v))
-                .sum::<f64>()
-                / n;
-            let m32 = mean as f32;
-            let var = (0..rows)
-                .map(|r| math::sum_map(plane(r), |v| (v - m32) * (v - m32)))
-                .sum::<f64>()
-                / n;
-            let (mean, var) = (mean as f32, var as f32);
-            let inv_std = 1.0 / (var + self.eps).sqrt();
-            st.mean[ch] = mean;
-            st.inv_std[ch] = inv_std;
-            let m = self.momentum;
+        let planes = |ch: usize| (0..rows).map(move |r| &x[(r * c + ch) * hw..][..hw]);
+        let stats: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let mean = planes(ch).map(|p| math::sum_map(p, |v| v)).sum::<f64>() / n;
+                let m = mean as f32;
+                let var = planes(ch)
+                    .map(|p| math::sum_map(p, |v| (v - m) * (v - m)))
+                    .sum::<f64>()
+                    / n;
+                (m, var as f32)
+            })
+            .collect();
+        st.mean.clear();
+        st.inv_std.clear();
+        let m = self.momentum;
+        for (ch, &(mean, var)) in stats.iter().enumerate() {
+            st.mean.push(mean);
+            st.inv_std.push(1.0 / (var + self.eps).sqrt());
             self.running_mean[ch] = self.running_mean[ch] * (1.0 - m) + mean * m;
             self.running_var[ch] = self.running_var[ch] * (1.0 - m) + var * m;
-            let (g, b) = (self.gamma.x[ch], self.beta.x[ch]);
-            for r in 0..rows {
-                let o = (r * c + ch) * hw;
-                for (yv, &xv) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
-                    *yv = (xv - mean) * inv_std * g + b;
-                }
-            }
         }
+        let (gamma, beta) = (&self.gamma.x, &self.beta.x);
+        y[..rows * c * hw]
+            .par_chunks_mut(c * hw)
+            .zip(x.par_chunks(c * hw))
+            .for_each(|(yi, xi)| {
+                for (ch, (ys, xs)) in yi.chunks_exact_mut(hw).zip(xi.chunks_exact(hw)).enumerate() {
+                    let (mean, scale) = (st.mean[ch], st.inv_std[ch] * gamma[ch]);
+                    ys.iter_mut()
+                        .zip(xs)
+                        .for_each(|(y, &x)| *y = (x - mean) * scale);
+                    act.apply_in_place(ys, beta[ch]);
+                }
+            });
     }
 
-    /// Input gradient into `dx` (overwritten); γ/β gradients added when `params`.
+    /// Input gradient into `dx` (overwritten); γ/β gradients added when `params`. Sums in
+    /// parallel over the channels, the input gradient over the images.
     #[allow(clippy::too_many_arguments)]
     fn backward(
         &mut self,
@@ -108,33 +129,50 @@ impl Bn {
     ) {
         let c = self.running_mean.len();
         let n = (rows * hw) as f32;
-        for ch in 0..c {
-            let (mean, inv_std) = (st.mean[ch], st.inv_std[ch]);
-            let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
-            for r in 0..rows {
-                let o = (r * c + ch) * hw;
-                let (d, xs) = (&dy[o..o + hw], &x[o..o + hw]);
-                sum_dy += math::sum_map(d, |v| v);
-                sum_dy_xhat += math::sum_zip(d, xs, |d, xv| d * (xv - mean) * inv_std);
-            }
-            if params {
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, inv_std) = (st.mean[ch], st.inv_std[ch]);
+                (0..rows)
+                    .map(|r| {
+                        let o = (r * c + ch) * hw;
+                        let (d, xs) = (&dy[o..o + hw], &x[o..o + hw]);
+                        (
+                            math::sum_map(d, |v| v),
+                            math::sum_zip(d, xs, |d, xv| d * (xv - mean) * inv_std),
+                        )
+                    })
+                    .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            })
+            .collect();
+        if params {
+            for (ch, &(sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
                 self.gamma.g[ch] += sum_dy_xhat as f32;
                 self.beta.g[ch] += sum_dy as f32;
             }
-            let (mean_dy, mean_dy_xhat) = (sum_dy as f32 / n, sum_dy_xhat as f32 / n);
-            let scale = self.gamma.x[ch] * inv_std;
-            for r in 0..rows {
-                let o = (r * c + ch) * hw;
-                for ((dxv, &d), &xv) in dx[o..o + hw]
-                    .iter_mut()
-                    .zip(&dy[o..o + hw])
-                    .zip(&x[o..o + hw])
-                {
-                    let xhat = (xv - mean) * inv_std;
-                    *dxv = scale * (d - mean_dy - xhat * mean_dy_xhat);
-                }
-            }
         }
+        let gamma = &self.gamma.x;
+        dx[..rows * c * hw]
+            .par_chunks_mut(c * hw)
+            .zip(dy.par_chunks(c * hw))
+            .zip(x.par_chunks(c * hw))
+            .for_each(|((dxi, dyi), xi)| {
+                for (ch, ((dxs, dys), xs)) in dxi
+                    .chunks_exact_mut(hw)
+                    .zip(dyi.chunks_exact(hw))
+                    .zip(xi.chunks_exact(hw))
+                    .enumerate()
+                {
+                    let (mean, inv_std) = (st.mean[ch], st.inv_std[ch]);
+                    let (sum_dy, sum_dy_xhat) = sums[ch];
+                    let (mean_dy, mean_dy_xhat) = (sum_dy as f32 / n, sum_dy_xhat as f32 / n);
+                    let scale = gamma[ch] * inv_std;
+                    for ((dxv, &d), &xv) in dxs.iter_mut().zip(dys).zip(xs) {
+                        let xhat = (xv - mean) * inv_std;
+                        *dxv = scale * (d - mean_dy - xhat * mean_dy_xhat);
+                    }
+                }
+            });
     }
 
     fn params(&self) -> [&ParamBuf; 2] {
@@ -182,8 +220,8 @@ fn up_block_backward(
     cols: &mut ConvScratch,
 ) {
     let (tw, tb) = (&mut t.w.g, &mut t.b.g);
-    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d1, tw, tb, Some(d2), cols);
-    Act::Relu.backward(t_in, d2);
+    let dx = Some((&mut *d2, Act::Relu));
+    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d1, tw, tb, dx, cols);
     d1.resize(d2.len(), 0.0);
     bn.gamma.zero_grad();
     bn.beta.zero_grad();
@@ -245,22 +283,6 @@ pub struct FusedDcgan {
     dims: (usize, usize),
     rng: SplitMix64,
     work: Work,
-}
-
-fn leaky(v: &mut [f32]) {
-    v.iter_mut().for_each(|x| {
-        if *x <= 0.0 {
-            *x *= SLOPE
-        }
-    });
-}
-
-fn relu(v: &mut [f32]) {
-    v.iter_mut().for_each(|x| {
-        if *x < 0.0 {
-            *x = 0.0
-        }
-    });
 }
 
 impl FusedDcgan {
@@ -415,16 +437,17 @@ impl FusedDcgan {
             &self.c1.b.x,
             x,
             rows,
+            LEAKY,
             &mut w.a3,
             &mut w.cc1,
         );
-        leaky(&mut w.a3);
         conv_forward(
             &self.c2.geom,
             &self.c2.w.x,
             &self.c2.b.x,
             &w.a3,
             rows,
+            Act::Identity,
             &mut w.a4,
             &mut w.cc2,
         );
@@ -435,12 +458,13 @@ impl FusedDcgan {
             Some(k) => {
                 let (x1, x2) = w.a4.split_at(k * per);
                 let (y1, y2) = w.n4.split_at_mut(k * per);
-                self.bn2.forward(x1, k, hw, y1, &mut w.s_real);
-                self.bn2.forward(x2, rows - k, hw, y2, &mut w.s_fake);
+                self.bn2.forward(x1, k, hw, LEAKY, y1, &mut w.s_real);
+                self.bn2.forward(x2, rows - k, hw, LEAKY, y2, &mut w.s_fake);
             }
-            None => self.bn2.forward(&w.a4, rows, hw, &mut w.n4, &mut w.s_fake),
+            None => self
+                .bn2
+                .forward(&w.a4, rows, hw, LEAKY, &mut w.n4, &mut w.s_fake),
         }
-        leaky(&mut w.n4);
         self.out.forward(&w.n4, rows, &mut w.logits, Act::Identity);
     }
 
@@ -455,7 +479,7 @@ impl FusedDcgan {
             params.then_some(false),
             Some((&mut w.d1, false)),
         );
-        Act::LeakyRelu(SLOPE).backward(&w.n4, &mut w.d1);
+        LEAKY.backward(&w.n4, &mut w.d1);
         let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
         let hw = self.c2.geom.h_out * self.c2.geom.w_out;
         w.d2.resize(rows * per, 0.0);
@@ -476,7 +500,7 @@ impl FusedDcgan {
                 .bn2
                 .backward(&w.a4, rows, hw, &w.d1, &w.s_fake, &mut w.d2, params),
         }
-        // d a4 in d2 → c2 → d h3 (into d1) → leaky → c1 (params, or input only). With
+        // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d1 → c1 (params, or input only). With
         // params, the columns d_forward left in cc1/cc2 are reused.
 
         let (mut gw, mut gb) = (std::mem::take(&mut w.gw), std::mem::take(&mut w.gb));
@@ -488,7 +512,7 @@ impl FusedDcgan {
             &w.d2,
             ConvGrads {
                 params: params.then_some((&mut gw, &mut gb)),
-                dx: Some(&mut w.d1),
+                dx: Some((&mut w.d1, Epilogue::ActGrad(LEAKY, &w.a3))),
                 cols_ready: true,
             },
             &mut w.cc2,
@@ -497,7 +521,6 @@ impl FusedDcgan {
             std::mem::swap(&mut self.c2.w.g, &mut gw);
             std::mem::swap(&mut self.c2.b.g, &mut gb);
         }
-        Act::LeakyRelu(SLOPE).backward(&w.a3, &mut w.d1);
         conv_backward(
             &self.c1.geom,
             &self.c1.w.x,
@@ -506,7 +529,7 @@ impl FusedDcgan {
             &w.d1,
             ConvGrads {
                 params: params.then_some((&mut gw, &mut gb)),
-                dx: (!params).then_some(&mut w.d2),
+                dx: (!params).then_some((&mut w.d2, Epilogue::None)),
                 cols_ready: true,
             },
             &mut w.cc1,
@@ -537,31 +560,31 @@ impl FusedDcgan {
             let w = &mut self.work;
             self.fc.forward(z, rows, &mut w.a0, Act::Identity);
             w.n0.resize(w.a0.len(), 0.0);
-            self.bn0.forward(&w.a0, rows, q * q, &mut w.n0, &mut w.s0);
-            relu(&mut w.n0);
+            self.bn0
+                .forward(&w.a0, rows, q * q, Act::Relu, &mut w.n0, &mut w.s0);
             conv_t_forward(
                 &self.t1.geom,
                 &self.t1.w.x,
                 &self.t1.b.x,
                 &w.n0,
                 rows,
+                Act::Identity,
                 &mut w.a1,
                 &mut w.cols,
             );
             w.n1.resize(w.a1.len(), 0.0);
             self.bn1
-                .forward(&w.a1, rows, 4 * q * q, &mut w.n1, &mut w.s1);
-            relu(&mut w.n1);
+                .forward(&w.a1, rows, 4 * q * q, Act::Relu, &mut w.n1, &mut w.s1);
             conv_t_forward(
                 &self.t2.geom,
                 &self.t2.w.x,
                 &self.t2.b.x,
                 &w.n1,
                 rows,
+                Act::Tanh,
                 &mut w.fake,
                 &mut w.cols,
             );
-            w.fake.iter_mut().for_each(|v| *v = math::tanh(*v));
             w.both.clear();
             w.both.extend_from_slice(real);
             w.both.extend_from_slice(&w.fake);

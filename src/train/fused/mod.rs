@@ -52,10 +52,77 @@ pub enum Act {
     Tanh,
 }
 
+/// Applies `$f` (an `Fn(f32) -> f32` for `act(· + shift)`) with one match per call, so that
+/// each arm's loop vectorises on its own.
+macro_rules! with_act {
+    ($act:expr, $shift:expr, |$f:ident| $body:expr) => {{
+        let shift: f32 = $shift;
+        match $act {
+            Act::Identity => {
+                let $f = |v: f32| v + shift;
+                $body
+            }
+            // Not `max(0.0)`: that turns NaN into 0 and would hide a diverged weight.
+            Act::Relu => {
+                let $f = |v: f32| {
+                    let v = v + shift;
+                    if v < 0.0 {
+                        0.0
+                    } else {
+                        v
+                    }
+                };
+                $body
+            }
+            Act::LeakyRelu(s) => {
+                let $f = |v: f32| {
+                    let v = v + shift;
+                    if v > 0.0 {
+                        v
+                    } else {
+                        v * s
+                    }
+                };
+                $body
+            }
+            Act::Tanh => {
+                let $f = |v: f32| math::tanh(v + shift);
+                $body
+            }
+        }
+    }};
+}
+
 impl Act {
+    /// `y ← act(x + shift)`.
+    fn apply(self, x: &[f32], shift: f32, y: &mut [f32]) {
+        with_act!(self, shift, |f| y
+            .iter_mut()
+            .zip(x)
+            .for_each(|(y, &x)| *y = f(x)))
+    }
+
+    /// `x ← act(x + shift)`.
+    fn apply_in_place(self, x: &mut [f32], shift: f32) {
+        with_act!(self, shift, |f| x.iter_mut().for_each(|x| *x = f(*x)))
+    }
+
     /// `dy ← dy · act'(·)`, from the activation's output `y`. A NaN output passes its
     /// gradient on (as burn does), so a NaN weight cannot hide behind a zero gradient.
+    /// Large inputs are split over the thread pool.
     fn backward(self, y: &[f32], dy: &mut [f32]) {
+        const PIECE: usize = 1 << 14;
+        if self == Act::Identity {
+        } else if dy.len() >= 4 * PIECE {
+            dy.par_chunks_mut(PIECE)
+                .zip(y.par_chunks(PIECE))
+                .for_each(|(d, y)| self.backward_serial(y, d));
+        } else {
+            self.backward_serial(y, dy);
+        }
+    }
+
+    fn backward_serial(self, y: &[f32], dy: &mut [f32]) {
         match self {
             Act::Identity => {}
             Act::Relu => dy
