@@ -204,9 +204,9 @@ impl ConvLayer {
     }
 }
 
-/// Back through one generator block, `t(relu(bn(a)))` with `t_in = relu(bn(a))`: `d1` holds
-/// the gradient w.r.t. t's output on entry and w.r.t. `a` on return; t's and bn's parameter
-/// gradients are set.
+/// Back through one generator block, `t(relu(bn(a)))` with `t_in = relu(bn(a))`, from
+/// `d_out` (the gradient w.r.t. t's output) via `d_in` (w.r.t. `t_in`) to `d_a` (w.r.t.
+/// `a`); t's and bn's parameter gradients are set.
 #[allow(clippy::too_many_arguments)]
 fn up_block_backward(
     t: &mut ConvLayer,
@@ -215,18 +215,41 @@ fn up_block_backward(
     a: &[f32],
     st: &BnStats,
     rows: usize,
-    d1: &mut Vec<f32>,
-    d2: &mut Vec<f32>,
-    cols: &mut ConvScratch,
+    d_out: &[f32],
+    d_in: &mut Vec<f32>,
+    d_a: &mut Vec<f32>,
+    scratch: &mut ConvScratch,
 ) {
     let (tw, tb) = (&mut t.w.g, &mut t.b.g);
-    let dx = Some((&mut *d2, Act::Relu));
-    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d1, tw, tb, dx, cols);
-    d1.resize(d2.len(), 0.0);
+    let dx = Some((&mut *d_in, Act::Relu));
+    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d_out, tw, tb, dx, scratch);
+    d_a.resize(d_in.len(), 0.0);
     bn.gamma.zero_grad();
     bn.beta.zero_grad();
     let hw = t.geom.h_out * t.geom.w_out;
-    bn.backward(a, rows, hw, d2, st, d1, true);
+    bn.backward(a, rows, hw, d_in, st, d_a, true);
+}
+
+/// One pass through D: its activations, gradients and convolution scratch. The D step's
+/// pass (over 2·B images) and the G step's (over B) each have their own, as every buffer in
+/// [`Work`] has one use, so that none changes size from step to step (growing a `Vec` zeroes
+/// the new part: megabytes per step, on one core).
+#[derive(Default)]
+struct DPass {
+    a3: Vec<f32>,
+    a4: Vec<f32>,
+    n4: Vec<f32>,
+    logits: Vec<f32>,
+    s_real: BnStats,
+    s_fake: BnStats,
+    /// The columns of the forward pass, reused by the backward pass.
+    cc1: ConvScratch,
+    cc2: ConvScratch,
+    d1: Vec<f32>,
+    d2: Vec<f32>,
+    d3: Vec<f32>,
+    /// Gradient w.r.t. D's input (when asked for).
+    dx: Vec<f32>,
 }
 
 #[derive(Default)]
@@ -240,23 +263,17 @@ struct Work {
     fake: Vec<f32>,
     s0: BnStats,
     s1: BnStats,
-    // discriminator
+    ct1: ConvScratch,
+    ct2: ConvScratch,
+    // generator gradients: w.r.t. n1, a1, n0, a0
+    e_n1: Vec<f32>,
+    e_a1: Vec<f32>,
+    e_n0: Vec<f32>,
+    e_a0: Vec<f32>,
+    // discriminator: [real; fake] in the D step, fake in the G step
     both: Vec<f32>,
-    a3: Vec<f32>,
-    a4: Vec<f32>,
-    n4: Vec<f32>,
-    logits: Vec<f32>,
-    s_real: BnStats,
-    s_fake: BnStats,
-    // scratch (the generator's convolutions, then D's two, whose columns the backward
-    // pass reuses)
-    cols: ConvScratch,
-    cc1: ConvScratch,
-    cc2: ConvScratch,
-    d1: Vec<f32>,
-    d2: Vec<f32>,
-    gw: Vec<f32>,
-    gb: Vec<f32>,
+    d_step: DPass,
+    g_step: DPass,
 }
 
 impl Clone for Work {
@@ -426,33 +443,32 @@ impl FusedDcgan {
         terms
     }
 
-    /// D's layers up to the logits on `x` (`rows` images). With `split = Some(k)`, batch norm
-    /// takes its statistics separately over the first `k` rows and the rest (burn runs D
-    /// once on the real and once on the fake batch).
-    fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>) {
-        let w = &mut self.work;
+    /// D's layers up to the logits on `x` (`rows` images), in the D step's pass or the G
+    /// step's. With `split = Some(k)`, batch norm takes its statistics separately over the
+    /// first `k` rows and the rest (burn runs D once on the real and once on the fake batch).
+    fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>, d_step: bool) {
+        let w = if d_step {
+            &mut self.work.d_step
+        } else {
+            &mut self.work.g_step
+        };
+        let (c1, c2) = (&self.c1, &self.c2);
         conv_forward(
-            &self.c1.geom,
-            &self.c1.w.x,
-            &self.c1.b.x,
-            x,
-            rows,
-            LEAKY,
-            &mut w.a3,
-            &mut w.cc1,
+            &c1.geom, &c1.w.x, &c1.b.x, x, rows, LEAKY, &mut w.a3, &mut w.cc1,
         );
+        let a3 = &w.a3;
         conv_forward(
-            &self.c2.geom,
-            &self.c2.w.x,
-            &self.c2.b.x,
-            &w.a3,
+            &c2.geom,
+            &c2.w.x,
+            &c2.b.x,
+            a3,
             rows,
             Act::Identity,
             &mut w.a4,
             &mut w.cc2,
         );
-        let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
-        let hw = self.c2.geom.h_out * self.c2.geom.w_out;
+        let hw = c2.geom.h_out * c2.geom.w_out;
+        let per = c2.geom.c_out * hw;
         w.n4.resize(rows * per, 0.0);
         match split {
             Some(k) => {
@@ -468,10 +484,16 @@ impl FusedDcgan {
         self.out.forward(&w.n4, rows, &mut w.logits, Act::Identity);
     }
 
-    /// Back through D from `w.logits` (holding d loss / d logits) to its input, into `w.d1`;
-    /// D's parameter gradients are set when `params`.
-    fn d_backward(&mut self, x: &[f32], rows: usize, split: Option<usize>, params: bool) {
-        let w = &mut self.work;
+    /// Back through D from the pass's `logits` (holding d loss / d logits) to its input. In
+    /// the D step D's parameter gradients are set; in the G step the input gradient goes
+    /// into the pass's `dx` instead (no parameter gradients).
+    fn d_backward(&mut self, x: &[f32], rows: usize, split: Option<usize>, d_step: bool) {
+        let params = d_step;
+        let w = if d_step {
+            &mut self.work.d_step
+        } else {
+            &mut self.work.g_step
+        };
         self.out.backward(
             &w.n4,
             rows,
@@ -480,8 +502,8 @@ impl FusedDcgan {
             Some((&mut w.d1, false)),
         );
         LEAKY.backward(&w.n4, &mut w.d1);
-        let per = self.c2.geom.c_out * self.c2.geom.h_out * self.c2.geom.w_out;
         let hw = self.c2.geom.h_out * self.c2.geom.w_out;
+        let per = self.c2.geom.c_out * hw;
         w.d2.resize(rows * per, 0.0);
         if params {
             self.bn2.gamma.zero_grad();
@@ -500,47 +522,35 @@ impl FusedDcgan {
                 .bn2
                 .backward(&w.a4, rows, hw, &w.d1, &w.s_fake, &mut w.d2, params),
         }
-        // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d1 → c1 (params, or input only). With
-        // params, the columns d_forward left in cc1/cc2 are reused.
-
-        let (mut gw, mut gb) = (std::mem::take(&mut w.gw), std::mem::take(&mut w.gb));
+        // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d3 → c1 (params, or input into
+        // dx). The columns d_forward left in cc1/cc2 are reused.
+        let (c1, c2) = (&mut self.c1, &mut self.c2);
         conv_backward(
-            &self.c2.geom,
-            &self.c2.w.x,
+            &c2.geom,
+            &c2.w.x,
             &w.a3,
             rows,
             &w.d2,
             ConvGrads {
-                params: params.then_some((&mut gw, &mut gb)),
-                dx: Some((&mut w.d1, Epilogue::ActGrad(LEAKY, &w.a3))),
+                params: params.then_some((&mut c2.w.g, &mut c2.b.g)),
+                dx: Some((&mut w.d3, Epilogue::ActGrad(LEAKY, &w.a3))),
                 cols_ready: true,
             },
             &mut w.cc2,
         );
-        if params {
-            std::mem::swap(&mut self.c2.w.g, &mut gw);
-            std::mem::swap(&mut self.c2.b.g, &mut gb);
-        }
         conv_backward(
-            &self.c1.geom,
-            &self.c1.w.x,
+            &c1.geom,
+            &c1.w.x,
             x,
             rows,
-            &w.d1,
+            &w.d3,
             ConvGrads {
-                params: params.then_some((&mut gw, &mut gb)),
-                dx: (!params).then_some((&mut w.d2, Epilogue::None)),
+                params: params.then_some((&mut c1.w.g, &mut c1.b.g)),
+                dx: (!params).then_some((&mut w.dx, Epilogue::None)),
                 cols_ready: true,
             },
             &mut w.cc1,
         );
-        if params {
-            std::mem::swap(&mut self.c1.w.g, &mut gw);
-            std::mem::swap(&mut self.c1.b.g, &mut gb);
-        } else {
-            std::mem::swap(&mut w.d1, &mut w.d2);
-        }
-        (w.gw, w.gb) = (gw, gb);
     }
 
     pub fn step_with_latents(
@@ -562,28 +572,32 @@ impl FusedDcgan {
             w.n0.resize(w.a0.len(), 0.0);
             self.bn0
                 .forward(&w.a0, rows, q * q, Act::Relu, &mut w.n0, &mut w.s0);
+            let t1 = &self.t1;
+            let (a1, ct1) = (&mut w.a1, &mut w.ct1);
             conv_t_forward(
-                &self.t1.geom,
-                &self.t1.w.x,
-                &self.t1.b.x,
+                &t1.geom,
+                &t1.w.x,
+                &t1.b.x,
                 &w.n0,
                 rows,
                 Act::Identity,
-                &mut w.a1,
-                &mut w.cols,
+                a1,
+                ct1,
             );
             w.n1.resize(w.a1.len(), 0.0);
             self.bn1
                 .forward(&w.a1, rows, 4 * q * q, Act::Relu, &mut w.n1, &mut w.s1);
+            let t2 = &self.t2;
+            let (fake, ct2) = (&mut w.fake, &mut w.ct2);
             conv_t_forward(
-                &self.t2.geom,
-                &self.t2.w.x,
-                &self.t2.b.x,
+                &t2.geom,
+                &t2.w.x,
+                &t2.b.x,
                 &w.n1,
                 rows,
                 Act::Tanh,
-                &mut w.fake,
-                &mut w.cols,
+                fake,
+                ct2,
             );
             w.both.clear();
             w.both.extend_from_slice(real);
@@ -592,8 +606,8 @@ impl FusedDcgan {
 
         // D on real, then on the detached fake (separate batch statistics).
         let both = std::mem::take(&mut self.work.both);
-        self.d_forward(&both, 2 * rows, Some(rows));
-        let d_sums = disc_loss_and_grad(&mut self.work.logits, rows);
+        self.d_forward(&both, 2 * rows, Some(rows), true);
+        let d_sums = disc_loss_and_grad(&mut self.work.d_step.logits, rows);
         self.d_backward(&both, 2 * rows, Some(rows), true);
         self.work.both = both;
         self.c1.adam(lr, h);
@@ -603,13 +617,13 @@ impl FusedDcgan {
 
         // G through the updated D.
         let fake = std::mem::take(&mut self.work.fake);
-        self.d_forward(&fake, rows, None);
-        let g_loss = gen_loss_and_grad(&mut self.work.logits);
+        self.d_forward(&fake, rows, None, false);
+        let g_loss = gen_loss_and_grad(&mut self.work.g_step.logits);
         self.d_backward(&fake, rows, None, false);
         {
             let w = &mut self.work;
-            Act::Tanh.backward(&fake, &mut w.d1); // d a2
-            let (d1, d2, cols) = (&mut w.d1, &mut w.d2, &mut w.cols);
+            let d_fake = &mut w.g_step.dx;
+            Act::Tanh.backward(&fake, d_fake); // d a2
             up_block_backward(
                 &mut self.t2,
                 &mut self.bn1,
@@ -617,9 +631,10 @@ impl FusedDcgan {
                 &w.a1,
                 &w.s1,
                 rows,
-                d1,
-                d2,
-                cols,
+                d_fake,
+                &mut w.e_n1,
+                &mut w.e_a1,
+                &mut w.ct2,
             );
             up_block_backward(
                 &mut self.t1,
@@ -628,11 +643,12 @@ impl FusedDcgan {
                 &w.a0,
                 &w.s0,
                 rows,
-                d1,
-                d2,
-                cols,
+                &w.e_a1,
+                &mut w.e_n0,
+                &mut w.e_a0,
+                &mut w.ct1,
             );
-            self.fc.backward(z, rows, &w.d1, Some(false), None);
+            self.fc.backward(z, rows, &w.e_a0, Some(false), None);
         }
         self.work.fake = fake;
         self.fc.adam(lr, h);
