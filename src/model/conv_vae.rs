@@ -24,18 +24,18 @@ pub struct ConvVaeConfig {
 
 #[derive(Module, Debug)]
 pub struct ConvVae {
-    c1: Conv2d,
-    c2: Conv2d,
-    fc: Linear,
-    mu: Linear,
-    logvar: Linear,
-    d_fc: Linear,
-    d_fc2: Linear,
-    t1: ConvTranspose2d,
-    t2: ConvTranspose2d,
-    channels: usize,
-    size: usize,
-    width: usize,
+    pub(crate) c1: Conv2d,
+    pub(crate) c2: Conv2d,
+    pub(crate) fc: Linear,
+    pub(crate) mu: Linear,
+    pub(crate) logvar: Linear,
+    pub(crate) d_fc: Linear,
+    pub(crate) d_fc2: Linear,
+    pub(crate) t1: ConvTranspose2d,
+    pub(crate) t2: ConvTranspose2d,
+    pub(crate) channels: usize,
+    pub(crate) size: usize,
+    pub(crate) width: usize,
 }
 
 pub(crate) fn down_conv(c_in: usize, c_out: usize, device: &Device) -> Conv2d {

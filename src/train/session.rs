@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
-use super::fused::{AdamHyper, FusedDcgan, FusedGan, FusedVae};
+use super::fused::{AdamHyper, FusedConvVae, FusedDcgan, FusedGan, FusedMlpVae};
 use super::losses::{bce_logits_const, bce_logits_per_image, kl_per_dim};
 use super::metrics::{Marker, MetricPoint, MetricsHistory, TestPoint};
 use super::{gather_images, images_to_tensor, read_f32, PixelRange, TrainConfig, TrainError};
@@ -18,7 +18,7 @@ use crate::data::{BatchPlan, Dataset, Split};
 use crate::eval::{eval_gan, eval_vae, EvalReport};
 use crate::images::ImageBatch;
 use crate::infer::{normal_latents, Inference};
-use crate::model::{DiscNet, GenNet, ModelSpec, Networks, VaeNet};
+use crate::model::{ConvVae, DiscNet, GenNet, ModelSpec, Networks, VaeNet};
 
 /// Set to `burn` to train MLP models and the DCGAN on the CPU through burn's autodiff
 /// instead of the fused path (for comparisons; both give the same steps).
@@ -45,14 +45,20 @@ enum TrainNets {
         opt_g: ModuleOptimizer,
         opt_d: ModuleOptimizer,
     },
-    /// MLP models and the DCGAN on the CPU: weights and Adam state in plain buffers
+    /// Every model family on the CPU: weights and Adam state in plain buffers
     /// ([`super::fused`]).
     Fused { nets: FusedNets, device: Device },
 }
 
 #[derive(Clone)]
 enum FusedNets {
-    Vae(Box<FusedVae>),
+    Vae(Box<FusedMlpVae>),
+    /// The conv-VAE, with burn's module for the configuration (padding, sizes) that the
+    /// weights go back into.
+    ConvVae {
+        net: Box<FusedConvVae>,
+        shell: Box<ConvVae>,
+    },
     Gan(Box<FusedGan>),
     Dcgan(Box<FusedDcgan>),
 }
@@ -60,7 +66,7 @@ enum FusedNets {
 impl FusedNets {
     fn pixel_range(&self) -> PixelRange {
         match self {
-            FusedNets::Vae(_) => PixelRange::Unit,
+            FusedNets::Vae(_) | FusedNets::ConvVae { .. } => PixelRange::Unit,
             FusedNets::Gan(_) | FusedNets::Dcgan(_) => PixelRange::Signed,
         }
     }
@@ -75,6 +81,7 @@ impl FusedNets {
         };
         match self {
             FusedNets::Vae(v) => v.step(x, rows, lr, config.beta as f32, h).to_vec(),
+            FusedNets::ConvVae { net, .. } => net.step(x, rows, lr, config.beta as f32, h).to_vec(),
             FusedNets::Gan(g) => g.step(x, rows, lr, h).to_vec(),
             FusedNets::Dcgan(g) => g.step(x, rows, lr, h).to_vec(),
         }
@@ -83,6 +90,7 @@ impl FusedNets {
     fn reseed(&mut self, seed: u64) {
         match self {
             FusedNets::Vae(v) => v.reseed(seed),
+            FusedNets::ConvVae { net, .. } => net.reseed(seed),
             FusedNets::Gan(g) => g.reseed(seed),
             FusedNets::Dcgan(g) => g.reseed(seed),
         }
@@ -92,6 +100,9 @@ impl FusedNets {
     fn networks(&self, device: &Device) -> Networks {
         match self {
             FusedNets::Vae(v) => Networks::Vae(VaeNet::Mlp(v.model(device))),
+            FusedNets::ConvVae { net, shell } => {
+                Networks::Vae(VaeNet::Conv(net.model(shell, device)))
+            }
             FusedNets::Gan(g) => Networks::Gan {
                 gen: GenNet::Mlp(g.generator(device)),
                 disc: DiscNet::Mlp(g.discriminator(device)),
@@ -108,6 +119,7 @@ impl FusedNets {
         let pair = |(g, d): (Vec<u8>, Vec<u8>)| vec![g, d];
         Ok(match self {
             FusedNets::Vae(v) => vec![v.optim_bytes()?],
+            FusedNets::ConvVae { net, .. } => vec![net.optim_bytes()?],
             FusedNets::Gan(g) => pair(g.optim_bytes()?),
             FusedNets::Dcgan(g) => pair(g.optim_bytes()?),
         })
@@ -124,7 +136,7 @@ enum PendingTerms {
 
 impl TrainNets {
     /// The fused CPU form of the networks (same weights, ids and Adam state), or `self`
-    /// unchanged where it does not apply: on a GPU, for the conv-VAE, or when
+    /// unchanged where it does not apply: on a GPU, or when
     /// [`CPU_TRAINING_ENV`] says `burn`. If the conversion fails (an optimiser record burn
     /// accepts but the fused path cannot use), training stays on burn's path and the reason
     /// is returned.
@@ -151,7 +163,14 @@ impl TrainNets {
             TrainNets::Vae {
                 model: VaeNet::Mlp(m),
                 optim,
-            } => FusedNets::Vae(Box::new(FusedVae::new(m, bytes(optim)?, seed)?)),
+            } => FusedNets::Vae(Box::new(FusedMlpVae::new(m, bytes(optim)?, seed)?)),
+            TrainNets::Vae {
+                model: VaeNet::Conv(m),
+                optim,
+            } => FusedNets::ConvVae {
+                net: Box::new(FusedConvVae::new(m, bytes(optim)?, seed)?),
+                shell: Box::new(m.clone()),
+            },
             TrainNets::Gan {
                 gen: GenNet::Mlp(g),
                 disc: DiscNet::Mlp(d),
@@ -434,7 +453,7 @@ impl Session {
     pub fn describe_backend(&self) -> String {
         match self.nets() {
             TrainNets::Fused {
-                nets: FusedNets::Dcgan(_),
+                nets: FusedNets::Dcgan(_) | FusedNets::ConvVae { .. },
                 ..
             } => format!("{}, fused conv training", self.backend.describe()),
             TrainNets::Fused { .. } => format!("{}, fused MLP training", self.backend.describe()),

@@ -2,10 +2,14 @@
 //! convolution, square kernels, as a batched im2col/col2im + one sgemm per layer for the
 //! whole batch, in burn's weight layouts.
 
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::math::sum_map;
-use super::{matmul, Act};
+use super::{matmul, Act, AdamHyper, AdamState, ParamBuf};
+use crate::train::TrainError;
 
 /// A k×k convolution with stride `s` and padding `p` from `c_in × h_in × w_in` images to
 /// `c_out × h_out × w_out`.
@@ -269,6 +273,83 @@ fn to_image_major(
                 act.apply(src, bias.map_or(0.0, |b| b[ch]), dst);
             }
         });
+}
+
+/// A convolution or transposed convolution's weights (burn's layouts) with their Adam state.
+#[derive(Clone, Debug)]
+pub struct ConvLayer {
+    pub geom: ConvGeom,
+    pub w: ParamBuf,
+    pub b: ParamBuf,
+}
+
+impl ConvLayer {
+    fn new(
+        weight: &Param<Tensor<4>>,
+        bias: &Option<Param<Tensor<1>>>,
+        path: &str,
+        geom: ConvGeom,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
+        let bias = bias
+            .as_ref()
+            .ok_or_else(|| TrainError::Invalid("fused training needs layers with a bias".into()))?;
+        Ok(Self {
+            geom,
+            w: ParamBuf::from_param(weight, format!("{path}.weight"), state)?,
+            b: ParamBuf::from_param(bias, format!("{path}.bias"), state)?,
+        })
+    }
+
+    /// Takes over a convolution with geometry `geom` (module path `path`).
+    pub fn from_conv(
+        c: &Conv2d,
+        path: &str,
+        geom: ConvGeom,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
+        Self::new(&c.weight, &c.bias, path, geom, state)
+    }
+
+    /// Takes over a transposed convolution, the adjoint of the convolution `geom`.
+    pub fn from_conv_t(
+        c: &ConvTranspose2d,
+        path: &str,
+        geom: ConvGeom,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
+        Self::new(&c.weight, &c.bias, path, geom, state)
+    }
+
+    /// burn's convolution with these weights (the rest from `shell`).
+    pub fn to_conv(&self, shell: &Conv2d, device: &Device) -> Conv2d {
+        Conv2d {
+            weight: self.w.to_param(device),
+            bias: Some(self.b.to_param(device)),
+            ..shell.clone()
+        }
+    }
+
+    pub fn to_conv_t(&self, shell: &ConvTranspose2d, device: &Device) -> ConvTranspose2d {
+        ConvTranspose2d {
+            weight: self.w.to_param(device),
+            bias: Some(self.b.to_param(device)),
+            ..shell.clone()
+        }
+    }
+
+    pub fn params(&self) -> [&ParamBuf; 2] {
+        [&self.w, &self.b]
+    }
+
+    pub fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
+        [&mut self.w, &mut self.b]
+    }
+
+    pub fn adam(&mut self, lr: f32, h: AdamHyper) {
+        self.w.adam(lr, h);
+        self.b.adam(lr, h);
+    }
 }
 
 /// Column floats per chunk of images: the convolutions run chunk by chunk so that the

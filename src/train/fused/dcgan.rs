@@ -1,14 +1,14 @@
 //! DCGAN step over plain buffers: the same layers, batch-norm statistics (three running
 //! updates of D's batch norm per step, in burn's order) and losses as `session::gan_step`.
 
-use burn::module::{Param, RunningState};
+use burn::module::RunningState;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::conv::{
-    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvScratch,
-    Epilogue,
+    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvLayer,
+    ConvScratch, Epilogue,
 };
 use super::{
     adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
@@ -185,25 +185,6 @@ impl Bn {
     }
 }
 
-/// A convolution or transposed convolution's weights.
-#[derive(Clone, Debug)]
-struct ConvLayer {
-    geom: ConvGeom,
-    w: ParamBuf,
-    b: ParamBuf,
-}
-
-impl ConvLayer {
-    fn params(&self) -> [&ParamBuf; 2] {
-        [&self.w, &self.b]
-    }
-
-    fn adam(&mut self, lr: f32, h: AdamHyper) {
-        self.w.adam(lr, h);
-        self.b.adam(lr, h);
-    }
-}
-
 /// Back through one generator block, `t(relu(bn(a)))` with `t_in = relu(bn(a))`, from
 /// `d_out` (the gradient w.r.t. t's output) via `d_in` (w.r.t. `t_in`) to `d_a` (w.r.t.
 /// `a`); t's and bn's parameter gradients are set.
@@ -314,49 +295,31 @@ impl FusedDcgan {
         let mut sd = AdamState::from_record_bytes(opt_d)?;
         let (channels, size, width) = (disc.channels, gen.size, gen.width);
         let q = size / 4;
-        let conv = |weight: &Param<Tensor<4>>,
-                    bias: &Option<Param<Tensor<1>>>,
-                    path: &str,
-                    geom,
-                    st: &mut AdamState| {
-            let bias = bias.as_ref().ok_or_else(|| {
-                TrainError::Invalid("fused training needs layers with a bias".into())
-            })?;
-            Ok::<_, TrainError>(ConvLayer {
-                geom,
-                w: ParamBuf::from_param(weight, format!("{path}.weight"), st)?,
-                b: ParamBuf::from_param(bias, format!("{path}.bias"), st)?,
-            })
-        };
         let w2 = 2 * width;
         let net = Self {
             fc: Dense::from_linear(&gen.fc, "fc".into(), &mut sg)?,
             bn0: Bn::from_burn(&gen.bn0, "bn0", &mut sg)?,
-            t1: conv(
-                &gen.t1.weight,
-                &gen.t1.bias,
+            t1: ConvLayer::from_conv_t(
+                &gen.t1,
                 "t1",
                 ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
                 &mut sg,
             )?,
             bn1: Bn::from_burn(&gen.bn1, "bn1", &mut sg)?,
-            t2: conv(
-                &gen.t2.weight,
-                &gen.t2.bias,
+            t2: ConvLayer::from_conv_t(
+                &gen.t2,
                 "t2",
                 ConvGeom::new(channels, width, 4, 2, 1, size, size),
                 &mut sg,
             )?,
-            c1: conv(
-                &disc.c1.weight,
-                &disc.c1.bias,
+            c1: ConvLayer::from_conv(
+                &disc.c1,
                 "c1",
                 ConvGeom::new(channels, width, 4, 2, 1, size, size),
                 &mut sd,
             )?,
-            c2: conv(
-                &disc.c2.weight,
-                &disc.c2.bias,
+            c2: ConvLayer::from_conv(
+                &disc.c2,
                 "c2",
                 ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
                 &mut sd,
@@ -380,33 +343,21 @@ impl FusedDcgan {
 
     pub fn generator(&self, device: &Device) -> DcGenerator {
         let g = &self.g_shell;
-        let ct = |l: &ConvLayer, shell: &burn::nn::conv::ConvTranspose2d| {
-            burn::nn::conv::ConvTranspose2d {
-                weight: l.w.to_param(device),
-                bias: Some(l.b.to_param(device)),
-                ..shell.clone()
-            }
-        };
         DcGenerator {
             fc: self.fc.to_linear(device),
             bn0: self.bn0.to_burn(&g.bn0, device),
-            t1: ct(&self.t1, &g.t1),
+            t1: self.t1.to_conv_t(&g.t1, device),
             bn1: self.bn1.to_burn(&g.bn1, device),
-            t2: ct(&self.t2, &g.t2),
+            t2: self.t2.to_conv_t(&g.t2, device),
             ..g.clone()
         }
     }
 
     pub fn discriminator(&self, device: &Device) -> DcDiscriminator {
         let d = &self.d_shell;
-        let c = |l: &ConvLayer, shell: &burn::nn::conv::Conv2d| burn::nn::conv::Conv2d {
-            weight: l.w.to_param(device),
-            bias: Some(l.b.to_param(device)),
-            ..shell.clone()
-        };
         DcDiscriminator {
-            c1: c(&self.c1, &d.c1),
-            c2: c(&self.c2, &d.c2),
+            c1: self.c1.to_conv(&d.c1, device),
+            c2: self.c2.to_conv(&d.c2, device),
             bn2: self.bn2.to_burn(&d.bn2, device),
             out: self.out.to_linear(device),
             ..d.clone()

@@ -22,7 +22,7 @@ mod vae;
 
 pub use dcgan::FusedDcgan;
 pub use gan::FusedGan;
-pub use vae::FusedVae;
+pub use vae::{FusedConvVae, FusedMlpVae};
 
 use std::collections::HashMap;
 
@@ -300,6 +300,10 @@ impl Dense {
 
     fn params(&self) -> [&ParamBuf; 2] {
         [&self.w, &self.b]
+    }
+
+    fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
+        [&mut self.w, &mut self.b]
     }
 }
 

@@ -5,11 +5,12 @@ use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
-use super::{AdamHyper, FusedGan, FusedVae};
+use super::vae::{Decoder, Encoder, FusedVae};
+use super::{AdamHyper, FusedConvVae, FusedGan, FusedMlpVae};
 use crate::checkpoint::optim_bytes;
 use crate::data::SplitMix64;
 use crate::infer::normal_latents;
-use crate::model::{DiscNet, GenNet, MlpGanConfig, MlpVaeConfig, VaeNet};
+use crate::model::{ConvVaeConfig, DiscNet, GenNet, MlpGanConfig, MlpVaeConfig, VaeNet};
 use crate::train::read_f32;
 use crate::train::session::{gan_step_with_latents, vae_step_with_noise};
 
@@ -64,24 +65,54 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     );
 }
 
-#[test]
-fn vae_steps_equal_burn_autodiff_steps() {
-    let device = Device::flex().autodiff();
-    device.seed(7);
-    let (pixels, latent, rows, lr, beta) = (12, 3, 5, 1e-2, 0.7);
-    let init = MlpVaeConfig::new(pixels)
-        .with_hidden(vec![9, 7])
-        .with_latent(latent)
-        .init(&device);
+fn conv_weights(c: &burn::nn::conv::Conv2d) -> Vec<f32> {
+    let mut out = read_f32(c.weight.val()).unwrap();
+    out.extend(read_f32(c.bias.as_ref().unwrap().val()).unwrap());
+    out
+}
+
+fn conv_t_weights(c: &burn::nn::conv::ConvTranspose2d) -> Vec<f32> {
+    let mut out = read_f32(c.weight.val()).unwrap();
+    out.extend(read_f32(c.bias.as_ref().unwrap().val()).unwrap());
+    out
+}
+
+/// Every weight of either VAE, in a fixed order.
+fn any_vae_weights(net: &VaeNet) -> Vec<f32> {
+    match net {
+        VaeNet::Mlp(m) => vae_weights(m),
+        VaeNet::Conv(m) => {
+            let mut out = conv_weights(&m.c1);
+            out.extend(conv_weights(&m.c2));
+            out.extend(weights([&m.fc, &m.mu, &m.logvar, &m.d_fc, &m.d_fc2]));
+            out.extend(conv_t_weights(&m.t1));
+            out.extend(conv_t_weights(&m.t2));
+            out
+        }
+    }
+}
+
+/// Four steps of `init` through burn's autodiff and through the fused VAE built by `new`
+/// (read back as burn's model by `net`) give the same loss terms and weights, and one more
+/// step from either path's Adam state on either path agrees.
+fn check_vae_steps<E: Encoder, D: Decoder>(
+    init: VaeNet,
+    pixels: usize,
+    latent: usize,
+    new: impl Fn(&VaeNet, Vec<u8>, u64) -> FusedVae<E, D>,
+    net: impl Fn(&FusedVae<E, D>) -> VaeNet,
+    device: &Device,
+) {
+    let (rows, lr, beta) = (5, 1e-2, 0.7);
     let mut optim = adam();
-    let mut fused = FusedVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
-    let mut model = VaeNet::Mlp(init);
+    let mut fused = new(&init, optim_bytes(&optim).unwrap(), 1);
+    let mut model = init;
     let mut rng = SplitMix64::new(3);
     let burn_step = |model: VaeNet, optim: &mut ModuleOptimizer, x: &[f32], eps: &[f32]| {
-        let xt = tensor(x, rows, &device);
+        let xt = tensor(x, rows, device);
         let enc = model.encode(xt.clone());
         let (m, terms) =
-            vae_step_with_noise(model, optim, xt, enc, tensor(eps, rows, &device), lr, beta);
+            vae_step_with_noise(model, optim, xt, enc, tensor(eps, rows, device), lr, beta);
         (m, read_f32(terms).unwrap())
     };
     for step in 0..4 {
@@ -91,49 +122,82 @@ fn vae_steps_equal_burn_autodiff_steps() {
         model = m;
         let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
         assert_close(&got, &want, &format!("loss terms at step {step}"));
-        let VaeNet::Mlp(m) = &model else {
-            unreachable!()
-        };
         assert_close(
-            &vae_weights(&fused.model(&device)),
-            &vae_weights(m),
+            &any_vae_weights(&net(&fused)),
+            &any_vae_weights(&model),
             &format!("weights after step {step}"),
         );
     }
     // The Adam state crosses between the two paths through burn's optimiser record: one more
     // step from either state on either path gives the same weights.
-    let VaeNet::Mlp(m) = &model else {
-        unreachable!()
-    };
-    let mut from_burn = FusedVae::new(m, optim_bytes(&optim).unwrap(), 5).unwrap();
+    let mut from_burn = new(&model, optim_bytes(&optim).unwrap(), 5);
     let mut from_fused = adam()
         .from_bytes(Bytes::from_bytes_vec(fused.optim_bytes().unwrap()))
         .unwrap();
     let x = uniform(&mut rng, rows * pixels, 0.0, 1.0);
     let eps = normal_latents(rows, latent, 99);
-    let fused_model = VaeNet::Mlp(fused.model(&device));
+    let fused_model = net(&fused);
     let (burn_a, terms_a) = burn_step(model, &mut optim, &x, &eps);
     let (burn_b, terms_b) = burn_step(fused_model, &mut from_fused, &x, &eps);
     let terms_c = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
     let terms_d = from_burn.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
-    let (VaeNet::Mlp(burn_a), VaeNet::Mlp(burn_b)) = (burn_a, burn_b) else {
-        unreachable!()
-    };
-    let want = vae_weights(&burn_a);
+    let want = any_vae_weights(&burn_a);
     assert_close(
-        &vae_weights(&burn_b),
+        &any_vae_weights(&burn_b),
         &want,
         "burn step from the fused Adam state",
     );
-    assert_close(&vae_weights(&fused.model(&device)), &want, "fused step");
+    assert_close(&any_vae_weights(&net(&fused)), &want, "fused step");
     assert_close(
-        &vae_weights(&from_burn.model(&device)),
+        &any_vae_weights(&net(&from_burn)),
         &want,
         "fused step from burn's Adam state",
     );
     for t in [&terms_b[..], &terms_c, &terms_d] {
         assert_close(t, &terms_a, "terms after the hand-over");
     }
+}
+
+#[test]
+fn vae_steps_equal_burn_autodiff_steps() {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let (pixels, latent) = (12, 3);
+    let init = MlpVaeConfig::new(pixels)
+        .with_hidden(vec![9, 7])
+        .with_latent(latent)
+        .init(&device);
+    let new = |net: &VaeNet, bytes, seed| {
+        let VaeNet::Mlp(m) = net else { unreachable!() };
+        FusedMlpVae::new(m, bytes, seed).unwrap()
+    };
+    let net = |f: &FusedMlpVae| VaeNet::Mlp(f.model(&device));
+    check_vae_steps(VaeNet::Mlp(init), pixels, latent, new, net, &device);
+}
+
+#[test]
+fn conv_vae_steps_equal_burn_autodiff_steps() {
+    let device = Device::flex().autodiff();
+    device.seed(8);
+    let (size, latent) = (8, 3);
+    let shell = ConvVaeConfig::new(1, size)
+        .with_latent(latent)
+        .with_width(4)
+        .with_dense(10)
+        .init(&device);
+    let new = |net: &VaeNet, bytes, seed| {
+        let VaeNet::Conv(m) = net else { unreachable!() };
+        FusedConvVae::new(m, bytes, seed).unwrap()
+    };
+    let net = |f: &FusedConvVae| VaeNet::Conv(f.model(&shell, &device));
+    check_vae_steps(
+        VaeNet::Conv(shell.clone()),
+        size * size,
+        latent,
+        new,
+        net,
+        &device,
+    );
 }
 
 #[test]
@@ -204,7 +268,7 @@ fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
     let (pixels, latent, rows, lr, beta) = (784, 20, 128, 1e-3, 1.0);
     let init = MlpVaeConfig::new(pixels).init(&device);
     let mut optim = adam();
-    let mut fused = FusedVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
+    let mut fused = FusedMlpVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
     let mut model = VaeNet::Mlp(init);
     let mut rng = SplitMix64::new(8);
     for step in 0..2 {
@@ -271,11 +335,11 @@ fn unusable_optimiser_records_are_errors_not_panics() {
     let (a, _) = vae_step_with_noise(VaeNet::Mlp(a), &mut optim, x, enc, eps, 1e-3, 1.0);
     let VaeNet::Mlp(a) = a else { unreachable!() };
     let record = optim_bytes(&optim).unwrap();
-    assert!(FusedVae::new(&a, record.clone(), 0).is_ok());
+    assert!(FusedMlpVae::new(&a, record.clone(), 0).is_ok());
 
     // Another model of the same shape has other parameter ids: the state fits nothing.
     let b = cfg.init(&device);
-    let e = FusedVae::new(&b, record.clone(), 0)
+    let e = FusedMlpVae::new(&b, record.clone(), 0)
         .err()
         .expect("foreign record refused");
     assert!(e.to_string().contains("does not have"), "{e}");
@@ -296,7 +360,7 @@ fn unusable_optimiser_records_are_errors_not_panics() {
     .expect_err("shape mismatch refused");
     assert!(e.to_string().contains("does not fit"), "{e}");
     // Not a record at all, and a record claiming an absurd step count.
-    assert!(FusedVae::new(&a, b"not burnpack".to_vec(), 0).is_err());
+    assert!(FusedMlpVae::new(&a, b"not burnpack".to_vec(), 0).is_err());
     let mut d = Dense::from_linear(&enc[0], "enc.0".into(), &mut AdamState::default()).unwrap();
     d.w.t = u32::MAX as usize + 7;
     let bytes = adam_record_bytes([&d]).unwrap();
@@ -325,7 +389,7 @@ fn a_nan_weight_shows_in_the_loss() {
         dec.to_vec(),
         out.clone(),
     );
-    let mut fused = FusedVae::new(&m, optim_bytes(&adam()).unwrap(), 0).unwrap();
+    let mut fused = FusedMlpVae::new(&m, optim_bytes(&adam()).unwrap(), 0).unwrap();
     let x = vec![0.5; 2 * 12];
     let terms = fused.step_with_noise(&x, 2, &[0.0; 6], 1e-3, 1.0, H);
     assert!(terms.iter().all(|t| t.is_nan()), "{terms:?}");

@@ -1,41 +1,72 @@
-//! The MLP VAE step over plain buffers: the same loss as `session::vae_step`
-//! (Bernoulli NLL summed over pixels + β·KL, both averaged over the batch).
+//! The VAE step over plain buffers: the same loss as `session::vae_step` (Bernoulli NLL
+//! summed over pixels + β·KL, both averaged over the batch), for the MLP VAE and the
+//! conv-VAE (one step, two pairs of [`Encoder`] / [`Decoder`]).
 
 use burn::prelude::*;
 
+use super::conv::{
+    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvLayer,
+    ConvScratch, Epilogue,
+};
 use super::math::{self, LANES};
 use super::{
-    adam_record_bytes, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState, Dense,
+    adam_record_bytes_of, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState,
+    Dense, ParamBuf,
 };
 use crate::data::SplitMix64;
-use crate::model::MlpVae;
+use crate::model::{ConvVae, MlpVae};
 use crate::train::TrainError;
 
-/// An MLP VAE with its Adam state, trained without burn's autodiff.
+/// Layers with parameters, for the optimiser record and Adam.
+pub trait Params {
+    fn params(&self) -> Vec<&ParamBuf>;
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf>;
+}
+
+/// The layers from the image to the latent heads' input. Keeps its activations.
+pub trait Encoder: Params + Clone {
+    fn forward(&mut self, x: &[f32], rows: usize);
+    /// The last forward pass's output (`x` itself without layers).
+    fn output<'a>(&'a self, x: &'a [f32]) -> &'a [f32];
+    /// From `dy`, the gradient w.r.t. the output (used as scratch): parameter gradients set.
+    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>);
+}
+
+/// The layers from the latent to the logits. Keeps its activations.
+pub trait Decoder: Params + Clone {
+    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>);
+    /// From the gradient w.r.t. the logits: parameter gradients set, the gradient w.r.t. `z`
+    /// into `dz`.
+    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>);
+}
+
+/// A VAE with its Adam state, trained without burn's autodiff.
 #[derive(Clone)]
-pub struct FusedVae {
-    enc: Vec<Dense>,
+pub struct FusedVae<E, D> {
+    enc: E,
     mu: Dense,
     logvar: Dense,
-    dec: Vec<Dense>,
-    out: Dense,
+    dec: D,
     rng: SplitMix64,
     work: Work,
 }
 
+/// The MLP VAE on the fused path.
+pub type FusedMlpVae = FusedVae<MlpEncoder, MlpDecoder>;
+/// The conv-VAE on the fused path.
+pub type FusedConvVae = FusedVae<ConvEncoder, ConvDecoder>;
+
 /// Activations and gradients of one step, kept between steps to avoid allocation.
 #[derive(Default)]
 struct Work {
-    enc: Vec<Vec<f32>>,
-    dec: Vec<Vec<f32>>,
     mu: Vec<f32>,
     lv: Vec<f32>,
     eps: Vec<f32>,
     std: Vec<f32>,
     z: Vec<f32>,
     logits: Vec<f32>,
-    d1: Vec<f32>,
-    d2: Vec<f32>,
+    dz: Vec<f32>,
+    dh: Vec<f32>,
     dmu: Vec<f32>,
     dlv: Vec<f32>,
 }
@@ -47,7 +78,268 @@ impl Clone for Work {
     }
 }
 
-impl FusedVae {
+/// `Clone` for buffers that are not state (activations, gradients, scratch): a copy starts
+/// empty.
+macro_rules! clone_empty {
+    ($($t:ty),*) => {
+        $(impl Clone for $t {
+            fn clone(&self) -> Self {
+                Self::default()
+            }
+        })*
+    };
+}
+
+/// The MLP VAE's encoder: dense layers, each followed by ReLU.
+#[derive(Clone)]
+pub struct MlpEncoder {
+    layers: Vec<Dense>,
+    buf: MlpBufs,
+}
+
+/// The MLP VAE's decoder: dense layers with ReLU, then the logits layer.
+#[derive(Clone)]
+pub struct MlpDecoder {
+    layers: Vec<Dense>,
+    out: Dense,
+    buf: MlpBufs,
+}
+
+#[derive(Default)]
+struct MlpBufs {
+    acts: Vec<Vec<f32>>,
+    d: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+fn dense_params<'a>(layers: impl IntoIterator<Item = &'a Dense>) -> Vec<&'a ParamBuf> {
+    layers.into_iter().flat_map(Dense::params).collect()
+}
+
+fn dense_params_mut<'a>(layers: impl IntoIterator<Item = &'a mut Dense>) -> Vec<&'a mut ParamBuf> {
+    layers.into_iter().flat_map(Dense::params_mut).collect()
+}
+
+impl Params for MlpEncoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        dense_params(&self.layers)
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        dense_params_mut(&mut self.layers)
+    }
+}
+
+impl Encoder for MlpEncoder {
+    fn forward(&mut self, x: &[f32], rows: usize) {
+        forward_chain(&self.layers, x, rows, &mut self.buf.acts, Act::Relu);
+    }
+    fn output<'a>(&'a self, x: &'a [f32]) -> &'a [f32] {
+        self.buf.acts.last().map_or(x, |v| v)
+    }
+    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
+        let b = &mut self.buf;
+        let layers = &mut self.layers;
+        backward_chain(
+            layers,
+            x,
+            rows,
+            &b.acts,
+            Act::Relu,
+            dy,
+            &mut b.scratch,
+            true,
+            false,
+        );
+    }
+}
+
+impl Params for MlpDecoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        dense_params(self.layers.iter().chain([&self.out]))
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        dense_params_mut(self.layers.iter_mut().chain([&mut self.out]))
+    }
+}
+
+impl Decoder for MlpDecoder {
+    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
+        forward_chain(&self.layers, z, rows, &mut self.buf.acts, Act::Relu);
+        let h: &[f32] = self.buf.acts.last().map_or(z, |v| v);
+        self.out.forward(h, rows, logits, Act::Identity);
+    }
+    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
+        let b = &mut self.buf;
+        let h: &[f32] = b.acts.last().map_or(z, |v| v);
+        let d = &mut b.d;
+        self.out
+            .backward(h, rows, dlogits, Some(false), Some((&mut *d, false)));
+        let layers = &mut self.layers;
+        backward_chain(
+            layers,
+            z,
+            rows,
+            &b.acts,
+            Act::Relu,
+            d,
+            &mut b.scratch,
+            true,
+            true,
+        );
+        dz.clear();
+        dz.extend_from_slice(d);
+    }
+}
+
+/// The conv-VAE's encoder: conv → ReLU → conv → ReLU → dense → ReLU.
+#[derive(Clone)]
+pub struct ConvEncoder {
+    c1: ConvLayer,
+    c2: ConvLayer,
+    fc: Dense,
+    buf: ConvEncoderBufs,
+}
+
+#[derive(Default)]
+struct ConvEncoderBufs {
+    a1: Vec<f32>,
+    a2: Vec<f32>,
+    h: Vec<f32>,
+    cc1: ConvScratch,
+    cc2: ConvScratch,
+    d2: Vec<f32>,
+    d1: Vec<f32>,
+}
+
+/// The conv-VAE's decoder: dense → ReLU → dense → ReLU → transposed conv → ReLU →
+/// transposed conv (the logits).
+#[derive(Clone)]
+pub struct ConvDecoder {
+    fc1: Dense,
+    fc2: Dense,
+    t1: ConvLayer,
+    t2: ConvLayer,
+    buf: ConvDecoderBufs,
+}
+
+#[derive(Default)]
+struct ConvDecoderBufs {
+    h1: Vec<f32>,
+    h2: Vec<f32>,
+    n1: Vec<f32>,
+    ct1: ConvScratch,
+    ct2: ConvScratch,
+    e1: Vec<f32>,
+    e2: Vec<f32>,
+    e3: Vec<f32>,
+}
+
+clone_empty!(MlpBufs, ConvEncoderBufs, ConvDecoderBufs);
+
+impl Params for ConvEncoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        let convs = self.c1.params().into_iter().chain(self.c2.params());
+        convs.chain(self.fc.params()).collect()
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        let convs = self.c1.params_mut().into_iter().chain(self.c2.params_mut());
+        convs.chain(self.fc.params_mut()).collect()
+    }
+}
+
+impl Encoder for ConvEncoder {
+    fn forward(&mut self, x: &[f32], rows: usize) {
+        let (c1, c2, b) = (&self.c1, &self.c2, &mut self.buf);
+        let relu = Act::Relu;
+        conv_forward(
+            &c1.geom, &c1.w.x, &c1.b.x, x, rows, relu, &mut b.a1, &mut b.cc1,
+        );
+        conv_forward(
+            &c2.geom, &c2.w.x, &c2.b.x, &b.a1, rows, relu, &mut b.a2, &mut b.cc2,
+        );
+        self.fc.forward(&b.a2, rows, &mut b.h, relu);
+    }
+    fn output<'a>(&'a self, _: &'a [f32]) -> &'a [f32] {
+        &self.buf.h
+    }
+    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
+        let b = &mut self.buf;
+        Act::Relu.backward(&b.h, dy);
+        self.fc
+            .backward(&b.a2, rows, dy, Some(false), Some((&mut b.d2, false)));
+        Act::Relu.backward(&b.a2, &mut b.d2);
+        let (c1, c2) = (&mut self.c1, &mut self.c2);
+        let grads = ConvGrads {
+            params: Some((&mut c2.w.g, &mut c2.b.g)),
+            dx: Some((&mut b.d1, Epilogue::ActGrad(Act::Relu, &b.a1))),
+            cols_ready: true,
+        };
+        conv_backward(&c2.geom, &c2.w.x, &b.a1, rows, &b.d2, grads, &mut b.cc2);
+        let grads = ConvGrads {
+            params: Some((&mut c1.w.g, &mut c1.b.g)),
+            dx: None,
+            cols_ready: true,
+        };
+        conv_backward(&c1.geom, &c1.w.x, x, rows, &b.d1, grads, &mut b.cc1);
+    }
+}
+
+impl Params for ConvDecoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        let dense = self.fc1.params().into_iter().chain(self.fc2.params());
+        dense
+            .chain(self.t1.params())
+            .chain(self.t2.params())
+            .collect()
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        let dense = self
+            .fc1
+            .params_mut()
+            .into_iter()
+            .chain(self.fc2.params_mut());
+        dense
+            .chain(self.t1.params_mut())
+            .chain(self.t2.params_mut())
+            .collect()
+    }
+}
+
+impl Decoder for ConvDecoder {
+    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
+        let (relu, b) = (Act::Relu, &mut self.buf);
+        self.fc1.forward(z, rows, &mut b.h1, relu);
+        self.fc2.forward(&b.h1, rows, &mut b.h2, relu);
+        let (t1, t2) = (&self.t1, &self.t2);
+        conv_t_forward(
+            &t1.geom, &t1.w.x, &t1.b.x, &b.h2, rows, relu, &mut b.n1, &mut b.ct1,
+        );
+        let id = Act::Identity;
+        conv_t_forward(
+            &t2.geom, &t2.w.x, &t2.b.x, &b.n1, rows, id, logits, &mut b.ct2,
+        );
+    }
+    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
+        let (t1, t2, b) = (&mut self.t1, &mut self.t2, &mut self.buf);
+        let dx = Some((&mut b.e1, Act::Relu));
+        let (gw, gb) = (&mut t2.w.g, &mut t2.b.g);
+        conv_t_backward(
+            &t2.geom, &t2.w.x, &b.n1, rows, dlogits, gw, gb, dx, &mut b.ct2,
+        );
+        let dx = Some((&mut b.e2, Act::Relu));
+        let (gw, gb) = (&mut t1.w.g, &mut t1.b.g);
+        conv_t_backward(
+            &t1.geom, &t1.w.x, &b.h2, rows, &b.e1, gw, gb, dx, &mut b.ct1,
+        );
+        self.fc2
+            .backward(&b.h1, rows, &b.e2, Some(false), Some((&mut b.e3, false)));
+        Act::Relu.backward(&b.h1, &mut b.e3);
+        self.fc1
+            .backward(z, rows, &b.e3, Some(false), Some((dz, false)));
+    }
+}
+
+impl FusedMlpVae {
     /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
     pub fn new(model: &MlpVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
         let mut state = AdamState::from_record_bytes(optim_bytes)?;
@@ -58,41 +350,108 @@ impl FusedVae {
                 .map(|(i, l)| Dense::from_linear(l, format!("{name}.{i}"), state))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let vae = Self {
-            enc: chain(enc, "enc", &mut state)?,
-            dec: chain(dec, "dec", &mut state)?,
-            mu: Dense::from_linear(mu, "mu".into(), &mut state)?,
-            logvar: Dense::from_linear(logvar, "logvar".into(), &mut state)?,
-            out: Dense::from_linear(out, "out".into(), &mut state)?,
-            rng: SplitMix64::new(seed),
-            work: Work::default(),
+        let enc = MlpEncoder {
+            layers: chain(enc, "enc", &mut state)?,
+            buf: MlpBufs::default(),
         };
+        let dec = MlpDecoder {
+            layers: chain(dec, "dec", &mut state)?,
+            out: Dense::from_linear(out, "out".into(), &mut state)?,
+            buf: MlpBufs::default(),
+        };
+        let mu = Dense::from_linear(mu, "mu".into(), &mut state)?;
+        let logvar = Dense::from_linear(logvar, "logvar".into(), &mut state)?;
         state.finish()?;
-        Ok(vae)
-    }
-
-    fn layers(&self) -> impl Iterator<Item = &Dense> {
-        self.enc
-            .iter()
-            .chain([&self.mu, &self.logvar])
-            .chain(&self.dec)
-            .chain([&self.out])
+        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
     }
 
     /// burn's model with the current weights (same parameter ids), on `device`.
     pub fn model(&self, device: &Device) -> MlpVae {
         MlpVae::from_parts(
-            self.enc.iter().map(|l| l.to_linear(device)).collect(),
+            self.enc
+                .layers
+                .iter()
+                .map(|l| l.to_linear(device))
+                .collect(),
             self.mu.to_linear(device),
             self.logvar.to_linear(device),
-            self.dec.iter().map(|l| l.to_linear(device)).collect(),
-            self.out.to_linear(device),
+            self.dec
+                .layers
+                .iter()
+                .map(|l| l.to_linear(device))
+                .collect(),
+            self.dec.out.to_linear(device),
         )
+    }
+}
+
+impl FusedConvVae {
+    /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
+    pub fn new(model: &ConvVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
+        let mut st = AdamState::from_record_bytes(optim_bytes)?;
+        let (channels, size, width) = (model.channels, model.size, model.width);
+        let (half, w2) = (size / 2, 2 * width);
+        // c1: channels × size² → width × half²; c2: → 2·width × (size/4)²; the transposed
+        // convolutions are their adjoints.
+        let g1 = ConvGeom::new(channels, width, 4, 2, 1, size, size);
+        let g2 = ConvGeom::new(width, w2, 4, 2, 1, half, half);
+        let enc = ConvEncoder {
+            c1: ConvLayer::from_conv(&model.c1, "c1", g1, &mut st)?,
+            c2: ConvLayer::from_conv(&model.c2, "c2", g2, &mut st)?,
+            fc: Dense::from_linear(&model.fc, "fc".into(), &mut st)?,
+            buf: ConvEncoderBufs::default(),
+        };
+        let dec = ConvDecoder {
+            fc1: Dense::from_linear(&model.d_fc, "d_fc".into(), &mut st)?,
+            fc2: Dense::from_linear(&model.d_fc2, "d_fc2".into(), &mut st)?,
+            t1: ConvLayer::from_conv_t(&model.t1, "t1", g2, &mut st)?,
+            t2: ConvLayer::from_conv_t(&model.t2, "t2", g1, &mut st)?,
+            buf: ConvDecoderBufs::default(),
+        };
+        let mu = Dense::from_linear(&model.mu, "mu".into(), &mut st)?;
+        let logvar = Dense::from_linear(&model.logvar, "logvar".into(), &mut st)?;
+        st.finish()?;
+        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
+    }
+
+    /// burn's model with the current weights (same parameter ids), on `device`; `shell`
+    /// supplies the rest (configuration, padding).
+    pub fn model(&self, shell: &ConvVae, device: &Device) -> ConvVae {
+        let (e, d) = (&self.enc, &self.dec);
+        ConvVae {
+            c1: e.c1.to_conv(&shell.c1, device),
+            c2: e.c2.to_conv(&shell.c2, device),
+            fc: e.fc.to_linear(device),
+            mu: self.mu.to_linear(device),
+            logvar: self.logvar.to_linear(device),
+            d_fc: d.fc1.to_linear(device),
+            d_fc2: d.fc2.to_linear(device),
+            t1: d.t1.to_conv_t(&shell.t1, device),
+            t2: d.t2.to_conv_t(&shell.t2, device),
+            ..shell.clone()
+        }
+    }
+}
+
+impl<E: Encoder, D: Decoder> FusedVae<E, D> {
+    fn from_parts(enc: E, mu: Dense, logvar: Dense, dec: D, seed: u64) -> Self {
+        Self {
+            enc,
+            mu,
+            logvar,
+            dec,
+            rng: SplitMix64::new(seed),
+            work: Work::default(),
+        }
     }
 
     /// The Adam state as burn optimiser-record bytes.
     pub fn optim_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        adam_record_bytes(self.layers())
+        let heads = [&self.mu, &self.logvar];
+        adam_record_bytes_of(
+            heads,
+            self.enc.params().into_iter().chain(self.dec.params()),
+        )
     }
 
     /// Restart the noise stream (after a rollback, so that the same steps are not replayed).
@@ -121,16 +480,15 @@ impl FusedVae {
         beta: f32,
         h: AdamHyper,
     ) -> [f32; 3] {
-        let pixels = self.out.out;
         let latent = self.mu.out;
-        assert_eq!(x.len(), rows * pixels, "batch size");
+        assert_eq!(x.len() % rows.max(1), 0, "batch size");
         assert_eq!(eps.len(), rows * latent, "noise size");
         let inv_b = 1.0 / rows as f32;
         let w = &mut self.work;
 
         // Encoder → (mu, logvar) → z = mu + eps·σ.
-        forward_chain(&self.enc, x, rows, &mut w.enc, Act::Relu);
-        let h_enc: &[f32] = w.enc.last().map_or(x, |v| v);
+        self.enc.forward(x, rows);
+        let h_enc = self.enc.output(x);
         self.mu.forward(h_enc, rows, &mut w.mu, Act::Identity);
         self.logvar.forward(h_enc, rows, &mut w.lv, Act::Identity);
         w.std.resize(rows * latent, 0.0);
@@ -148,34 +506,14 @@ impl FusedVae {
             kl += (0.5 * (mu * mu + *s * *s - lv - 1.0)) as f64;
         }
 
-        // Decoder → logits; loss and d(loss)/d(logits) in one pass.
-        forward_chain(&self.dec, &w.z, rows, &mut w.dec, Act::Relu);
-        let h_dec: &[f32] = w.dec.last().map_or(&w.z, |v| v);
-        self.out.forward(h_dec, rows, &mut w.logits, Act::Identity);
+        // Decoder → logits; loss and d(loss)/d(logits) in one pass; back to z.
+        self.dec.forward(&w.z, rows, &mut w.logits);
+        assert_eq!(w.logits.len(), x.len(), "image size");
         let recon = bernoulli_loss_and_grad(&mut w.logits, x, inv_b);
+        self.dec.backward(&w.z, rows, &w.logits, &mut w.dz);
 
-        // Back through the decoder to z.
-        w.d1.clear();
-        self.out.backward(
-            h_dec,
-            rows,
-            &w.logits,
-            Some(false),
-            Some((&mut w.d1, false)),
-        );
-        backward_chain(
-            &mut self.dec,
-            &w.z,
-            rows,
-            &w.dec,
-            Act::Relu,
-            &mut w.d1,
-            &mut w.d2,
-            true,
-            true,
-        );
         // dz → d mu, d logvar (reparameterisation and β·KL).
-        let dz = &w.d1;
+        let dz = &w.dz;
         w.dmu.resize(rows * latent, 0.0);
         w.dlv.resize(rows * latent, 0.0);
         let kb = beta * inv_b;
@@ -185,30 +523,20 @@ impl FusedVae {
             w.dlv[i] = 0.5 * (dz[i] * eps[i] * s + kb * (s * s - 1.0));
         }
         // Back through the heads into the encoder.
+        let h_enc = self.enc.output(x);
         self.mu
-            .backward(h_enc, rows, &w.dmu, Some(false), Some((&mut w.d1, false)));
+            .backward(h_enc, rows, &w.dmu, Some(false), Some((&mut w.dh, false)));
         self.logvar
-            .backward(h_enc, rows, &w.dlv, Some(false), Some((&mut w.d1, true)));
-        backward_chain(
-            &mut self.enc,
-            x,
-            rows,
-            &w.enc,
-            Act::Relu,
-            &mut w.d1,
-            &mut w.d2,
-            true,
-            false,
-        );
+            .backward(h_enc, rows, &w.dlv, Some(false), Some((&mut w.dh, true)));
+        self.enc.backward(x, rows, &mut w.dh);
 
-        for l in self
-            .enc
-            .iter_mut()
-            .chain([&mut self.mu, &mut self.logvar])
-            .chain(self.dec.iter_mut())
-            .chain([&mut self.out])
-        {
-            l.adam(lr, h);
+        for p in self.enc.params_mut() {
+            p.adam(lr, h);
+        }
+        self.mu.adam(lr, h);
+        self.logvar.adam(lr, h);
+        for p in self.dec.params_mut() {
+            p.adam(lr, h);
         }
 
         let recon = (recon * inv_b as f64) as f32;
