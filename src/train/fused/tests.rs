@@ -516,3 +516,42 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
         "c1 after the hand-over",
     );
 }
+
+#[test]
+fn full_size_conv_vae_steps_match_burn() {
+    // The app's conv-VAE at batch 128: several cache-sized chunks per convolution, the
+    // threaded im2col/col2im and matrix products.
+    let device = Device::flex().autodiff();
+    device.seed(22);
+    let (size, rows, lr, beta) = (28, 128, 1e-3, 1.0);
+    let shell = ConvVaeConfig::new(1, size).init(&device);
+    let latent = 16;
+    let mut optim = adam();
+    let mut fused = FusedConvVae::new(&shell, optim_bytes(&optim).unwrap(), 1).unwrap();
+    let mut model = VaeNet::Conv(shell.clone());
+    let mut rng = SplitMix64::new(8);
+    for step in 0..4 {
+        let x = uniform(&mut rng, rows * size * size, 0.0, 1.0);
+        let eps = normal_latents(rows, latent, 40 + step);
+        let xt = tensor(&x, rows, &device);
+        let enc = model.encode(xt.clone());
+        let (m, terms) = vae_step_with_noise(
+            model,
+            &mut optim,
+            xt,
+            enc,
+            tensor(&eps, rows, &device),
+            lr,
+            beta,
+        );
+        model = m;
+        let want = read_f32(terms).unwrap();
+        let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "step {step}: terms {got:?} vs {want:?}"
+            );
+        }
+    }
+}
