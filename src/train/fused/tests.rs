@@ -260,41 +260,56 @@ fn gan_steps_equal_burn_autodiff_steps() {
     assert_eq!(d_steps.to_record().len(), 2 * 2 * 3);
 }
 
-#[test]
-fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
-    // 784-400-20 at batch 128: the gemm calls and the Adam update run split across threads.
-    let device = Device::flex().autodiff();
-    device.seed(21);
-    let (pixels, latent, rows, lr, beta) = (784, 20, 128, 1e-3, 1.0);
-    let init = MlpVaeConfig::new(pixels).init(&device);
-    let mut optim = adam();
-    let mut fused = FusedMlpVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
-    let mut model = VaeNet::Mlp(init);
+/// `steps` steps at full size through burn and through `fused` from the same weights and
+/// noise give the same loss terms (sums over whole batches are added in a different order,
+/// and split across threads, on the two paths); returns burn's model.
+fn full_size_steps<E: Encoder, D: Decoder>(
+    fused: &mut FusedVae<E, D>,
+    mut model: VaeNet,
+    optim: &mut ModuleOptimizer,
+    (rows, pixels, latent): (usize, usize, usize),
+    steps: u64,
+    device: &Device,
+) -> VaeNet {
+    let (lr, beta) = (1e-3, 1.0);
     let mut rng = SplitMix64::new(8);
-    for step in 0..2 {
+    for step in 0..steps {
         let x = uniform(&mut rng, rows * pixels, 0.0, 1.0);
         let eps = normal_latents(rows, latent, 40 + step);
-        let xt = tensor(&x, rows, &device);
+        let xt = tensor(&x, rows, device);
         let enc = model.encode(xt.clone());
-        let (m, terms) = vae_step_with_noise(
-            model,
-            &mut optim,
-            xt,
-            enc,
-            tensor(&eps, rows, &device),
-            lr,
-            beta,
-        );
+        let eps_t = tensor(&eps, rows, device);
+        let (m, terms) = vae_step_with_noise(model, optim, xt, enc, eps_t, lr, beta);
         model = m;
         let want = read_f32(terms).unwrap();
         let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
         for (g, w) in got.iter().zip(&want) {
             assert!(
-                (g - w).abs() <= 1e-4 * w.abs(),
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
                 "step {step}: terms {got:?} vs {want:?}"
             );
         }
     }
+    model
+}
+
+#[test]
+fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
+    // 784-400-20 at batch 128: the gemm calls and the Adam update run split across threads.
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let (pixels, latent, rows, lr) = (784, 20, 128, 1e-3);
+    let init = MlpVaeConfig::new(pixels).init(&device);
+    let mut optim = adam();
+    let mut fused = FusedMlpVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
+    let model = full_size_steps(
+        &mut fused,
+        VaeNet::Mlp(init),
+        &mut optim,
+        (rows, pixels, latent),
+        2,
+        &device,
+    );
     // Sums over 100,352 values are added in a different order on the two paths, and Adam's
     // first steps move a weight by ≈ lr whatever the size of its gradient, so a gradient that
     // is pure rounding noise may move either way: nearly all weights agree to 1e-6, every
@@ -523,35 +538,19 @@ fn full_size_conv_vae_steps_match_burn() {
     // threaded im2col/col2im and matrix products.
     let device = Device::flex().autodiff();
     device.seed(22);
-    let (size, rows, lr, beta) = (28, 128, 1e-3, 1.0);
-    let shell = ConvVaeConfig::new(1, size).init(&device);
-    let latent = 16;
+    let (size, rows, latent) = (28, 128, 16);
+    let shell = ConvVaeConfig::new(1, size)
+        .with_latent(latent)
+        .init(&device);
     let mut optim = adam();
     let mut fused = FusedConvVae::new(&shell, optim_bytes(&optim).unwrap(), 1).unwrap();
-    let mut model = VaeNet::Conv(shell.clone());
-    let mut rng = SplitMix64::new(8);
-    for step in 0..4 {
-        let x = uniform(&mut rng, rows * size * size, 0.0, 1.0);
-        let eps = normal_latents(rows, latent, 40 + step);
-        let xt = tensor(&x, rows, &device);
-        let enc = model.encode(xt.clone());
-        let (m, terms) = vae_step_with_noise(
-            model,
-            &mut optim,
-            xt,
-            enc,
-            tensor(&eps, rows, &device),
-            lr,
-            beta,
-        );
-        model = m;
-        let want = read_f32(terms).unwrap();
-        let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
-        for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                "step {step}: terms {got:?} vs {want:?}"
-            );
-        }
-    }
+    let model = VaeNet::Conv(shell);
+    full_size_steps(
+        &mut fused,
+        model,
+        &mut optim,
+        (rows, size * size, latent),
+        4,
+        &device,
+    );
 }
