@@ -114,26 +114,17 @@ fn gather_taps(g: &ConvGeom, x: &[f32], taps: &mut [f32]) {
             let cols = valid_range(g, kx, g.w_in, wo);
             let plane = &mut taps[(a * g.k + kx) * tp..(a * g.k + kx + 1) * tp];
             for (i, line) in plane.chunks_exact_mut(wo).enumerate() {
-                let Some(iy) = g.src(i, a, g.h_in) else {
+                let row = g.src(i, a, g.h_in).filter(|_| !cols.is_empty());
+                let Some(iy) = row else {
                     line.fill(0.0);
                     continue;
                 };
                 line[..cols.start].fill(0.0);
                 line[cols.end..].fill(0.0);
                 let first = iy * g.w_in + cols.start * g.s + kx - g.p;
-                let line = &mut line[cols.clone()];
-                match x[first..].get(..2 * line.len()) {
-                    // Whole pairs, so that the compiler vectorises the stride-2 read.
-                    Some(src) if g.s == 2 => {
-                        for (d, pair) in line.iter_mut().zip(src.chunks_exact(2)) {
-                            *d = pair[0];
-                        }
-                    }
-                    _ => {
-                        for (d, &v) in line.iter_mut().zip(x[first..].iter().step_by(g.s)) {
-                            *d = v;
-                        }
-                    }
+                let src = x[first..].iter().step_by(g.s);
+                for (d, &v) in line[cols.clone()].iter_mut().zip(src) {
+                    *d = v;
                 }
             }
         }
@@ -150,25 +141,14 @@ fn scatter_taps(g: &ConvGeom, taps: &[f32], x: &mut [f32]) {
             let cols = valid_range(g, kx, g.w_in, wo);
             let plane = &taps[(a * g.k + kx) * tp..(a * g.k + kx + 1) * tp];
             for (i, line) in plane.chunks_exact(wo).enumerate() {
-                let Some(iy) = g.src(i, a, g.h_in) else {
+                let row = g.src(i, a, g.h_in).filter(|_| !cols.is_empty());
+                let Some(iy) = row else {
                     continue;
                 };
                 let first = iy * g.w_in + cols.start * g.s + kx - g.p;
-                let line = &line[cols.clone()];
-                match x[first..].get_mut(..2 * line.len()) {
-                    // Whole pairs read and written, so that the compiler vectorises it.
-                    Some(dst) if g.s == 2 => {
-                        for (pair, &v) in dst.chunks_exact_mut(2).zip(line) {
-                            let (a, b) = (pair[0] + v, pair[1]);
-                            pair[0] = a;
-                            pair[1] = b;
-                        }
-                    }
-                    _ => {
-                        for (d, &v) in x[first..].iter_mut().step_by(g.s).zip(line) {
-                            *d += v;
-                        }
-                    }
+                let dst = x[first..].iter_mut().step_by(g.s);
+                for (d, &v) in dst.zip(&line[cols.clone()]) {
+                    *d += v;
                 }
             }
         }
@@ -243,9 +223,9 @@ pub fn col2im(g: &ConvGeom, cols: &[f32], rows: usize, x: &mut [f32], epi: Epilo
 }
 
 /// `[rows, c, pos]` → `[c, rows·pos]`, in parallel over the channels.
-fn to_channel_major(x: &[f32], rows: usize, c: usize, pos: usize, out: &mut Vec<f32>) {
-    out.resize(rows * c * pos, 0.0);
-    out.par_chunks_mut(rows * pos)
+fn to_channel_major(x: &[f32], rows: usize, c: usize, pos: usize, out: &mut [f32]) {
+    out[..rows * c * pos]
+        .par_chunks_mut(rows * pos)
         .enumerate()
         .for_each(|(ch, dst)| {
             for (r, d) in dst.chunks_exact_mut(pos).enumerate() {
@@ -294,11 +274,21 @@ impl ConvLayer {
         let bias = bias
             .as_ref()
             .ok_or_else(|| TrainError::Invalid("fused training needs layers with a bias".into()))?;
-        Ok(Self {
-            geom,
-            w: ParamBuf::from_param(weight, format!("{path}.weight"), state)?,
-            b: ParamBuf::from_param(bias, format!("{path}.bias"), state)?,
-        })
+        let w = ParamBuf::from_param(weight, format!("{path}.weight"), state)?;
+        let b = ParamBuf::from_param(bias, format!("{path}.bias"), state)?;
+        // burn's layout: [c_out, c_in, k, k] for a convolution, [c_in, c_out, k, k] for a
+        // transposed one (whose adjoint `geom` has the channel counts the other way round).
+        let (k, weights, biases) = (geom.k, w.x.len(), b.x.len());
+        let channels = [geom.c_in, geom.c_out];
+        if weights != geom.c_in * geom.c_out * k * k || !channels.contains(&biases) {
+            return Err(TrainError::Invalid(format!(
+                "{path}: {weights} weights and {biases} biases do not fit a {k}×{k} \
+                 convolution between {} and {} channels",
+                geom.c_in, geom.c_out
+            )));
+        }
+        ParamBuf::same_steps(&w, &b)?;
+        Ok(Self { geom, w, b })
     }
 
     /// Takes over a convolution with geometry `geom` (module path `path`).
@@ -397,8 +387,18 @@ impl Default for ConvScratch {
     }
 }
 
+/// The first `n` values of `v`, which grows to hold them but never shrinks: a scratch
+/// buffer used for chunks of different sizes keeps its size (growing re-zeroes).
+fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
 /// Convolution `y = act(W ⋆ x + b)` over a batch; `w` is burn's `[c_out, c_in, k, k]`.
-/// Leaves the columns of `x` in `s` for [`conv_backward`].
+/// With `keep_cols`, the columns of the whole batch stay in `s` for [`conv_backward`]'s
+/// weight gradient (otherwise only one chunk's are held at a time).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_forward(
     g: &ConvGeom,
@@ -409,18 +409,24 @@ pub fn conv_forward(
     act: Act,
     y: &mut Vec<f32>,
     s: &mut ConvScratch,
+    keep_cols: bool,
 ) {
     let (pos, kc) = (g.positions(), g.col_rows());
     y.resize(rows * g.out_len(), 0.0);
-    s.cols.resize(kc * rows * pos, 0.0);
+    if keep_cols {
+        grow(&mut s.cols, kc * rows * pos);
+    }
     for r in g.chunks(rows, s.chunk_floats) {
         let n = r.len();
-        let cols = &mut s.cols[kc * r.start * pos..kc * r.end * pos];
+        let cols = match keep_cols {
+            true => &mut s.cols[kc * r.start * pos..kc * r.end * pos],
+            false => grow(&mut s.cols, kc * n * pos),
+        };
         im2col(g, &x[r.start * g.in_len()..r.end * g.in_len()], n, cols);
-        s.t.resize(g.c_out * n * pos, 0.0);
-        matmul(g.c_out, n * pos, kc, w, false, cols, false, &mut s.t, false);
+        let t = grow(&mut s.t, g.c_out * n * pos);
+        matmul(g.c_out, n * pos, kc, w, false, cols, false, t, false);
         let out = &mut y[r.start * g.out_len()..r.end * g.out_len()];
-        to_image_major(&s.t, n, g.c_out, pos, Some(b), act, out);
+        to_image_major(t, n, g.c_out, pos, Some(b), act, out);
     }
 }
 
@@ -431,7 +437,7 @@ pub struct ConvGrads<'a> {
     /// Input gradient (set, then the epilogue applied), if wanted.
     pub dx: Option<(&'a mut Vec<f32>, Epilogue<'a>)>,
     /// `s.cols` already holds the columns of `x` (left there by [`conv_forward`] on the same
-    /// `x`).
+    /// `x` with `keep_cols`).
     pub cols_ready: bool,
 }
 
@@ -457,7 +463,7 @@ pub fn conv_backward(
         gb.clear();
         gb.resize(g.c_out, 0.0);
         if !cols_ready {
-            s.cols.resize(kc * rows * pos, 0.0);
+            grow(&mut s.cols, kc * rows * pos);
         }
     }
     if let Some((dx, _)) = &mut dx {
@@ -466,22 +472,23 @@ pub fn conv_backward(
     for r in g.chunks(rows, s.chunk_floats) {
         let n = r.len();
         let dy = &dy[r.start * g.out_len()..r.end * g.out_len()];
-        to_channel_major(dy, n, g.c_out, pos, &mut s.t);
+        let t = grow(&mut s.t, g.c_out * n * pos);
+        to_channel_major(dy, n, g.c_out, pos, t);
         if let Some((gw, gb)) = &mut params {
             let cols = &mut s.cols[kc * r.start * pos..kc * r.end * pos];
             if !cols_ready {
                 im2col(g, &x[r.start * g.in_len()..r.end * g.in_len()], n, cols);
             }
-            matmul(g.c_out, kc, n * pos, &s.t, false, cols, true, gw, true);
+            matmul(g.c_out, kc, n * pos, t, false, cols, true, gw, true);
             gb.par_iter_mut()
-                .zip(s.t.par_chunks(n * pos))
+                .zip(t.par_chunks(n * pos))
                 .for_each(|(gb, t)| *gb += sum_map(t, |v| v) as f32);
         }
         if let Some((dx, epi)) = &mut dx {
-            s.u.resize(kc * n * pos, 0.0);
-            matmul(kc, n * pos, g.c_out, w, true, &s.t, false, &mut s.u, false);
+            let u = grow(&mut s.u, kc * n * pos);
+            matmul(kc, n * pos, g.c_out, w, true, t, false, u, false);
             let dx = &mut dx[r.start * g.in_len()..r.end * g.in_len()];
-            col2im(g, &s.u, n, dx, epi.skip_rows(r.start, g.in_len()));
+            col2im(g, u, n, dx, epi.skip_rows(r.start, g.in_len()));
         }
     }
 }
@@ -506,11 +513,12 @@ pub fn conv_t_forward(
     for r in g.chunks(rows, s.chunk_floats) {
         let n = r.len();
         let x = &x[r.start * g.out_len()..r.end * g.out_len()];
-        to_channel_major(x, n, g.c_out, pos, &mut s.t);
-        s.u.resize(kc * n * pos, 0.0);
-        matmul(kc, n * pos, g.c_out, w, true, &s.t, false, &mut s.u, false);
+        let t = grow(&mut s.t, g.c_out * n * pos);
+        to_channel_major(x, n, g.c_out, pos, t);
+        let u = grow(&mut s.u, kc * n * pos);
+        matmul(kc, n * pos, g.c_out, w, true, t, false, u, false);
         let y = &mut y[r.start * g.in_len()..r.end * g.in_len()];
-        col2im(g, &s.u, n, y, Epilogue::Bias(b, act));
+        col2im(g, u, n, y, Epilogue::Bias(b, act));
     }
 }
 
@@ -545,31 +553,17 @@ pub fn conv_t_backward(
     }
     for r in g.chunks(rows, s.chunk_floats) {
         let n = r.len();
-        s.cols.resize(kc * n * pos, 0.0);
-        im2col(
-            g,
-            &dy[r.start * g.in_len()..r.end * g.in_len()],
-            n,
-            &mut s.cols,
-        );
+        let cols = grow(&mut s.cols, kc * n * pos);
+        im2col(g, &dy[r.start * g.in_len()..r.end * g.in_len()], n, cols);
         let x = &x[r.start * g.out_len()..r.end * g.out_len()];
-        to_channel_major(x, n, g.c_out, pos, &mut s.t);
-        matmul(g.c_out, kc, n * pos, &s.t, false, &s.cols, true, gw, true);
+        let t = grow(&mut s.t, g.c_out * n * pos);
+        to_channel_major(x, n, g.c_out, pos, t);
+        matmul(g.c_out, kc, n * pos, t, false, cols, true, gw, true);
         if let Some((dx, act)) = &mut dx {
-            s.u.resize(g.c_out * n * pos, 0.0);
-            matmul(
-                g.c_out,
-                n * pos,
-                kc,
-                w,
-                false,
-                &s.cols,
-                false,
-                &mut s.u,
-                false,
-            );
+            let u = grow(&mut s.u, g.c_out * n * pos);
+            matmul(g.c_out, n * pos, kc, w, false, cols, false, u, false);
             let dx = &mut dx[r.start * g.out_len()..r.end * g.out_len()];
-            to_image_major(&s.u, n, g.c_out, pos, None, Act::Identity, dx);
+            to_image_major(u, n, g.c_out, pos, None, Act::Identity, dx);
             act.backward(x, dx);
         }
     }
@@ -625,34 +619,47 @@ mod tests {
         let want_gb = read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap();
         let want_dx = read_f32(xt.grad(&grads).unwrap()).unwrap();
         // One chunk, one image per chunk, and uneven chunks; columns kept or rebuilt.
-        for (chunk, cols_ready) in [(CHUNK_FLOATS, true), (1, true), (2 * 800, false)] {
+        // The gradient through a leaky ReLU whose output `act_y` is the convolution's input
+        // (the epilogue of an input gradient).
+        let leaky = Act::LeakyRelu(0.2);
+        let act_y = random(&mut rng, x.len());
+        let want_dx_act: Vec<f32> = want_dx
+            .iter()
+            .zip(&act_y)
+            .map(|(&d, &y)| if y <= 0.0 { 0.2 * d } else { d })
+            .collect();
+        // One chunk, one image per chunk, and uneven chunks (2 + 1 images) with the columns
+        // not kept by the forward pass and rebuilt by the backward pass.
+        for (chunk, keep) in [(CHUNK_FLOATS, true), (1, true), (2 * 800, false)] {
             let mut s = ConvScratch {
                 chunk_floats: chunk,
                 ..ConvScratch::default()
             };
             let mut y = Vec::new();
-            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s);
+            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s, keep);
             close(&y, &want_y, "forward");
             let (mut gw, mut gb, mut dx) = (vec![9.0], vec![9.0], vec![9.0]);
-            if !cols_ready {
+            if !keep {
                 s.cols.fill(f32::NAN);
             }
-            conv_backward(
-                &g,
-                &w,
-                &x,
-                rows,
-                &r,
-                ConvGrads {
-                    params: Some((&mut gw, &mut gb)),
-                    dx: Some((&mut dx, Epilogue::None)),
-                    cols_ready,
-                },
-                &mut s,
-            );
+            let epi = if keep {
+                Epilogue::None
+            } else {
+                Epilogue::ActGrad(leaky, &act_y)
+            };
+            let grads = ConvGrads {
+                params: Some((&mut gw, &mut gb)),
+                dx: Some((&mut dx, epi)),
+                cols_ready: keep,
+            };
+            conv_backward(&g, &w, &x, rows, &r, grads, &mut s);
             close(&gw, &want_gw, "weight grad");
             close(&gb, &want_gb, "bias grad");
-            close(&dx, &want_dx, "input grad");
+            close(
+                &dx,
+                if keep { &want_dx } else { &want_dx_act },
+                "input grad",
+            );
         }
     }
 
@@ -660,7 +667,7 @@ mod tests {
     fn transposed_conv_matches_burn_forward_and_backward() {
         let device = Device::flex().autodiff();
         device.seed(4);
-        let (rows, c_in, c_out, h) = (2, 6, 3, 5);
+        let (rows, c_in, c_out, h) = (3, 6, 3, 5);
         let conv = up_conv(c_in, c_out, &device);
         // The adjoint convolution: from the 10×10 output back to the 5×5 input.
         let g = ConvGeom::new(c_out, c_in, 4, 2, 1, 2 * h, 2 * h);
@@ -680,7 +687,8 @@ mod tests {
         let want_gw = read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap();
         let want_gb = read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap();
         let want_dx = read_f32(xt.grad(&grads).unwrap()).unwrap();
-        for chunk in [CHUNK_FLOATS, 1] {
+        // One chunk, one image per chunk, 2 + 1 images (48 column rows × 25 positions each).
+        for chunk in [CHUNK_FLOATS, 1, 2 * 1200] {
             let mut s = ConvScratch {
                 chunk_floats: chunk,
                 ..ConvScratch::default()
@@ -710,6 +718,11 @@ mod tests {
             (2, 2, 2, 0, 6, 6),
             (1, 3, 2, 0, 7, 5),
             (2, 1, 1, 0, 3, 4),
+            // Stride above the kernel, and kernel columns entirely in the padding.
+            (1, 2, 3, 1, 7, 8),
+            (1, 3, 3, 1, 5, 1),
+            (2, 4, 4, 1, 2, 2),
+            (1, 2, 3, 1, 1, 1),
         ] {
             let g = ConvGeom::new(c_in, 1, k, st, p, h, w);
             let rows = 3;

@@ -404,20 +404,12 @@ impl FusedDcgan {
             &mut self.work.g_step
         };
         let (c1, c2) = (&self.c1, &self.c2);
-        conv_forward(
-            &c1.geom, &c1.w.x, &c1.b.x, x, rows, LEAKY, &mut w.a3, &mut w.cc1,
-        );
-        let a3 = &w.a3;
-        conv_forward(
-            &c2.geom,
-            &c2.w.x,
-            &c2.b.x,
-            a3,
-            rows,
-            Act::Identity,
-            &mut w.a4,
-            &mut w.cc2,
-        );
+        // Only the D step computes D's weight gradients, from the columns kept here.
+        let keep = d_step;
+        let (a3, cc1) = (&mut w.a3, &mut w.cc1);
+        conv_forward(&c1.geom, &c1.w.x, &c1.b.x, x, rows, LEAKY, a3, cc1, keep);
+        let (a4, cc2, id) = (&mut w.a4, &mut w.cc2, Act::Identity);
+        conv_forward(&c2.geom, &c2.w.x, &c2.b.x, &w.a3, rows, id, a4, cc2, keep);
         let hw = c2.geom.h_out * c2.geom.w_out;
         let per = c2.geom.c_out * hw;
         w.n4.resize(rows * per, 0.0);

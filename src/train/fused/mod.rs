@@ -281,12 +281,7 @@ impl Dense {
         let [inp, out] = linear.weight.dims();
         let w = ParamBuf::from_param(&linear.weight, format!("{path}.weight"), state)?;
         let b = ParamBuf::from_param(bias, format!("{path}.bias"), state)?;
-        if w.t != b.t {
-            return Err(TrainError::Invalid(format!(
-                "optimiser state out of step ({} vs {} updates in one layer)",
-                w.t, b.t
-            )));
-        }
+        ParamBuf::same_steps(&w, &b)?;
         Ok(Self { inp, out, w, b })
     }
 
@@ -666,6 +661,17 @@ impl ParamBuf {
 
     /// burn's parameter with these values and the original id, trainable like the one it
     /// came from (a no-op without autodiff).
+    /// A layer's weight and bias must have taken the same number of Adam steps.
+    fn same_steps(w: &ParamBuf, b: &ParamBuf) -> Result<(), TrainError> {
+        if w.t != b.t {
+            return Err(TrainError::Invalid(format!(
+                "optimiser state out of step ({} vs {} updates in one layer)",
+                w.t, b.t
+            )));
+        }
+        Ok(())
+    }
+
     pub fn to_param<const D: usize>(&self, device: &Device) -> Param<Tensor<D>> {
         let t = Tensor::<D>::from_data(TensorData::new(self.x.clone(), self.shape.clone()), device);
         Param::initialized(self.id, t).set_require_grad(true)

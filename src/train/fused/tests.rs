@@ -410,6 +410,42 @@ fn a_nan_weight_shows_in_the_loss() {
     assert!(terms.iter().all(|t| t.is_nan()), "{terms:?}");
 }
 
+/// `c` with one weight replaced by NaN.
+fn with_nan_weight(c: &burn::nn::conv::Conv2d, device: &Device) -> burn::nn::conv::Conv2d {
+    let mut w = read_f32(c.weight.val()).unwrap();
+    w[3] = f32::NAN;
+    let t = Tensor::<4>::from_data(TensorData::new(w, c.weight.dims()), device);
+    burn::nn::conv::Conv2d {
+        weight: burn::module::Param::initialized(c.weight.id, t),
+        ..c.clone()
+    }
+}
+
+#[test]
+fn a_nan_conv_weight_shows_in_the_loss() {
+    // Through the conv layers' activations, batch norm and the col2im epilogues.
+    use super::FusedDcgan;
+    use crate::model::DcganConfig;
+    let device = Device::flex().autodiff();
+    let mut vae = ConvVaeConfig::new(1, 8)
+        .with_latent(3)
+        .with_width(4)
+        .with_dense(10)
+        .init(&device);
+    vae.c2 = with_nan_weight(&vae.c2, &device);
+    let mut fused = FusedConvVae::new(&vae, optim_bytes(&adam()).unwrap(), 0).unwrap();
+    let terms = fused.step_with_noise(&[0.5; 2 * 64], 2, &[0.0; 6], 1e-3, 1.0, H);
+    assert!(terms.iter().all(|t| t.is_nan()), "conv-VAE: {terms:?}");
+
+    let cfg = DcganConfig::new(1, 8).with_latent(5).with_width(4);
+    let (g, mut d) = (cfg.init_generator(&device), cfg.init_discriminator(&device));
+    d.c1 = with_nan_weight(&d.c1, &device);
+    let bytes = || optim_bytes(&adam()).unwrap();
+    let mut fused = FusedDcgan::new(&g, &d, bytes(), bytes(), 0).unwrap();
+    let terms = fused.step_with_latents(&[0.5; 2 * 64], 2, &[0.1; 10], 1e-3, H);
+    assert!(terms.iter().all(|t| t.is_nan()), "DCGAN: {terms:?}");
+}
+
 #[test]
 fn dcgan_steps_equal_burn_autodiff_steps() {
     use super::FusedDcgan;

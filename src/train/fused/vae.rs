@@ -251,12 +251,10 @@ impl Encoder for ConvEncoder {
     fn forward(&mut self, x: &[f32], rows: usize) {
         let (c1, c2, b) = (&self.c1, &self.c2, &mut self.buf);
         let relu = Act::Relu;
-        conv_forward(
-            &c1.geom, &c1.w.x, &c1.b.x, x, rows, relu, &mut b.a1, &mut b.cc1,
-        );
-        conv_forward(
-            &c2.geom, &c2.w.x, &c2.b.x, &b.a1, rows, relu, &mut b.a2, &mut b.cc2,
-        );
+        let (a1, cc1) = (&mut b.a1, &mut b.cc1);
+        conv_forward(&c1.geom, &c1.w.x, &c1.b.x, x, rows, relu, a1, cc1, true);
+        let (a2, cc2) = (&mut b.a2, &mut b.cc2);
+        conv_forward(&c2.geom, &c2.w.x, &c2.b.x, &b.a1, rows, relu, a2, cc2, true);
         self.fc.forward(&b.a2, rows, &mut b.h, relu);
     }
     fn output<'a>(&'a self, _: &'a [f32]) -> &'a [f32] {
