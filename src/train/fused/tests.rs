@@ -177,27 +177,31 @@ fn vae_steps_equal_burn_autodiff_steps() {
 
 #[test]
 fn conv_vae_steps_equal_burn_autodiff_steps() {
-    let device = Device::flex().autodiff();
-    device.seed(8);
-    let (size, latent) = (8, 3);
-    let shell = ConvVaeConfig::new(1, size)
-        .with_latent(latent)
-        .with_width(4)
-        .with_dense(10)
-        .init(&device);
-    let new = |net: &VaeNet, bytes, seed| {
-        let VaeNet::Conv(m) = net else { unreachable!() };
-        FusedConvVae::new(m, bytes, seed).unwrap()
-    };
-    let net = |f: &FusedConvVae| VaeNet::Conv(f.model(&shell, &device));
-    check_vae_steps(
-        VaeNet::Conv(shell.clone()),
-        size * size,
-        latent,
-        new,
-        net,
-        &device,
-    );
+    // Greyscale 8×8, and RGB 12×12 (whose second convolution ends on odd 3×3 planes).
+    for (channels, size) in [(1, 8), (3, 12)] {
+        let device = Device::flex().autodiff();
+        device.seed(8);
+        let latent = 3;
+        let shell = ConvVaeConfig::new(channels, size)
+            .with_latent(latent)
+            .with_width(4)
+            .with_dense(10)
+            .init(&device);
+        let new = |net: &VaeNet, bytes, seed| {
+            let VaeNet::Conv(m) = net else { unreachable!() };
+            FusedConvVae::new(m, bytes, seed).unwrap()
+        };
+        let net = |f: &FusedConvVae| VaeNet::Conv(f.model(&shell, &device));
+        let pixels = channels * size * size;
+        check_vae_steps(
+            VaeNet::Conv(shell.clone()),
+            pixels,
+            latent,
+            new,
+            net,
+            &device,
+        );
+    }
 }
 
 #[test]
