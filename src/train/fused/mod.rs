@@ -1,4 +1,4 @@
-//! Fused CPU training for the MLP models (MLP VAE, MLP GAN) and the DCGAN.
+//! Fused CPU training for every model family: the MLP and conv VAEs, the MLP GAN and the DCGAN.
 //!
 //! burn's CPU backend runs a training step op by op: each element-wise operation is its own
 //! pass over memory with its own allocation, and autodiff records a graph every step. For
