@@ -340,6 +340,61 @@ impl ConvLayer {
         self.w.adam(lr, h);
         self.b.adam(lr, h);
     }
+
+    /// [`conv_forward`] with this layer's weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        act: Act,
+        y: &mut Vec<f32>,
+        s: &mut ConvScratch,
+        keep_cols: bool,
+    ) {
+        conv_forward(
+            &self.geom, &self.w.x, &self.b.x, x, rows, act, y, s, keep_cols,
+        );
+    }
+
+    /// [`conv_backward`] after [`ConvLayer::forward`] (with `keep_cols` when `params`):
+    /// with `params`, this layer's gradients are set.
+    pub fn backward(
+        &mut self,
+        rows: usize,
+        dy: &[f32],
+        params: bool,
+        dx: Option<(&mut Vec<f32>, Epilogue)>,
+        s: &mut ConvScratch,
+    ) {
+        let params = params.then_some((&mut self.w.g, &mut self.b.g));
+        conv_backward(&self.geom, &self.w.x, rows, dy, params, dx, s);
+    }
+
+    /// [`conv_t_forward`] with this layer's weights.
+    pub fn t_forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        act: Act,
+        y: &mut Vec<f32>,
+        s: &mut ConvScratch,
+    ) {
+        conv_t_forward(&self.geom, &self.w.x, &self.b.x, x, rows, act, y, s);
+    }
+
+    /// [`conv_t_backward`], setting this layer's gradients.
+    pub fn t_backward(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        dy: &[f32],
+        dx: Option<(&mut Vec<f32>, Act)>,
+        s: &mut ConvScratch,
+    ) {
+        let (w, gw, gb) = (&self.w.x, &mut self.w.g, &mut self.b.g);
+        conv_t_backward(&self.geom, w, x, rows, dy, gw, gb, dx, s);
+    }
 }
 
 /// Column floats per chunk of images: the convolutions run chunk by chunk so that the
@@ -430,41 +485,25 @@ pub fn conv_forward(
     }
 }
 
-/// What [`conv_backward`] computes besides nothing.
-pub struct ConvGrads<'a> {
-    /// Weight and bias gradients (set), if wanted.
-    pub params: Option<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
-    /// Input gradient (set, then the epilogue applied), if wanted.
-    pub dx: Option<(&'a mut Vec<f32>, Epilogue<'a>)>,
-    /// `s.cols` already holds the columns of `x` (left there by [`conv_forward`] on the same
-    /// `x` with `keep_cols`).
-    pub cols_ready: bool,
-}
-
-/// Gradients of [`conv_forward`] on `x` for gradient `dy` (w.r.t. the pre-activation output).
+/// Gradients of [`conv_forward`] for gradient `dy` (w.r.t. the pre-activation output): with
+/// `params`, the weight and bias gradients (set; from the columns the forward pass kept
+/// with `keep_cols`); with `dx`, the input gradient (set, then the epilogue applied).
 pub fn conv_backward(
     g: &ConvGeom,
     w: &[f32],
-    x: &[f32],
     rows: usize,
     dy: &[f32],
-    out: ConvGrads,
+    mut params: Option<(&mut Vec<f32>, &mut Vec<f32>)>,
+    mut dx: Option<(&mut Vec<f32>, Epilogue)>,
     s: &mut ConvScratch,
 ) {
     let (pos, kc) = (g.positions(), g.col_rows());
-    let ConvGrads {
-        mut params,
-        mut dx,
-        cols_ready,
-    } = out;
     if let Some((gw, gb)) = &mut params {
+        assert!(s.cols.len() >= kc * rows * pos, "columns not kept");
         gw.clear();
         gw.resize(g.c_out * kc, 0.0);
         gb.clear();
         gb.resize(g.c_out, 0.0);
-        if !cols_ready {
-            grow(&mut s.cols, kc * rows * pos);
-        }
     }
     if let Some((dx, _)) = &mut dx {
         dx.resize(rows * g.in_len(), 0.0);
@@ -475,10 +514,7 @@ pub fn conv_backward(
         let t = grow(&mut s.t, g.c_out * n * pos);
         to_channel_major(dy, n, g.c_out, pos, t);
         if let Some((gw, gb)) = &mut params {
-            let cols = &mut s.cols[kc * r.start * pos..kc * r.end * pos];
-            if !cols_ready {
-                im2col(g, &x[r.start * g.in_len()..r.end * g.in_len()], n, cols);
-            }
+            let cols = &s.cols[kc * r.start * pos..kc * r.end * pos];
             matmul(g.c_out, kc, n * pos, t, false, cols, true, gw, true);
             gb.par_iter_mut()
                 .zip(t.par_chunks(n * pos))
@@ -618,7 +654,6 @@ mod tests {
         let want_gw = read_f32(conv.weight.val().grad(&grads).unwrap()).unwrap();
         let want_gb = read_f32(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()).unwrap();
         let want_dx = read_f32(xt.grad(&grads).unwrap()).unwrap();
-        // One chunk, one image per chunk, and uneven chunks; columns kept or rebuilt.
         // The gradient through a leaky ReLU whose output `act_y` is the convolution's input
         // (the epilogue of an input gradient).
         let leaky = Act::LeakyRelu(0.2);
@@ -628,38 +663,36 @@ mod tests {
             .zip(&act_y)
             .map(|(&d, &y)| if y <= 0.0 { 0.2 * d } else { d })
             .collect();
-        // One chunk, one image per chunk, and uneven chunks (2 + 1 images) with the columns
-        // not kept by the forward pass and rebuilt by the backward pass.
-        for (chunk, keep) in [(CHUNK_FLOATS, true), (1, true), (2 * 800, false)] {
+        // One chunk, one image per chunk, and uneven chunks (2 + 1 images).
+        for chunk in [CHUNK_FLOATS, 1, 2 * 800] {
             let mut s = ConvScratch {
                 chunk_floats: chunk,
                 ..ConvScratch::default()
             };
             let mut y = Vec::new();
-            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s, keep);
+            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s, true);
             close(&y, &want_y, "forward");
             let (mut gw, mut gb, mut dx) = (vec![9.0], vec![9.0], vec![9.0]);
-            if !keep {
-                s.cols.fill(f32::NAN);
-            }
-            let epi = if keep {
-                Epilogue::None
-            } else {
-                Epilogue::ActGrad(leaky, &act_y)
-            };
-            let grads = ConvGrads {
-                params: Some((&mut gw, &mut gb)),
-                dx: Some((&mut dx, epi)),
-                cols_ready: keep,
-            };
-            conv_backward(&g, &w, &x, rows, &r, grads, &mut s);
+            let params = Some((&mut gw, &mut gb));
+            conv_backward(
+                &g,
+                &w,
+                rows,
+                &r,
+                params,
+                Some((&mut dx, Epilogue::None)),
+                &mut s,
+            );
             close(&gw, &want_gw, "weight grad");
             close(&gb, &want_gb, "bias grad");
-            close(
-                &dx,
-                if keep { &want_dx } else { &want_dx_act },
-                "input grad",
-            );
+            close(&dx, &want_dx, "input grad");
+            // Columns not kept (one chunk's at a time): the input gradient only, here
+            // through the activation epilogue.
+            conv_forward(&g, &w, &b, &x, rows, Act::Identity, &mut y, &mut s, false);
+            close(&y, &want_y, "forward, columns not kept");
+            let epi = Epilogue::ActGrad(leaky, &act_y);
+            conv_backward(&g, &w, rows, &r, None, Some((&mut dx, epi)), &mut s);
+            close(&dx, &want_dx_act, "input grad through the activation");
         }
     }
 

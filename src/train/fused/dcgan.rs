@@ -6,10 +6,7 @@ use burn::nn::BatchNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::conv::{
-    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvLayer,
-    ConvScratch, Epilogue,
-};
+use super::conv::{ConvGeom, ConvLayer, ConvScratch, Epilogue};
 use super::{
     adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
     AdamHyper, AdamState, Dense, ParamBuf,
@@ -32,11 +29,13 @@ struct Bn {
     eps: f32,
 }
 
-/// Statistics of one batch-norm pass (for its backward pass).
+/// Statistics of one batch-norm pass (for its backward pass), and the backward pass's
+/// per-channel sums `(Σ dy, Σ dy·x̂)`.
 #[derive(Clone, Default)]
 struct BnStats {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
+    sums: Vec<(f64, f64)>,
 }
 
 impl Bn {
@@ -78,24 +77,25 @@ impl Bn {
         let c = self.running_mean.len();
         let n = (rows * hw) as f64;
         let planes = |ch: usize| (0..rows).map(move |r| &x[(r * c + ch) * hw..][..hw]);
-        let stats: Vec<(f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let mean = planes(ch).map(|p| math::sum_map(p, |v| v)).sum::<f64>() / n;
-                let m = mean as f32;
-                let var = planes(ch)
+        st.mean.resize(c, 0.0);
+        st.inv_std.resize(c, 0.0);
+        // Mean and (for now) variance per channel.
+        st.mean
+            .par_iter_mut()
+            .zip(st.inv_std.par_iter_mut())
+            .enumerate()
+            .for_each(|(ch, (mean, var))| {
+                let m = (planes(ch).map(|p| math::sum_map(p, |v| v)).sum::<f64>() / n) as f32;
+                let v = planes(ch)
                     .map(|p| math::sum_map(p, |v| (v - m) * (v - m)))
                     .sum::<f64>()
                     / n;
-                (m, var as f32)
-            })
-            .collect();
-        st.mean.clear();
-        st.inv_std.clear();
+                (*mean, *var) = (m, v as f32);
+            });
         let m = self.momentum;
-        for (ch, &(mean, var)) in stats.iter().enumerate() {
-            st.mean.push(mean);
-            st.inv_std.push(1.0 / (var + self.eps).sqrt());
+        for ch in 0..c {
+            let (mean, var) = (st.mean[ch], st.inv_std[ch]);
+            st.inv_std[ch] = 1.0 / (var + self.eps).sqrt();
             self.running_mean[ch] = self.running_mean[ch] * (1.0 - m) + mean * m;
             self.running_var[ch] = self.running_var[ch] * (1.0 - m) + var * m;
         }
@@ -123,28 +123,28 @@ impl Bn {
         rows: usize,
         hw: usize,
         dy: &[f32],
-        st: &BnStats,
+        st: &mut BnStats,
         dx: &mut [f32],
         params: bool,
     ) {
         let c = self.running_mean.len();
         let n = (rows * hw) as f32;
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, inv_std) = (st.mean[ch], st.inv_std[ch]);
-                (0..rows)
-                    .map(|r| {
-                        let o = (r * c + ch) * hw;
-                        let (d, xs) = (&dy[o..o + hw], &x[o..o + hw]);
-                        (
-                            math::sum_map(d, |v| v),
-                            math::sum_zip(d, xs, |d, xv| d * (xv - mean) * inv_std),
-                        )
-                    })
-                    .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
-            })
-            .collect();
+        st.sums.resize(c, (0.0, 0.0));
+        let (mean, inv_std) = (&st.mean, &st.inv_std);
+        st.sums.par_iter_mut().enumerate().for_each(|(ch, sums)| {
+            let (mean, inv_std) = (mean[ch], inv_std[ch]);
+            *sums = (0..rows)
+                .map(|r| {
+                    let o = (r * c + ch) * hw;
+                    let (d, xs) = (&dy[o..o + hw], &x[o..o + hw]);
+                    (
+                        math::sum_map(d, |v| v),
+                        math::sum_zip(d, xs, |d, xv| d * (xv - mean) * inv_std),
+                    )
+                })
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        });
+        let (sums, st) = (&st.sums, &*st);
         if params {
             for (ch, &(sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
                 self.gamma.g[ch] += sum_dy_xhat as f32;
@@ -194,16 +194,14 @@ fn up_block_backward(
     bn: &mut Bn,
     t_in: &[f32],
     a: &[f32],
-    st: &BnStats,
+    st: &mut BnStats,
     rows: usize,
     d_out: &[f32],
     d_in: &mut Vec<f32>,
     d_a: &mut Vec<f32>,
     scratch: &mut ConvScratch,
 ) {
-    let (tw, tb) = (&mut t.w.g, &mut t.b.g);
-    let dx = Some((&mut *d_in, Act::Relu));
-    conv_t_backward(&t.geom, &t.w.x, t_in, rows, d_out, tw, tb, dx, scratch);
+    t.t_backward(t_in, rows, d_out, Some((&mut *d_in, Act::Relu)), scratch);
     d_a.resize(d_in.len(), 0.0);
     bn.gamma.zero_grad();
     bn.beta.zero_grad();
@@ -403,15 +401,15 @@ impl FusedDcgan {
         } else {
             &mut self.work.g_step
         };
-        let (c1, c2) = (&self.c1, &self.c2);
         // Only the D step computes D's weight gradients, from the columns kept here.
         let keep = d_step;
-        let (a3, cc1) = (&mut w.a3, &mut w.cc1);
-        conv_forward(&c1.geom, &c1.w.x, &c1.b.x, x, rows, LEAKY, a3, cc1, keep);
-        let (a4, cc2, id) = (&mut w.a4, &mut w.cc2, Act::Identity);
-        conv_forward(&c2.geom, &c2.w.x, &c2.b.x, &w.a3, rows, id, a4, cc2, keep);
-        let hw = c2.geom.h_out * c2.geom.w_out;
-        let per = c2.geom.c_out * hw;
+        self.c1.forward(x, rows, LEAKY, &mut w.a3, &mut w.cc1, keep);
+        let id = Act::Identity;
+        self.c2
+            .forward(&w.a3, rows, id, &mut w.a4, &mut w.cc2, keep);
+        let g2 = &self.c2.geom;
+        let hw = g2.h_out * g2.w_out;
+        let per = g2.c_out * hw;
         w.n4.resize(rows * per, 0.0);
         match split {
             Some(k) => {
@@ -430,7 +428,7 @@ impl FusedDcgan {
     /// Back through D from the pass's `logits` (holding d loss / d logits) to its input. In
     /// the D step D's parameter gradients are set; in the G step the input gradient goes
     /// into the pass's `dx` instead (no parameter gradients).
-    fn d_backward(&mut self, x: &[f32], rows: usize, split: Option<usize>, d_step: bool) {
+    fn d_backward(&mut self, rows: usize, split: Option<usize>, d_step: bool) {
         let params = d_step;
         let w = if d_step {
             &mut self.work.d_step
@@ -457,43 +455,20 @@ impl FusedDcgan {
                 let (x1, x2) = w.a4.split_at(k * per);
                 let (g1, g2) = w.d1.split_at(k * per);
                 let (o1, o2) = w.d2.split_at_mut(k * per);
-                self.bn2.backward(x1, k, hw, g1, &w.s_real, o1, params);
+                self.bn2.backward(x1, k, hw, g1, &mut w.s_real, o1, params);
                 self.bn2
-                    .backward(x2, rows - k, hw, g2, &w.s_fake, o2, params);
+                    .backward(x2, rows - k, hw, g2, &mut w.s_fake, o2, params);
             }
             None => self
                 .bn2
-                .backward(&w.a4, rows, hw, &w.d1, &w.s_fake, &mut w.d2, params),
+                .backward(&w.a4, rows, hw, &w.d1, &mut w.s_fake, &mut w.d2, params),
         }
         // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d3 → c1 (params, or input into
         // dx). The columns d_forward left in cc1/cc2 are reused.
-        let (c1, c2) = (&mut self.c1, &mut self.c2);
-        conv_backward(
-            &c2.geom,
-            &c2.w.x,
-            &w.a3,
-            rows,
-            &w.d2,
-            ConvGrads {
-                params: params.then_some((&mut c2.w.g, &mut c2.b.g)),
-                dx: Some((&mut w.d3, Epilogue::ActGrad(LEAKY, &w.a3))),
-                cols_ready: true,
-            },
-            &mut w.cc2,
-        );
-        conv_backward(
-            &c1.geom,
-            &c1.w.x,
-            x,
-            rows,
-            &w.d3,
-            ConvGrads {
-                params: params.then_some((&mut c1.w.g, &mut c1.b.g)),
-                dx: (!params).then_some((&mut w.dx, Epilogue::None)),
-                cols_ready: true,
-            },
-            &mut w.cc1,
-        );
+        let dx = Some((&mut w.d3, Epilogue::ActGrad(LEAKY, &w.a3)));
+        self.c2.backward(rows, &w.d2, params, dx, &mut w.cc2);
+        let dx = (!params).then_some((&mut w.dx, Epilogue::None));
+        self.c1.backward(rows, &w.d3, params, dx, &mut w.cc1);
     }
 
     pub fn step_with_latents(
@@ -515,33 +490,14 @@ impl FusedDcgan {
             w.n0.resize(w.a0.len(), 0.0);
             self.bn0
                 .forward(&w.a0, rows, q * q, Act::Relu, &mut w.n0, &mut w.s0);
-            let t1 = &self.t1;
-            let (a1, ct1) = (&mut w.a1, &mut w.ct1);
-            conv_t_forward(
-                &t1.geom,
-                &t1.w.x,
-                &t1.b.x,
-                &w.n0,
-                rows,
-                Act::Identity,
-                a1,
-                ct1,
-            );
+            let id = Act::Identity;
+            self.t1.t_forward(&w.n0, rows, id, &mut w.a1, &mut w.ct1);
             w.n1.resize(w.a1.len(), 0.0);
             self.bn1
                 .forward(&w.a1, rows, 4 * q * q, Act::Relu, &mut w.n1, &mut w.s1);
-            let t2 = &self.t2;
-            let (fake, ct2) = (&mut w.fake, &mut w.ct2);
-            conv_t_forward(
-                &t2.geom,
-                &t2.w.x,
-                &t2.b.x,
-                &w.n1,
-                rows,
-                Act::Tanh,
-                fake,
-                ct2,
-            );
+            let tanh = Act::Tanh;
+            self.t2
+                .t_forward(&w.n1, rows, tanh, &mut w.fake, &mut w.ct2);
             w.both.clear();
             w.both.extend_from_slice(real);
             w.both.extend_from_slice(&w.fake);
@@ -551,7 +507,7 @@ impl FusedDcgan {
         let both = std::mem::take(&mut self.work.both);
         self.d_forward(&both, 2 * rows, Some(rows), true);
         let d_sums = disc_loss_and_grad(&mut self.work.d_step.logits, rows);
-        self.d_backward(&both, 2 * rows, Some(rows), true);
+        self.d_backward(2 * rows, Some(rows), true);
         self.work.both = both;
         self.c1.adam(lr, h);
         self.c2.adam(lr, h);
@@ -562,7 +518,7 @@ impl FusedDcgan {
         let fake = std::mem::take(&mut self.work.fake);
         self.d_forward(&fake, rows, None, false);
         let g_loss = gen_loss_and_grad(&mut self.work.g_step.logits);
-        self.d_backward(&fake, rows, None, false);
+        self.d_backward(rows, None, false);
         {
             let w = &mut self.work;
             let d_fake = &mut w.g_step.dx;
@@ -572,7 +528,7 @@ impl FusedDcgan {
                 &mut self.bn1,
                 &w.n1,
                 &w.a1,
-                &w.s1,
+                &mut w.s1,
                 rows,
                 d_fake,
                 &mut w.e_n1,
@@ -584,7 +540,7 @@ impl FusedDcgan {
                 &mut self.bn0,
                 &w.n0,
                 &w.a0,
-                &w.s0,
+                &mut w.s0,
                 rows,
                 &w.e_a1,
                 &mut w.e_n0,

@@ -6,7 +6,8 @@
 //! `docs/performance.md`). This module trains the same networks with the same losses and the
 //! same Adam over plain `f32` buffers: one sgemm per matrix product (the `gemm` crate, the
 //! kernels burn's `flex` backend uses), bias, activation and loss folded into single passes,
-//! no allocation after the first step.
+//! no allocation after the first step (except the small tap-plane buffers each parallel task
+//! of an im2col/col2im starts with).
 //!
 //! It is an implementation detail of [`Session`](super::Session): weights come from burn
 //! modules and go back into them (same parameter ids) for inference and checkpoints, and the

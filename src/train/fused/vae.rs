@@ -4,10 +4,7 @@
 
 use burn::prelude::*;
 
-use super::conv::{
-    conv_backward, conv_forward, conv_t_backward, conv_t_forward, ConvGeom, ConvGrads, ConvLayer,
-    ConvScratch, Epilogue,
-};
+use super::conv::{ConvGeom, ConvLayer, ConvScratch, Epilogue};
 use super::math::{self, LANES};
 use super::{
     adam_record_bytes_of, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState,
@@ -249,36 +246,24 @@ impl Params for ConvEncoder {
 
 impl Encoder for ConvEncoder {
     fn forward(&mut self, x: &[f32], rows: usize) {
-        let (c1, c2, b) = (&self.c1, &self.c2, &mut self.buf);
-        let relu = Act::Relu;
-        let (a1, cc1) = (&mut b.a1, &mut b.cc1);
-        conv_forward(&c1.geom, &c1.w.x, &c1.b.x, x, rows, relu, a1, cc1, true);
-        let (a2, cc2) = (&mut b.a2, &mut b.cc2);
-        conv_forward(&c2.geom, &c2.w.x, &c2.b.x, &b.a1, rows, relu, a2, cc2, true);
+        let (relu, b) = (Act::Relu, &mut self.buf);
+        self.c1.forward(x, rows, relu, &mut b.a1, &mut b.cc1, true);
+        self.c2
+            .forward(&b.a1, rows, relu, &mut b.a2, &mut b.cc2, true);
         self.fc.forward(&b.a2, rows, &mut b.h, relu);
     }
     fn output<'a>(&'a self, _: &'a [f32]) -> &'a [f32] {
         &self.buf.h
     }
-    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
+    fn backward(&mut self, _: &[f32], rows: usize, dy: &mut Vec<f32>) {
         let b = &mut self.buf;
         Act::Relu.backward(&b.h, dy);
         self.fc
             .backward(&b.a2, rows, dy, Some(false), Some((&mut b.d2, false)));
         Act::Relu.backward(&b.a2, &mut b.d2);
-        let (c1, c2) = (&mut self.c1, &mut self.c2);
-        let grads = ConvGrads {
-            params: Some((&mut c2.w.g, &mut c2.b.g)),
-            dx: Some((&mut b.d1, Epilogue::ActGrad(Act::Relu, &b.a1))),
-            cols_ready: true,
-        };
-        conv_backward(&c2.geom, &c2.w.x, &b.a1, rows, &b.d2, grads, &mut b.cc2);
-        let grads = ConvGrads {
-            params: Some((&mut c1.w.g, &mut c1.b.g)),
-            dx: None,
-            cols_ready: true,
-        };
-        conv_backward(&c1.geom, &c1.w.x, x, rows, &b.d1, grads, &mut b.cc1);
+        let dx = Some((&mut b.d1, Epilogue::ActGrad(Act::Relu, &b.a1)));
+        self.c2.backward(rows, &b.d2, true, dx, &mut b.cc2);
+        self.c1.backward(rows, &b.d1, true, None, &mut b.cc1);
     }
 }
 
@@ -308,27 +293,16 @@ impl Decoder for ConvDecoder {
         let (relu, b) = (Act::Relu, &mut self.buf);
         self.fc1.forward(z, rows, &mut b.h1, relu);
         self.fc2.forward(&b.h1, rows, &mut b.h2, relu);
-        let (t1, t2) = (&self.t1, &self.t2);
-        conv_t_forward(
-            &t1.geom, &t1.w.x, &t1.b.x, &b.h2, rows, relu, &mut b.n1, &mut b.ct1,
-        );
-        let id = Act::Identity;
-        conv_t_forward(
-            &t2.geom, &t2.w.x, &t2.b.x, &b.n1, rows, id, logits, &mut b.ct2,
-        );
+        self.t1.t_forward(&b.h2, rows, relu, &mut b.n1, &mut b.ct1);
+        self.t2
+            .t_forward(&b.n1, rows, Act::Identity, logits, &mut b.ct2);
     }
     fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
-        let (t1, t2, b) = (&mut self.t1, &mut self.t2, &mut self.buf);
+        let b = &mut self.buf;
         let dx = Some((&mut b.e1, Act::Relu));
-        let (gw, gb) = (&mut t2.w.g, &mut t2.b.g);
-        conv_t_backward(
-            &t2.geom, &t2.w.x, &b.n1, rows, dlogits, gw, gb, dx, &mut b.ct2,
-        );
+        self.t2.t_backward(&b.n1, rows, dlogits, dx, &mut b.ct2);
         let dx = Some((&mut b.e2, Act::Relu));
-        let (gw, gb) = (&mut t1.w.g, &mut t1.b.g);
-        conv_t_backward(
-            &t1.geom, &t1.w.x, &b.h2, rows, &b.e1, gw, gb, dx, &mut b.ct1,
-        );
+        self.t1.t_backward(&b.h2, rows, &b.e1, dx, &mut b.ct1);
         self.fc2
             .backward(&b.h1, rows, &b.e2, Some(false), Some((&mut b.e3, false)));
         Act::Relu.backward(&b.h1, &mut b.e3);
