@@ -155,10 +155,10 @@ pub fn decode_latency(data_backend: BackendChoice, n: usize) -> Result<DecodeRes
         waker: None,
     })
     .map_err(|e| TrainError::Invalid(format!("cannot start the training thread: {e}")))?;
-    let mut config = TrainConfig::for_kind(ModelKind::Vae);
+    let mut config = TrainConfig::for_kind(ModelKind::default());
     config.epochs = 1000;
     worker.send(Command::Start(Box::new(TrainRequest {
-        kind: ModelKind::Vae,
+        kind: ModelKind::default(),
         overrides: ModelOverrides::default(),
         data: crate::data::DataSource::Mnist,
         config,
@@ -236,10 +236,10 @@ pub fn soak(
     data: &Arc<Dataset>,
     seconds: f64,
 ) -> Result<Vec<SoakSample>, TrainError> {
-    let mut config = TrainConfig::for_kind(ModelKind::Vae);
+    let mut config = TrainConfig::for_kind(ModelKind::default());
     config.epochs = usize::MAX / 2;
     let mut s = Session::new(
-        mnist_spec(ModelKind::Vae)?,
+        mnist_spec(ModelKind::default())?,
         config,
         data.clone(),
         backend.clone(),

@@ -17,20 +17,21 @@
 //!
 //! Files are written atomically: a temporary file in the same directory, fsync, rename.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use burn::store::ModuleRecord;
-use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::CheckpointError;
+pub use crate::model::tensors::{optim_bytes, panic_is_contained};
+
+use crate::model::tensors::load_optimizer;
+pub use crate::util::write_atomic;
+
 use crate::data::DataSource;
-use crate::model::{ModelSpec, Networks};
-use crate::train::metrics::MetricsHistory;
-use crate::train::TrainConfig;
+use crate::model::{ModelSpec, Nets};
+use crate::run::{MetricsHistory, TrainConfig};
 
 pub const MAGIC: &[u8; 8] = b"LATLAB\r\n";
 pub const FORMAT_VERSION: u32 = 1;
@@ -40,29 +41,6 @@ pub const EXTENSION: &str = "llck";
 const MAX_HEADER: u64 = 256 << 20;
 const MAX_NAME: u32 = 256;
 const MAX_BLOBS: u32 = 64;
-/// Weights are stored as f16 at the least (f32 in practice).
-const MIN_BYTES_PER_PARAM: usize = 2;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a Latent Lab checkpoint (wrong magic bytes)")]
-    NotCheckpoint { path: PathBuf },
-    #[error("{path}: checkpoint format version {found} is newer than this build understands ({FORMAT_VERSION})")]
-    Version { path: PathBuf, found: u32 },
-    #[error("{path}: checkpoint is truncated or corrupt ({what})")]
-    Corrupt { path: PathBuf, what: String },
-    #[error("{path}: checkpoint has no '{name}' section")]
-    MissingBlob { path: PathBuf, name: String },
-    #[error("{path}: weights do not fit the model described in the checkpoint: {msg}")]
-    Weights { path: PathBuf, msg: String },
-    #[error("cannot serialise checkpoint: {0}")]
-    Encode(String),
-}
 
 /// Everything about a run except the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,47 +68,16 @@ pub struct Checkpoint {
     pub path: PathBuf,
 }
 
-fn record_bytes<M: Module>(m: &M) -> Result<Vec<u8>, CheckpointError> {
-    // `valid()` folds pending batch-norm running-statistics updates into the recorded value;
-    // a plain clone would record them one update behind.
-    let bytes = m
-        .valid()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-    Ok(bytes.to_vec())
-}
-
-/// The saved form of an optimiser (burn's optimiser record).
-pub fn optim_bytes(o: &ModuleOptimizer) -> Result<Vec<u8>, CheckpointError> {
-    let bytes = o
-        .into_bytes()
-        .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-    Ok(bytes.to_vec())
-}
-
 impl Checkpoint {
-    /// Build a checkpoint from networks and their optimisers' records ([`optim_bytes`];
-    /// `[optim]` for a VAE, `[optim_g, optim_d]` for a GAN).
+    /// Build a checkpoint from networks and their optimisers' records
+    /// ([`optim_bytes`], in the order of the objective's `optim_sections`).
     pub fn from_parts(
         header: CheckpointHeader,
-        nets: &Networks,
+        nets: &dyn Nets,
         optims: Vec<Vec<u8>>,
     ) -> Result<Self, CheckpointError> {
-        let mut blobs = Vec::new();
-        match nets {
-            Networks::Vae(m) => {
-                blobs.push(("model".to_string(), record_bytes(m)?));
-            }
-            Networks::Gan { gen, disc } => {
-                blobs.push(("generator".to_string(), record_bytes(gen)?));
-                blobs.push(("discriminator".to_string(), record_bytes(disc)?));
-            }
-        }
-        let names: &[&str] = match nets {
-            Networks::Vae(_) => &["optim"],
-            Networks::Gan { .. } => &["optim_g", "optim_d"],
-        };
+        let mut blobs = nets.save()?;
+        let names = nets.objective().optim_sections;
         if names.len() != optims.len() {
             return Err(CheckpointError::Encode(format!(
                 "{} optimiser states for a model with {}",
@@ -159,38 +106,17 @@ impl Checkpoint {
             })
     }
 
-    fn load_module<M: Module>(&self, fresh: M, name: &str) -> Result<M, CheckpointError> {
-        let blob = self.blob(name)?;
-        let weights_err = |msg: String| CheckpointError::Weights {
-            path: self.path.clone(),
-            msg: format!("{name}: {msg}"),
-        };
-        // `fresh` is still lazy (nothing allocated). The header is untrusted: a model it
-        // describes must be paid for by real bytes in the file before anything is built.
-        let params = fresh.num_params();
-        if params.saturating_mul(MIN_BYTES_PER_PARAM) > blob.len() {
-            return Err(weights_err(format!(
-                "the header describes {params} parameters but the section holds only {} bytes",
-                blob.len()
-            )));
-        }
-        let bytes = Bytes::from_bytes_vec(blob.to_vec());
-        contained(|| {
-            let record = ModuleRecord::from_bytes(bytes).map_err(|e| e.to_string())?;
-            fresh.try_load_record(record).map_err(|e| e.to_string())
-        })
-        .map_err(weights_err)
-    }
-
     /// Rebuild the networks on `device` with the saved weights.
-    pub fn networks(&self, device: &Device) -> Result<Networks, CheckpointError> {
-        Ok(match self.header.model.init(device) {
-            Networks::Vae(m) => Networks::Vae(self.load_module(m, "model")?),
-            Networks::Gan { gen, disc } => Networks::Gan {
-                gen: self.load_module(gen, "generator")?,
-                disc: self.load_module(disc, "discriminator")?,
-            },
-        })
+    pub fn networks(&self, device: &Device) -> Result<Box<dyn Nets>, CheckpointError> {
+        // Fresh networks are still lazy (nothing allocated): each section must pay for the
+        // parameters the (untrusted) header describes before anything is built.
+        let fresh = self.header.model.init(device);
+        fresh
+            .load(&|name| self.blob(name))
+            .map_err(|msg| CheckpointError::Weights {
+                path: self.path.clone(),
+                msg,
+            })
     }
 
     /// Restore optimiser `name` into `fresh` (a newly initialised optimiser of the same kind).
@@ -199,12 +125,9 @@ impl Checkpoint {
         name: &str,
         fresh: ModuleOptimizer,
     ) -> Result<ModuleOptimizer, CheckpointError> {
-        let bytes = Bytes::from_bytes_vec(self.blob(name)?.to_vec());
-        contained(|| fresh.from_bytes(bytes).map_err(|e| e.to_string())).map_err(|msg| {
-            CheckpointError::Weights {
-                path: self.path.clone(),
-                msg: format!("{name}: {msg}"),
-            }
+        load_optimizer(fresh, self.blob(name)?).map_err(|msg| CheckpointError::Weights {
+            path: self.path.clone(),
+            msg: format!("{name}: {msg}"),
         })
     }
 
@@ -257,6 +180,7 @@ impl Checkpoint {
             return Err(CheckpointError::Version {
                 path: path.to_path_buf(),
                 found: version,
+                supported: FORMAT_VERSION,
             });
         }
         let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
@@ -328,25 +252,6 @@ impl Checkpoint {
     }
 }
 
-thread_local! {
-    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// True while this thread runs third-party decoding whose panics are caught and turned into
-/// errors (a panic hook can stay quiet about them).
-pub fn panic_is_contained() -> bool {
-    CONTAINING.with(|c| c.get())
-}
-
-/// Run `f`, turning a panic into an error: burn's record decoders panic on some malformed
-/// records (found by `tests/fuzz.rs`) instead of returning an error.
-fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    let before = CONTAINING.with(|c| c.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINING.with(|c| c.set(before));
-    r.unwrap_or_else(|_| Err("malformed record (the decoder failed)".to_string()))
-}
-
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -369,36 +274,4 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Some(u64::from_le_bytes(a))
     }
-}
-
-/// Write `bytes` to `path` through a temporary file in the same directory, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

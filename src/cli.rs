@@ -88,26 +88,31 @@ pub enum Cmd {
     Bench(BenchArgs),
 }
 
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum ModelArg {
-    Vae,
-    ConvVae,
-    Gan,
-    Dcgan,
-    SeedVae,
-    SeedGan,
-}
+/// `--model`: the presets of the family registry ([`ModelKind::all`]), listed in `--help`.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelParser;
 
-impl From<ModelArg> for ModelKind {
-    fn from(m: ModelArg) -> Self {
-        match m {
-            ModelArg::Vae => ModelKind::Vae,
-            ModelArg::ConvVae => ModelKind::ConvVae,
-            ModelArg::Gan => ModelKind::Gan,
-            ModelArg::Dcgan => ModelKind::Dcgan,
-            ModelArg::SeedVae => ModelKind::SeedVae,
-            ModelArg::SeedGan => ModelKind::SeedGan,
-        }
+impl clap::builder::TypedValueParser for ModelParser {
+    type Value = ModelKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ModelKind, clap::Error> {
+        let names: Vec<&'static str> = ModelKind::all().iter().map(|k| k.name()).collect();
+        let name = clap::builder::PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        ModelKind::parse(&name)
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidValue).with_cmd(cmd))
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(ModelKind::all().into_iter().map(|k| {
+            clap::builder::PossibleValue::new(k.name()).help(k.about())
+        })))
     }
 }
 
@@ -136,8 +141,8 @@ pub enum InterpMode {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    #[arg(long, value_enum, default_value = "vae")]
-    pub model: ModelArg,
+    #[arg(long, default_value = "vae", value_parser = ModelParser)]
+    pub model: ModelKind,
     /// `mnist` (built-in), `shapes`, an IDX file or an image folder
     #[arg(long, default_value = "mnist")]
     pub data: String,
@@ -248,9 +253,9 @@ pub struct InfoArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Model families to train (comma-separated); default: vae, conv-vae, gan, dcgan
-    #[arg(long, value_delimiter = ',')]
-    pub model: Vec<ModelArg>,
+    /// Models to train (comma-separated); default: the first preset of every family
+    #[arg(long, value_delimiter = ',', value_parser = ModelParser)]
+    pub model: Vec<ModelKind>,
     /// Backends (comma-separated); `auto`: the CPU, plus wgpu when a hardware GPU exists
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     pub backend: Vec<BackendArg>,
@@ -431,7 +436,7 @@ fn train(a: TrainArgs) -> Result<()> {
             backend,
         })?;
     } else {
-        let kind: ModelKind = a.model.into();
+        let kind = a.model;
         let mut config = TrainConfig::for_kind(kind);
         config.seed = a.seed;
         config.epochs = a.epochs.unwrap_or(10);
@@ -731,7 +736,7 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let cpu = Backend::cpu();
     let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
     let d = inf.latent_dim();
-    let (za, zb) = if ckpt.header.model.is_vae() {
+    let (za, zb) = if ckpt.header.model.has_encoder() {
         let data = ckpt.header.data.load()?;
         let split = data.split(ckpt.header.train.seed)?;
         let (i, j) = (a.from_index.unwrap_or(0), a.to_index.unwrap_or(1));
@@ -854,14 +859,18 @@ fn bench(a: BenchArgs) -> Result<()> {
         bail!("--seconds, --batch-size and --log-every must be positive");
     }
     let models: Vec<ModelKind> = if a.model.is_empty() {
-        vec![
-            ModelKind::Vae,
-            ModelKind::ConvVae,
-            ModelKind::Gan,
-            ModelKind::Dcgan,
-        ]
+        // The first preset of every family.
+        let mut seen = Vec::new();
+        ModelKind::all()
+            .into_iter()
+            .filter(|k| {
+                let new = !seen.contains(&k.family().id());
+                seen.push(k.family().id());
+                new
+            })
+            .collect()
     } else {
-        a.model.iter().map(|&m| m.into()).collect()
+        a.model.clone()
     };
     let mut backends = Vec::new();
     for b in &a.backend {

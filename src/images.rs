@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 /// `count` images of `shape`, pixels in [0, 1], CHW per image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub fn save_png(img: &image::RgbaImage, path: &Path) -> Result<(), ImageError> {
         path: path.display().to_string(),
         source,
     })?;
-    crate::checkpoint::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
+    crate::util::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
         path: path.display().to_string(),
         source,
     })
@@ -130,7 +130,7 @@ pub fn save_gif(frames: &[image::RgbaImage], delay_ms: u32, path: &Path) -> Resu
             .map(|f| image::Frame::from_parts(f.clone(), 0, 0, delay));
         enc.encode_frames(frames).map_err(err)?;
     }
-    crate::checkpoint::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
+    crate::util::write_atomic(path, &bytes).map_err(|source| ImageError::Io {
         path: path.display().to_string(),
         source,
     })

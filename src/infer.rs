@@ -6,18 +6,19 @@
 use std::sync::Arc;
 
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 
 use crate::checkpoint::Checkpoint;
+use crate::cpu::PlainMlp;
+use crate::error::TrainError;
 use crate::images::ImageBatch;
-use crate::model::{ModelSpec, Networks};
-use crate::train::{read_f32, TrainError};
+use crate::model::tensors::read_f32;
+use crate::model::{ModelSpec, Nets};
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Inference {
     pub spec: ModelSpec,
     /// Inference copies (`valid()`: no autodiff, batch norm in eval mode).
-    nets: Networks,
+    nets: Box<dyn Nets>,
     device: Device,
     /// Training step these weights are from.
     pub step: u64,
@@ -28,114 +29,21 @@ pub struct Inference {
 /// Latent counts up to this go through [`PlainMlp`] when there is one.
 const FAST_DECODE_MAX: usize = 4;
 
-#[derive(Clone, Copy, Debug)]
-enum Act {
-    Relu,
-    Leaky(f32),
-    /// Logits → Bernoulli mean.
-    Sigmoid,
-    /// tanh, mapped from [-1, 1] to [0, 1].
-    TanhUnit,
-}
-
-impl Act {
-    fn apply(self, v: &mut [f32]) {
-        match self {
-            Act::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Act::Leaky(a) => v.iter_mut().for_each(|x| {
-                if *x < 0.0 {
-                    *x *= a
-                }
-            }),
-            Act::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
-            Act::TanhUnit => v.iter_mut().for_each(|x| *x = (x.tanh() + 1.0) * 0.5),
-        }
-    }
-}
-
-/// An MLP decoder as plain `f32` arrays. One latent through burn's CPU backend costs ~0.5 ms of
-/// dispatch and thread hand-offs for ~0.3 M multiply-adds; straight loops take a few
-/// microseconds and never wait for a busy thread pool (the slider path).
-#[derive(Debug)]
-struct PlainMlp {
-    /// `(in, out, weight [in × out] row-major as burn stores it, bias [out])`.
-    layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
-    hidden: Act,
-    output: Act,
-}
-
-impl PlainMlp {
-    fn from_layers(
-        layers: &[&burn::nn::Linear],
-        hidden: Act,
-        output: Act,
-    ) -> Result<Self, TrainError> {
-        let mut out = Vec::with_capacity(layers.len());
-        for l in layers {
-            let [i, o] = l.weight.val().dims();
-            let w = read_f32(l.weight.val())?;
-            let b = match &l.bias {
-                Some(b) => read_f32(b.val())?,
-                None => vec![0.0; o],
-            };
-            out.push((i, o, w, b));
-        }
-        Ok(Self {
-            layers: out,
-            hidden,
-            output,
-        })
-    }
-
-    /// Decode `latents` (`n × in`) into `out` (`n × pixels`).
-    fn decode(&self, latents: &[f32], n: usize, out: &mut Vec<f32>) {
-        let d = latents.len() / n;
-        let mut h: Vec<f32> = Vec::new();
-        let mut y: Vec<f32> = Vec::new();
-        for r in 0..n {
-            h.clear();
-            h.extend_from_slice(&latents[r * d..(r + 1) * d]);
-            let last = self.layers.len() - 1;
-            for (k, (inp, o, w, b)) in self.layers.iter().enumerate() {
-                y.clear();
-                y.extend_from_slice(b);
-                // y += Σ_i h[i] · W[i, :]: contiguous rows, vectorised; ReLU zeros skipped.
-                for (i, &hi) in h.iter().enumerate().take(*inp) {
-                    if hi != 0.0 {
-                        let row = &w[i * o..(i + 1) * o];
-                        for (yj, wj) in y.iter_mut().zip(row) {
-                            *yj += hi * wj;
-                        }
-                    }
-                }
-                if k == last {
-                    self.output.apply(&mut y);
-                } else {
-                    self.hidden.apply(&mut y);
-                }
-                std::mem::swap(&mut h, &mut y);
-            }
-            out.extend_from_slice(&h);
-        }
-    }
-}
-
-impl Networks {
-    /// Inference copy on `device`.
-    pub fn inference_copy(&self, device: &Device) -> Networks {
-        match self {
-            Networks::Vae(m) => Networks::Vae(m.valid().to_device(device)),
-            Networks::Gan { gen, disc } => Networks::Gan {
-                gen: gen.valid().to_device(device),
-                disc: disc.valid().to_device(device),
-            },
+impl Clone for Inference {
+    fn clone(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            nets: self.nets.clone_box(),
+            device: self.device.clone(),
+            step: self.step,
+            fast: self.fast.clone(),
         }
     }
 }
 
 impl Inference {
     /// Freeze `nets` onto `device` (e.g. `Device::flex()` for the UI).
-    pub fn new(spec: ModelSpec, nets: &Networks, device: &Device, step: u64) -> Self {
+    pub fn new(spec: ModelSpec, nets: &dyn Nets, device: &Device, step: u64) -> Self {
         Self {
             spec,
             nets: nets.inference_copy(device),
@@ -145,25 +53,11 @@ impl Inference {
         }
     }
 
-    /// Also keep a plain-Rust copy of an MLP decoder (MLP VAE or MLP GAN), so that decoding a
-    /// few latents skips the tensor backend. Other families are unchanged.
+    /// Also keep the family's plain-Rust decoder, if it has one (the MLP VAE and MLP GAN), so
+    /// that decoding a few latents skips the tensor backend. Other families are unchanged.
     pub fn with_fast_decode(mut self) -> Self {
-        let plain = match &self.nets {
-            Networks::Vae(crate::model::VaeNet::Mlp(m)) => {
-                PlainMlp::from_layers(&m.decoder_layers(), Act::Relu, Act::Sigmoid)
-            }
-            Networks::Gan {
-                gen: crate::model::GenNet::Mlp(g),
-                ..
-            } => PlainMlp::from_layers(
-                &g.layers(),
-                Act::Leaky(crate::model::gan::LEAKY_SLOPE as f32),
-                Act::TanhUnit,
-            ),
-            _ => return self,
-        };
         // A failed read-back only costs the fast path.
-        self.fast = plain.ok().map(Arc::new);
+        self.fast = self.nets.fast_decoder().map(Arc::new);
         self
     }
 
@@ -172,14 +66,14 @@ impl Inference {
         let nets = ckpt.networks(device)?;
         Ok(Self::new(
             ckpt.header.model.clone(),
-            &nets,
+            nets.as_ref(),
             device,
             ckpt.header.step,
         ))
     }
 
-    pub fn networks(&self) -> &Networks {
-        &self.nets
+    pub fn networks(&self) -> &dyn Nets {
+        self.nets.as_ref()
     }
 
     pub fn device(&self) -> &Device {
@@ -219,10 +113,7 @@ impl Inference {
             });
         }
         let z = Tensor::<2>::from_data(TensorData::new(latents.to_vec(), [n, d]), &self.device);
-        let images = match &self.nets {
-            Networks::Vae(m) => sigmoid(m.decode_logits(z)),
-            Networks::Gan { gen, .. } => (gen.forward(z) + 1.0).mul_scalar(0.5),
-        };
+        let images = self.nets.decode(z);
         Ok(ImageBatch {
             shape: self.spec.shape,
             pixels: read_f32(images)?,
@@ -230,13 +121,13 @@ impl Inference {
     }
 
     /// Encode images (pixels in [0, 1], `n × pixels`) to their posterior means and
-    /// log-variances (`n × latent_dim` each). VAEs only.
+    /// log-variances (`n × latent_dim` each). Families with an encoder (VAEs) only.
     pub fn encode(&self, images: &[f32]) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
-        let Networks::Vae(m) = &self.nets else {
+        if !self.spec.has_encoder() {
             return Err(TrainError::Invalid(
                 "a GAN has no encoder; only VAEs can encode images".into(),
             ));
-        };
+        }
         let p = self.spec.shape.numel();
         if images.is_empty() || images.len() % p != 0 {
             return Err(TrainError::Invalid(format!(
@@ -248,7 +139,10 @@ impl Inference {
             TensorData::new(images.to_vec(), [images.len() / p, p]),
             &self.device,
         );
-        let (mu, logvar) = m.encode(x);
+        let (mu, logvar) = self
+            .nets
+            .encode(x)
+            .ok_or_else(|| TrainError::Invalid(format!("{} has no encoder", self.spec.kind)))?;
         Ok((read_f32(mu)?, read_f32(logvar)?))
     }
 }

@@ -161,10 +161,9 @@ fn every_tab_draws_with_a_trained_model() {
 
 #[test]
 fn a_loaded_checkpoint_keeps_its_hyperparameters_even_outside_the_usual_ranges() {
-    use latent_lab::model::ModelKind;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("odd.llck");
-    let mut s = common::session(ModelKind::Vae, |c| {
+    let mut s = common::session(common::kind("vae"), |c| {
         c.learning_rate = 1000.0;
         c.batch_size = 5000;
         c.beta = 250.0;

@@ -10,53 +10,63 @@ use latent_lab::backend::Backend;
 use latent_lab::checkpoint::Checkpoint;
 use latent_lab::eval::EvalReport;
 use latent_lab::infer::{normal_latents, Inference};
-use latent_lab::model::{ImageShape, ModelKind, ModelOverrides, ModelSpec, Networks};
+use latent_lab::model::{ImageShape, ModelOverrides, ModelSpec};
 use latent_lab::train::{Session, StepOutcome, TrainConfig};
 
 #[test]
 fn every_family_has_the_right_shapes() {
     let device = Backend::cpu().device;
     for (kind, shape) in [
-        (ModelKind::Vae, ImageShape::new(1, 28, 28)),
-        (ModelKind::SeedVae, ImageShape::new(1, 28, 28)),
-        (ModelKind::ConvVae, ImageShape::new(1, 28, 28)),
-        (ModelKind::ConvVae, ImageShape::new(3, 32, 32)),
-        (ModelKind::Gan, ImageShape::new(1, 28, 28)),
-        (ModelKind::SeedGan, ImageShape::new(1, 28, 28)),
-        (ModelKind::Dcgan, ImageShape::new(1, 28, 28)),
-        (ModelKind::Dcgan, ImageShape::new(3, 32, 32)),
+        (kind("vae"), ImageShape::new(1, 28, 28)),
+        (kind("seed-vae"), ImageShape::new(1, 28, 28)),
+        (kind("conv-vae"), ImageShape::new(1, 28, 28)),
+        (kind("conv-vae"), ImageShape::new(3, 32, 32)),
+        (kind("gan"), ImageShape::new(1, 28, 28)),
+        (kind("seed-gan"), ImageShape::new(1, 28, 28)),
+        (kind("dcgan"), ImageShape::new(1, 28, 28)),
+        (kind("dcgan"), ImageShape::new(3, 32, 32)),
     ] {
         let spec = ModelSpec::new(kind, shape, &ModelOverrides::default()).unwrap();
         let d = spec.latent_dim();
         let p = shape.numel();
         let z = Tensor::<2>::random([5, d], burn::tensor::Distribution::Default, &device);
         let x = Tensor::<2>::random([5, p], burn::tensor::Distribution::Default, &device);
-        match spec.init(&device) {
-            Networks::Vae(m) => {
-                let (mu, lv) = m.encode(x);
-                assert_eq!(mu.dims(), [5, d], "{kind} mu");
-                assert_eq!(lv.dims(), [5, d], "{kind} logvar");
-                assert_eq!(m.decode_logits(z).dims(), [5, p], "{kind} decoder");
-            }
-            Networks::Gan { gen, disc } => {
-                let g = gen.forward(z);
-                assert_eq!(g.dims(), [5, p], "{kind} generator");
-                let v = g.clone().abs().max().into_scalar::<f32>();
-                assert!(v <= 1.0, "{kind} generator output is tanh-bounded");
-                assert_eq!(disc.forward(g).dims(), [5, 1], "{kind} discriminator");
-            }
+        let nets = spec.init(&device);
+        let images = nets.decode(z);
+        assert_eq!(images.dims(), [5, p], "{kind} decoder");
+        let (lo, hi) = (
+            images.clone().min().into_scalar::<f32>(),
+            images.clone().max().into_scalar::<f32>(),
+        );
+        assert!(
+            (0.0..=1.0).contains(&lo) && hi <= 1.0,
+            "{kind} decodes to [0, 1]"
+        );
+        if spec.has_encoder() {
+            let (mu, lv) = nets.encode(x).expect("a VAE encodes");
+            assert_eq!(mu.dims(), [5, d], "{kind} mu");
+            assert_eq!(lv.dims(), [5, d], "{kind} logvar");
+            assert!(nets.discriminate(images).is_none(), "{kind} has no critic");
+        } else {
+            assert!(nets.encode(x).is_none(), "{kind} has no encoder");
+            let logits = nets.discriminate(images.mul_scalar(2.0) - 1.0);
+            assert_eq!(
+                logits.map(|l| l.dims()),
+                Some([5, 1]),
+                "{kind} discriminator"
+            );
         }
     }
     // Presets match the issue: 784-400-20, seed-vae 784-128-64-32, GAN z 100.
-    assert_eq!(mnist_spec(ModelKind::Vae).describe(), "vae (784-400-20)");
+    assert_eq!(mnist_spec(kind("vae")).describe(), "vae (784-400-20)");
     assert_eq!(
-        mnist_spec(ModelKind::SeedVae).describe(),
+        mnist_spec(kind("seed-vae")).describe(),
         "seed-vae (784-128-64-32)"
     );
-    assert_eq!(mnist_spec(ModelKind::Gan).latent_dim(), 100);
+    assert_eq!(mnist_spec(kind("gan")).latent_dim(), 100);
     // Conv families refuse shapes they cannot handle.
     assert!(ModelSpec::new(
-        ModelKind::Dcgan,
+        kind("dcgan"),
         ImageShape::new(1, 30, 30),
         &Default::default()
     )
@@ -65,7 +75,7 @@ fn every_family_has_the_right_shapes() {
 
 #[test]
 fn vae_training_lowers_the_loss_on_mnist() {
-    let mut s = session(ModelKind::Vae, |c| c.log_every = 10);
+    let mut s = session(kind("vae"), |c| c.log_every = 10);
     let before = s.eval_report(0).unwrap().headline();
     let points = run_steps(&mut s, 150);
     let first = points.first().unwrap()[0];
@@ -78,7 +88,7 @@ fn vae_training_lowers_the_loss_on_mnist() {
 
 #[test]
 fn gan_step_moves_both_losses() {
-    let mut s = session(ModelKind::Gan, |c| c.log_every = 1);
+    let mut s = session(kind("gan"), |c| c.log_every = 1);
     let a = run_steps(&mut s, 1).remove(0);
     let b = run_steps(&mut s, 30).pop().unwrap();
     // [d_loss, g_loss, d_real, d_fake]
@@ -102,7 +112,7 @@ fn gan_step_moves_both_losses() {
 
 #[test]
 fn dcgan_and_conv_vae_train_a_step() {
-    for kind in [ModelKind::Dcgan, ModelKind::ConvVae] {
+    for kind in [kind("dcgan"), kind("conv-vae")] {
         let mut s = session(kind, |c| {
             c.log_every = 1;
             c.batch_size = 16;
@@ -116,7 +126,7 @@ fn dcgan_and_conv_vae_train_a_step() {
 fn checkpoint_round_trip_gives_identical_outputs_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vae.llck");
-    let mut s = session(ModelKind::Vae, |c| c.log_every = 10);
+    let mut s = session(kind("vae"), |c| c.log_every = 10);
     run_steps(&mut s, 40);
     s.evaluate().unwrap();
     s.checkpoint().unwrap().save(&path).unwrap();
@@ -159,7 +169,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_resumes() {
 fn gan_checkpoint_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gan.llck");
-    let mut s = session(ModelKind::Dcgan, |c| {
+    let mut s = session(kind("dcgan"), |c| {
         c.log_every = 1;
         c.batch_size = 16;
     });
@@ -183,7 +193,7 @@ fn gan_checkpoint_round_trip() {
 fn bad_checkpoints_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.llck");
-    let mut s = session(ModelKind::SeedVae, |_| {});
+    let mut s = session(kind("seed-vae"), |_| {});
     run_steps(&mut s, 1);
     s.checkpoint().unwrap().save(&good).unwrap();
     let bytes = std::fs::read(&good).unwrap();
@@ -237,7 +247,7 @@ fn bad_checkpoints_give_clear_errors() {
 
     // Weights that do not fit the declared model are refused, not half-loaded.
     let mut ckpt = Checkpoint::load(&good).unwrap();
-    ckpt.header.model = mnist_spec(ModelKind::Vae);
+    ckpt.header.model = mnist_spec(kind("vae"));
     let err = Inference::from_checkpoint(&ckpt, &Backend::cpu().device)
         .unwrap_err()
         .to_string();
@@ -246,7 +256,7 @@ fn bad_checkpoints_give_clear_errors() {
 
 #[test]
 fn vae_eval_reports_every_metric() {
-    let mut s = session(ModelKind::Vae, |c| c.log_every = 50);
+    let mut s = session(kind("vae"), |c| c.log_every = 50);
     run_steps(&mut s, 100);
     let EvalReport::Vae(r) = s.eval_report(20).unwrap() else {
         panic!("VAE report expected")
@@ -268,7 +278,7 @@ fn vae_eval_reports_every_metric() {
 
 #[test]
 fn non_finite_loss_pauses_and_keeps_the_last_good_weights() {
-    let mut s = session(ModelKind::Vae, |c| c.log_every = 5);
+    let mut s = session(kind("vae"), |c| c.log_every = 5);
     run_steps(&mut s, 10);
     let good_step = s.step_count();
     let z = normal_latents(2, 20, 1);
@@ -306,15 +316,11 @@ fn non_finite_loss_pauses_and_keeps_the_last_good_weights() {
 
 #[test]
 fn mismatched_data_is_refused() {
-    let spec = ModelSpec::new(
-        ModelKind::Vae,
-        ImageShape::new(1, 32, 32),
-        &Default::default(),
-    )
-    .unwrap();
+    let spec =
+        ModelSpec::new(kind("vae"), ImageShape::new(1, 32, 32), &Default::default()).unwrap();
     let err = Session::new(
         spec,
-        TrainConfig::for_kind(ModelKind::Vae),
+        TrainConfig::for_kind(kind("vae")),
         mnist(),
         Backend::cpu(),
     )
@@ -332,8 +338,8 @@ fn mismatched_data_is_refused() {
         .unwrap(),
     );
     let mut s = Session::new(
-        mnist_spec(ModelKind::Vae),
-        TrainConfig::for_kind(ModelKind::Vae),
+        mnist_spec(kind("vae")),
+        TrainConfig::for_kind(kind("vae")),
         data,
         Backend::cpu(),
     )
@@ -344,7 +350,7 @@ fn mismatched_data_is_refused() {
 #[test]
 fn the_fast_single_latent_decode_matches_the_tensor_path() {
     let cpu = Backend::cpu();
-    for kind in [ModelKind::Vae, ModelKind::Gan, ModelKind::SeedVae] {
+    for kind in [kind("vae"), kind("gan"), kind("seed-vae")] {
         let mut s = session(kind, |c| c.batch_size = 32);
         run_steps(&mut s, 5);
         let plain = s.inference(&cpu.device);

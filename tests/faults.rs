@@ -14,7 +14,6 @@ use latent_lab::autosave::Autosave;
 use latent_lab::backend::{Backend, BackendChoice};
 use latent_lab::checkpoint::Checkpoint;
 use latent_lab::data::folder::load_folder;
-use latent_lab::model::ModelKind;
 use latent_lab::train::{Session, TrainConfig};
 use latent_lab::worker::{Command, Fault};
 
@@ -293,8 +292,8 @@ const KILL_TEST: &str = "killing_the_process_while_it_saves_never_leaves_a_broke
 /// The child side: save checkpoints in a loop, as fast as possible, announcing each one.
 fn save_loop(dir: &Path) -> ! {
     let data = Arc::new(latent_lab::data::builtin_mnist().unwrap());
-    let spec = common::mnist_spec(ModelKind::Vae);
-    let mut config = TrainConfig::for_kind(ModelKind::Vae);
+    let spec = common::mnist_spec(common::kind("vae"));
+    let mut config = TrainConfig::for_kind(common::kind("vae"));
     config.log_every = 1;
     let mut s = Session::new(spec, config, data, Backend::cpu()).unwrap();
     let store = Autosave::new(dir);

@@ -497,10 +497,10 @@ fn fuzz_checkpoint_loader() {
     // started GPU runtime (whose one-time start-up allocations would be blamed on an input).
     std::env::set_var("BURN_DEVICE", "flex");
     let seeds = vec![
-        checkpoint_seed(ModelKind::Vae, vec![8], 2),
-        checkpoint_seed(ModelKind::Gan, vec![8], 4),
-        checkpoint_seed(ModelKind::Dcgan, vec![2], 3),
-        checkpoint_seed(ModelKind::ConvVae, vec![2], 2),
+        checkpoint_seed(kind("vae"), vec![8], 2),
+        checkpoint_seed(kind("gan"), vec![8], 4),
+        checkpoint_seed(kind("dcgan"), vec![2], 3),
+        checkpoint_seed(kind("conv-vae"), vec![2], 2),
     ];
     let device = Backend::cpu().device;
     let path = Path::new("fuzz.llck");
@@ -539,4 +539,9 @@ fn fuzz_checkpoint_loader() {
         },
     );
     assert!(r.ok >= 4, "the unmutated seeds must load");
+}
+
+/// The model preset `name`.
+fn kind(name: &str) -> ModelKind {
+    ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
 }

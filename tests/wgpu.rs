@@ -4,7 +4,6 @@
 //! CI installs `mesa-vulkan-drivers` and does not skip.
 
 use latent_lab::backend::{Backend, BackendChoice};
-use latent_lab::model::ModelKind;
 use latent_lab::train::{Session, StepOutcome, TrainConfig};
 
 mod common;
@@ -18,11 +17,11 @@ fn vae_trains_a_step_on_wgpu() {
     let backend =
         Backend::select(BackendChoice::Wgpu).expect("a wgpu adapter (install mesa-vulkan-drivers)");
     eprintln!("wgpu adapter: {}", backend.describe());
-    let mut config = TrainConfig::for_kind(ModelKind::Vae);
+    let mut config = TrainConfig::for_kind(common::kind("vae"));
     config.log_every = 2;
     config.batch_size = 64;
     let mut s = Session::new(
-        common::mnist_spec(ModelKind::Vae),
+        common::mnist_spec(common::kind("vae")),
         config,
         common::mnist(),
         backend,

@@ -47,7 +47,7 @@ fn worker_trains_pauses_steps_saves_and_reloads() {
         waker: None,
     })
     .unwrap();
-    w.send(Command::Start(Box::new(request(ModelKind::Vae))))
+    w.send(Command::Start(Box::new(request(kind("vae")))))
         .unwrap();
     let Event::Ready(info) = wait_for(&w, "ready", |e| matches!(e, Event::Ready(_))) else {
         unreachable!()
@@ -190,10 +190,15 @@ fn worker_reports_bad_input_as_events() {
         other => panic!("{other:?}"),
     }
     // Still alive afterwards.
-    w.send(Command::Start(Box::new(request(ModelKind::SeedGan))))
+    w.send(Command::Start(Box::new(request(kind("seed-gan")))))
         .unwrap();
     match w.recv_timeout(Duration::from_secs(120)) {
         Some(Event::Ready(info)) => assert_eq!(info.history.names[0], "d_loss"),
         other => panic!("{other:?}"),
     }
+}
+
+/// The model preset `name`.
+fn kind(name: &str) -> ModelKind {
+    ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
 }

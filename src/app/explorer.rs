@@ -87,7 +87,7 @@ impl Explorer {
         if self.z.is_empty() {
             return;
         }
-        let scale = if shared.run.is_vae() {
+        let scale = if shared.run.capabilities().encoder {
             1.0
         } else {
             self.truncation
@@ -135,7 +135,7 @@ impl Explorer {
                 .push("load or train a model before dropping images on it".into());
             return;
         };
-        if !info.spec.is_vae() {
+        if !info.spec.has_encoder() {
             shared
                 .run
                 .errors
@@ -165,7 +165,7 @@ impl Explorer {
             ui.label("Train or load a model to explore its latent space.");
             return;
         };
-        let is_vae = info.spec.is_vae();
+        let is_vae = info.spec.has_encoder();
         let d = info.spec.latent_dim();
         if self.z.len() != d {
             self.reset(d);

@@ -78,7 +78,7 @@ impl Interpolation {
     fn request(&mut self, shared: &mut Shared) {
         let Some(info) = &shared.run.info else { return };
         let d = info.spec.latent_dim();
-        if self.random || !info.spec.is_vae() {
+        if self.random || !info.spec.has_encoder() {
             let z = normal_latents(2, d, self.seed);
             self.ends = Some((z[..d].to_vec(), z[d..].to_vec()));
         } else {
@@ -130,7 +130,7 @@ impl Interpolation {
             ui.label("Train or load a model to interpolate in its latent space.");
             return;
         };
-        let is_vae = info.spec.is_vae();
+        let is_vae = info.spec.has_encoder();
         let n = info.test_preview.count();
         ui.horizontal_wrapped(|ui| {
             let mut changed = false;

@@ -107,8 +107,13 @@ impl RunState {
         Some(Duration::from_secs_f64(images / ips))
     }
 
-    pub fn is_vae(&self) -> bool {
-        self.info.as_ref().is_some_and(|i| i.spec.is_vae())
+    /// What the current run's family can do (nothing without a run).
+    pub fn capabilities(&self) -> crate::model::Capabilities {
+        self.info
+            .as_ref()
+            .map_or(crate::model::Capabilities::default(), |i| {
+                i.spec.capabilities()
+            })
     }
 
     pub fn latent_dim(&self) -> Option<usize> {

@@ -55,7 +55,7 @@ impl Scatter {
     /// Returns a latent when the user clicked a point.
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) -> Option<Vec<f32>> {
         let info = shared.run.info.as_ref()?;
-        if !info.spec.is_vae() {
+        if !info.spec.has_encoder() {
             ui.label(
                 "The scatter shows encoded test images: it needs a VAE (a GAN has no encoder).",
             );

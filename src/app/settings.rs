@@ -57,9 +57,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let t = TrainConfig::for_kind(ModelKind::Vae);
+        let t = TrainConfig::for_kind(ModelKind::default());
         Self {
-            model: ModelKind::Vae,
+            model: ModelKind::default(),
             latent_dim: None,
             hidden: String::new(),
             learning_rate: t.learning_rate,
@@ -90,7 +90,7 @@ impl Settings {
 
     /// Switch model preset, resetting the optimiser defaults of that family.
     pub fn set_model(&mut self, kind: ModelKind) {
-        if kind.is_vae() != self.model.is_vae() {
+        if kind.objective().name != self.model.objective().name {
             let t = TrainConfig::for_kind(kind);
             self.learning_rate = t.learning_rate;
         }

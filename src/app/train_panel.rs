@@ -66,7 +66,7 @@ impl TrainPanel {
             return;
         };
         let s = shared.settings.clone();
-        let is_vae = shared.run.is_vae();
+        let is_vae = shared.run.capabilities().beta;
         let mut cmds = Vec::new();
         let mut marks = Vec::new();
         if cfg.learning_rate != s.learning_rate {
@@ -121,7 +121,7 @@ impl TrainPanel {
             egui::ComboBox::from_label("model family")
                 .selected_text(kind.name())
                 .show_ui(ui, |ui| {
-                    for k in ModelKind::ALL {
+                    for k in ModelKind::all() {
                         ui.selectable_value(&mut kind, k, k.name());
                     }
                 });
@@ -174,7 +174,7 @@ impl TrainPanel {
             let l = ui.label("β (KL weight)");
             let beta = ui
                 .add_enabled(
-                    shared.settings.model.is_vae(),
+                    shared.settings.model.capabilities().beta,
                     egui::DragValue::new(&mut shared.settings.beta)
                         .range(0.0..=1e4)
                         .speed(0.01),

@@ -107,12 +107,26 @@ impl TrainingView {
 
     fn plots_ui(&mut self, ui: &mut egui::Ui, shared: &Shared, log: bool) {
         let h = &shared.run.history;
-        let is_vae = shared.run.is_vae();
-        let groups: Vec<(&str, Vec<usize>)> = if is_vae {
-            vec![("loss", vec![0, 1, 2])]
-        } else {
-            vec![("losses", vec![0, 1]), ("D outputs", vec![2, 3])]
-        };
+        // The family's plot groups, by term name (no family is named here); before a run,
+        // those of the selected model.
+        let objective = shared
+            .run
+            .info
+            .as_ref()
+            .map_or(shared.settings.model.objective(), |i| i.spec.objective());
+        let groups: Vec<(&str, Vec<usize>)> = objective
+            .plots
+            .iter()
+            .map(|g| {
+                let terms = g
+                    .terms
+                    .iter()
+                    .filter_map(|t| h.names.iter().position(|n| n == t))
+                    .collect();
+                (g.title, terms)
+            })
+            .collect();
+
         let height = (ui.available_height() - 180.0).max(160.0) / groups.len() as f32;
         for (title, terms) in groups {
             Plot::new(format!("plot-{title}"))
@@ -140,11 +154,7 @@ impl TrainingView {
         }
         ui.columns(2, |cols| {
             let test: Vec<[f64; 2]> = h.test.iter().map(|t| [t.epoch as f64, t.value]).collect();
-            let label = if is_vae {
-                "test −ELBO (nats)"
-            } else {
-                "test D loss"
-            };
+            let label = objective.headline;
             Plot::new("plot-test")
                 .height(150.0)
                 .x_axis_label("epoch")

@@ -14,6 +14,35 @@ use std::path::{Path, PathBuf};
 
 pub use batch::{BatchPlan, SplitMix64};
 
+/// Shape of one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+        }
+    }
+
+    /// Number of values in one image (`channels * height * width`).
+    pub fn numel(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
+    }
+}
+
 /// Everything that can go wrong while finding, reading or decoding a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

@@ -1,4 +1,5 @@
-//! Small convolutional VAE for square images (28×28, 32×32, …), 1 or 3 channels.
+//! The conv-VAE family: a small convolutional VAE for square images (28×28, 32×32, …), 1 or 3
+//! channels; preset `conv-vae`.
 //!
 //! Encoder: conv 4×4/2 (width) → conv 4×4/2 (2·width) → dense → (mu, logvar).
 //! Decoder mirrors it with transposed convolutions and emits Bernoulli logits.
@@ -7,6 +8,64 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+
+use super::checks::{conv_shape, latent_ok, MAX_WIDTH};
+use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
+use super::{ImageShape, ModelError, ModelOverrides};
+use crate::cpu::{AdamHyper, AdamState, ConvDecoder, ConvEncoder, ConvLayer, Dense, FusedConvVae};
+use crate::error::TrainError;
+use crate::run::TrainDefaults;
+
+/// The conv-VAE family.
+pub struct ConvVaeFamily;
+
+impl Family for ConvVaeFamily {
+    fn id(&self) -> &'static str {
+        "conv-vae"
+    }
+
+    fn presets(&self) -> &'static [Preset] {
+        &[Preset {
+            name: "conv-vae",
+            about: "small convolutional VAE",
+        }]
+    }
+
+    fn objective(&self) -> &'static Objective {
+        &VAE_OBJECTIVE
+    }
+
+    fn train_defaults(&self) -> TrainDefaults {
+        TrainDefaults {
+            learning_rate: 1e-3,
+            adam_beta1: 0.9,
+            batch_size: 128,
+        }
+    }
+
+    fn config(
+        &self,
+        _preset: &str,
+        shape: ImageShape,
+        o: &ModelOverrides,
+    ) -> Result<Box<dyn ArchConfig>, ModelError> {
+        conv_shape(shape, "conv-vae")?;
+        let mut cfg = ConvVaeConfig::new(shape.channels, shape.height);
+        if let Some(l) = o.latent_dim {
+            cfg = cfg.with_latent(l);
+        }
+        if let Some(h) = &o.hidden {
+            cfg = cfg.with_width(h[0]);
+        }
+        Ok(Box::new(cfg))
+    }
+
+    fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
+        let cfg: ConvVaeConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        Ok(Box::new(cfg))
+    }
+}
 
 #[derive(Config, Debug)]
 pub struct ConvVaeConfig {
@@ -73,9 +132,9 @@ impl ConvVaeConfig {
     }
 }
 
-impl ConvVae {
+impl VaeModule for ConvVae {
     /// `[batch, c·s·s]` → `(mu, logvar)`.
-    pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.channels, self.size, self.size]);
         let h = relu(self.c1.forward(x)); // [b, w, s/2, s/2]
@@ -86,7 +145,7 @@ impl ConvVae {
     }
 
     /// `[batch, latent]` → logits `[batch, c·s·s]`.
-    pub fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
+    fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
         let q = self.size / 4;
         let h = relu(self.d_fc.forward(z));
@@ -94,5 +153,135 @@ impl ConvVae {
         let h = relu(self.t1.forward(h)); // [b, w, s/2, s/2]
         let out = self.t2.forward(h); // [b, c, s, s]
         out.flatten(1, 3)
+    }
+}
+
+impl ArchConfig for ConvVaeConfig {
+    fn family(&self) -> &'static dyn Family {
+        &ConvVaeFamily
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent
+    }
+
+    fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
+        conv_shape(s, "conv-vae")?;
+        Ok(self.channels == s.channels
+            && self.size == s.height
+            && latent_ok(self.latent)
+            && (1..=1024).contains(&self.width)
+            && (1..=MAX_WIDTH).contains(&self.dense))
+    }
+
+    fn describe(&self) -> String {
+        format!("conv {}, z {}", self.width, self.latent)
+    }
+
+    fn networks(&self, device: &Device) -> Box<dyn Nets> {
+        Box::new(VaeNets::new(self.clone(), self.init(device)))
+    }
+
+    fn clone_box(&self) -> Box<dyn ArchConfig> {
+        Box::new(self.clone())
+    }
+}
+
+impl VaeArch for ConvVaeConfig {
+    type Module = ConvVae;
+
+    fn init_module(&self, device: &Device) -> ConvVae {
+        self.init(device)
+    }
+
+    fn fused(
+        &self,
+        model: &ConvVae,
+        optim: Vec<u8>,
+        seed: u64,
+    ) -> Option<Result<Box<dyn FusedVaeNet<ConvVae>>, TrainError>> {
+        let fast = FusedConvVae::new(model, optim, seed).map(|net| ConvVaeFast {
+            net,
+            shell: model.clone(),
+        });
+        Some(fast.map(|f| Box::new(f) as Box<dyn FusedVaeNet<ConvVae>>))
+    }
+}
+
+/// The conv-VAE on the fast CPU path, with burn's module for the configuration (padding,
+/// sizes) that the weights go back into.
+#[derive(Clone)]
+struct ConvVaeFast {
+    net: FusedConvVae,
+    shell: ConvVae,
+}
+
+impl FusedVaeNet<ConvVae> for ConvVaeFast {
+    fn step(&mut self, x: &[f32], rows: usize, lr: f32, beta: f32, h: AdamHyper) -> [f32; 3] {
+        self.net.step(x, rows, lr, beta, h)
+    }
+    fn reseed(&mut self, seed: u64) {
+        self.net.reseed(seed)
+    }
+    fn module(&self, device: &Device) -> ConvVae {
+        self.net.model(&self.shell, device)
+    }
+    fn optim_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        self.net.optim_bytes()
+    }
+    fn clone_box(&self) -> Box<dyn FusedVaeNet<ConvVae>> {
+        Box::new(self.clone())
+    }
+    fn path(&self) -> &'static str {
+        "fused conv training"
+    }
+}
+
+impl FusedConvVae {
+    /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
+    pub fn new(model: &ConvVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
+        let mut st = AdamState::from_record_bytes(optim_bytes)?;
+        // Geometry (kernels, strides, padding) comes from the burn layers themselves: c1 and
+        // c2 halve the planes; the transposed convolutions are their adjoints.
+        let (size, half) = (model.size, model.size / 2);
+        let enc = ConvEncoder {
+            c1: ConvLayer::from_conv(&model.c1, "c1", size, &mut st)?,
+            c2: ConvLayer::from_conv(&model.c2, "c2", half, &mut st)?,
+            fc: Dense::from_linear(&model.fc, "fc".into(), &mut st)?,
+            buf: Default::default(),
+        };
+        let dec = ConvDecoder {
+            fc1: Dense::from_linear(&model.d_fc, "d_fc".into(), &mut st)?,
+            fc2: Dense::from_linear(&model.d_fc2, "d_fc2".into(), &mut st)?,
+            t1: ConvLayer::from_conv_t(&model.t1, "t1", half, &mut st)?,
+            t2: ConvLayer::from_conv_t(&model.t2, "t2", size, &mut st)?,
+            buf: Default::default(),
+        };
+        let mu = Dense::from_linear(&model.mu, "mu".into(), &mut st)?;
+        let logvar = Dense::from_linear(&model.logvar, "logvar".into(), &mut st)?;
+        st.finish()?;
+        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
+    }
+
+    /// burn's model with the current weights (same parameter ids), on `device`; `shell`
+    /// supplies the rest (configuration, padding).
+    pub fn model(&self, shell: &ConvVae, device: &Device) -> ConvVae {
+        let (e, d) = (&self.enc, &self.dec);
+        ConvVae {
+            c1: e.c1.to_conv(&shell.c1, device),
+            c2: e.c2.to_conv(&shell.c2, device),
+            fc: e.fc.to_linear(device),
+            mu: self.mu.to_linear(device),
+            logvar: self.logvar.to_linear(device),
+            d_fc: d.fc1.to_linear(device),
+            d_fc2: d.fc2.to_linear(device),
+            t1: d.t1.to_conv_t(&shell.t1, device),
+            t2: d.t2.to_conv_t(&shell.t2, device),
+            ..shell.clone()
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Model families. One file per family, each with a burn `Config` that rebuilds it.
+//! Model families. A family is one file that implements the traits of [`family`], listed
+//! once in [`FAMILIES`]; its objective (the VAE's ELBO, the GAN's loss) is shared code in
+//! [`vae_objective`] / [`gan_objective`].
 //!
 //! All networks take and return flat images, `[batch, channels * height * width]`,
 //! so the training loop, checkpoints and the UI never care about the layout.
@@ -7,86 +9,133 @@
 
 pub mod conv_vae;
 pub mod dcgan;
+pub mod family;
 pub mod gan;
+pub mod gan_objective;
+pub mod losses;
+pub mod tensors;
 pub mod vae;
+pub mod vae_objective;
 
+#[cfg(test)]
+mod fused_tests;
+
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::data::ImageShape;
+pub use crate::error::ModelError;
 pub use conv_vae::{ConvVae, ConvVaeConfig};
 pub use dcgan::{DcDiscriminator, DcGenerator, DcganConfig};
+pub use family::{
+    ArchConfig, Batch, Capabilities, Family, Nets, Objective, PlotGroup, Preset, StepTerms,
+    Trainer, TrainerSetup,
+};
 pub use gan::{MlpDiscriminator, MlpGanConfig, MlpGenerator};
 pub use vae::{MlpVae, MlpVaeConfig};
 
-/// A model or configuration that cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("{model} needs square images of a size divisible by 4 between 8 and 128 with 1 or 3 channels, got {shape}")]
-    UnsupportedShape {
-        model: &'static str,
-        shape: ImageShape,
-    },
-    #[error("invalid model setting: {0}")]
-    Invalid(String),
+use crate::cpu::AdamHyper;
+use crate::run::TrainConfig;
+
+/// Every model family, in menu order. Adding a family: one file in `model/`, one line here.
+pub static FAMILIES: &[&dyn Family] = &[
+    &vae::MlpVaeFamily,
+    &conv_vae::ConvVaeFamily,
+    &gan::MlpGanFamily,
+    &dcgan::DcganFamily,
+];
+
+/// The family whose configuration is tagged `id` in checkpoints.
+pub fn family(id: &str) -> Option<&'static dyn Family> {
+    FAMILIES.iter().copied().find(|f| f.id() == id)
 }
 
-/// The model presets of the CLI (`--model`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// MLP VAE, 784-400-20 (Kingma & Welling).
-    Vae,
-    /// Small convolutional VAE.
-    ConvVae,
-    /// MLP GAN (z 100 → 128-256-512 → image; D 512-256-128 → 1).
-    Gan,
-    /// Convolutional GAN with batch norm.
-    Dcgan,
-    /// The source article's VAE: 784 → 128 → 64 → z 32 and mirror.
-    SeedVae,
-    /// The source article's GAN (the MLP GAN, with correct objectives).
-    SeedGan,
+/// A model preset (the CLI's `--model`, the app's model menu): a family and the defaults it
+/// starts from. Stored in checkpoints as its name.
+#[derive(Clone, Copy)]
+pub struct ModelKind {
+    family: &'static dyn Family,
+    preset: &'static Preset,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 6] = [
-        ModelKind::Vae,
-        ModelKind::ConvVae,
-        ModelKind::Gan,
-        ModelKind::Dcgan,
-        ModelKind::SeedVae,
-        ModelKind::SeedGan,
-    ];
+    /// Every preset of every family, in menu order.
+    pub fn all() -> Vec<ModelKind> {
+        FAMILIES
+            .iter()
+            .flat_map(|&family| {
+                family
+                    .presets()
+                    .iter()
+                    .map(move |preset| ModelKind { family, preset })
+            })
+            .collect()
+    }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Vae => "vae",
-            ModelKind::ConvVae => "conv-vae",
-            ModelKind::Gan => "gan",
-            ModelKind::Dcgan => "dcgan",
-            ModelKind::SeedVae => "seed-vae",
-            ModelKind::SeedGan => "seed-gan",
-        }
+    /// The presets' names, comma-separated (for messages).
+    pub fn names() -> String {
+        Self::all()
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == s)
+        Self::all().into_iter().find(|k| k.name() == s)
     }
 
-    pub fn is_vae(self) -> bool {
-        matches!(
-            self,
-            ModelKind::Vae | ModelKind::ConvVae | ModelKind::SeedVae
-        )
+    /// [`ModelKind::parse`] with an error that lists the presets.
+    pub fn named(s: &str) -> Result<Self, ModelError> {
+        Self::parse(s).ok_or_else(|| ModelError::Unknown {
+            name: s.to_string(),
+            available: Self::names(),
+        })
     }
 
-    /// Default learning rate and Adam β1 for this family.
-    pub fn default_optim(self) -> (f64, f64) {
-        if self.is_vae() {
-            (1e-3, 0.9)
-        } else {
-            (2e-4, 0.5)
+    pub fn name(self) -> &'static str {
+        self.preset.name
+    }
+
+    pub fn about(self) -> &'static str {
+        self.preset.about
+    }
+
+    pub fn family(self) -> &'static dyn Family {
+        self.family
+    }
+
+    pub fn objective(self) -> &'static Objective {
+        self.family.objective()
+    }
+
+    pub fn capabilities(self) -> Capabilities {
+        self.objective().capabilities
+    }
+}
+
+/// The preselected model: the first preset of the first family (`vae`).
+impl Default for ModelKind {
+    fn default() -> Self {
+        let family = FAMILIES[0];
+        ModelKind {
+            family,
+            preset: &family.presets()[0],
         }
+    }
+}
+
+impl PartialEq for ModelKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for ModelKind {}
+
+impl std::fmt::Debug for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelKind({})", self.name())
     }
 }
 
@@ -96,47 +145,30 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
-/// Shape of one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ImageShape {
-    pub fn new(channels: usize, height: usize, width: usize) -> Self {
-        Self {
-            channels,
-            height,
-            width,
-        }
-    }
-
-    /// Number of values in one image (`channels * height * width`).
-    pub fn numel(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    fn check_conv(&self, model: &'static str) -> Result<(), ModelError> {
-        let ok = self.height == self.width
-            && self.height % 4 == 0
-            && (8..=128).contains(&self.height)
-            && (self.channels == 1 || self.channels == 3);
-        if ok {
-            Ok(())
-        } else {
-            Err(ModelError::UnsupportedShape {
-                model,
-                shape: *self,
-            })
-        }
+impl std::str::FromStr for ModelKind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::named(s)
     }
 }
 
-impl std::fmt::Display for ImageShape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
+impl Serialize for ModelKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::named(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TrainConfig {
+    /// Defaults that train well for `kind`.
+    pub fn for_kind(kind: ModelKind) -> Self {
+        Self::with_defaults(kind.family().train_defaults())
     }
 }
 
@@ -148,22 +180,80 @@ pub struct ModelOverrides {
     pub hidden: Option<Vec<usize>>,
 }
 
+/// A family's configuration behind its type; serialised as the family's config with a
+/// `family` tag (`{"family": "vae", "input": 784, …}`), as checkpoints have always stored it.
+#[derive(Debug)]
+pub struct Architecture(Box<dyn ArchConfig>);
+
+impl Architecture {
+    pub fn new(config: Box<dyn ArchConfig>) -> Self {
+        Self(config)
+    }
+
+    pub fn config(&self) -> &dyn ArchConfig {
+        self.0.as_ref()
+    }
+
+    pub fn family(&self) -> &'static dyn Family {
+        self.0.family()
+    }
+}
+
+impl Clone for Architecture {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_box())
+    }
+}
+
+impl Serialize for Architecture {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = self.0.to_json();
+        match &mut v {
+            serde_json::Value::Object(m) => {
+                // The tag first, as serde's internally tagged enums wrote it.
+                let mut tagged = serde_json::Map::new();
+                tagged.insert("family".into(), self.family().id().into());
+                tagged.extend(std::mem::take(m));
+                tagged.serialize(s)
+            }
+            _ => Err(serde::ser::Error::custom(
+                "a family config must be an object",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Architecture {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut v = serde_json::Value::deserialize(d)?;
+        let tag = v
+            .as_object_mut()
+            .and_then(|m| m.remove("family"))
+            .ok_or_else(|| D::Error::missing_field("family"))?;
+        let id = tag
+            .as_str()
+            .ok_or_else(|| D::Error::custom("the family tag must be a string"))?;
+        let fam = family(id).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown model family '{id}' (this build has: {})",
+                FAMILIES
+                    .iter()
+                    .map(|f| f.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        fam.parse(v).map(Architecture).map_err(D::Error::custom)
+    }
+}
+
 /// Everything needed to rebuild a model: the preset it came from and the family config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub kind: ModelKind,
     pub shape: ImageShape,
     pub arch: Architecture,
-}
-
-/// Family configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "kebab-case")]
-pub enum Architecture {
-    Vae(MlpVaeConfig),
-    ConvVae(ConvVaeConfig),
-    Gan(MlpGanConfig),
-    Dcgan(DcganConfig),
 }
 
 impl ModelSpec {
@@ -188,230 +278,113 @@ impl ModelSpec {
                 ));
             }
         }
-        let input = shape.numel();
-        let latent = overrides.latent_dim;
-        let hidden = overrides.hidden.clone();
-        let arch = match kind {
-            ModelKind::Vae | ModelKind::SeedVae => {
-                let mut cfg = MlpVaeConfig::new(input);
-                if kind == ModelKind::SeedVae {
-                    cfg = cfg.with_hidden(vec![128, 64]).with_latent(32);
-                }
-                if let Some(l) = latent {
-                    cfg = cfg.with_latent(l);
-                }
-                if let Some(h) = hidden {
-                    cfg = cfg.with_hidden(h);
-                }
-                Architecture::Vae(cfg)
-            }
-            ModelKind::Gan | ModelKind::SeedGan => {
-                let mut cfg = MlpGanConfig::new(input);
-                if let Some(l) = latent {
-                    cfg = cfg.with_latent(l);
-                }
-                if let Some(h) = hidden {
-                    // Generator widths as given; discriminator mirrors them.
-                    let mut d = h.clone();
-                    d.reverse();
-                    cfg = cfg.with_g_hidden(h).with_d_hidden(d);
-                }
-                Architecture::Gan(cfg)
-            }
-            ModelKind::ConvVae => {
-                shape.check_conv("conv-vae")?;
-                let mut cfg = ConvVaeConfig::new(shape.channels, shape.height);
-                if let Some(l) = latent {
-                    cfg = cfg.with_latent(l);
-                }
-                if let Some(h) = hidden {
-                    cfg = cfg.with_width(h[0]);
-                }
-                Architecture::ConvVae(cfg)
-            }
-            ModelKind::Dcgan => {
-                shape.check_conv("dcgan")?;
-                let mut cfg = DcganConfig::new(shape.channels, shape.height);
-                if let Some(l) = latent {
-                    cfg = cfg.with_latent(l);
-                }
-                if let Some(h) = hidden {
-                    cfg = cfg.with_width(h[0]);
-                }
-                Architecture::Dcgan(cfg)
-            }
-        };
-        Ok(Self { kind, shape, arch })
+        let arch = kind.family().config(kind.name(), shape, overrides)?;
+        Ok(Self {
+            kind,
+            shape,
+            arch: Architecture(arch),
+        })
     }
 
     /// Check a spec read from a file before anything is allocated from it.
     pub fn validate(&self) -> Result<(), ModelError> {
-        const MAX_WIDTH: usize = 1 << 16;
-        let bad = |m: String| Err(ModelError::Invalid(m));
         let s = self.shape;
         if s.numel() == 0 || s.numel() > 4096 * 4096 * 3 || !(s.channels == 1 || s.channels == 3) {
-            return bad(format!("implausible image shape {s}"));
+            return Err(ModelError::Invalid(format!("implausible image shape {s}")));
         }
-        let widths_ok = |w: &[usize]| {
-            !w.is_empty() && w.len() <= 16 && w.iter().all(|&x| (1..=MAX_WIDTH).contains(&x))
-        };
-        let latent_ok = |l: usize| (1..=4096).contains(&l);
-        let ok = match &self.arch {
-            Architecture::Vae(c) => {
-                c.input == s.numel() && widths_ok(&c.hidden) && latent_ok(c.latent)
-            }
-            Architecture::Gan(c) => {
-                c.output == s.numel()
-                    && widths_ok(&c.g_hidden)
-                    && widths_ok(&c.d_hidden)
-                    && latent_ok(c.latent)
-            }
-            Architecture::ConvVae(c) => {
-                s.check_conv("conv-vae")?;
-                c.channels == s.channels
-                    && c.size == s.height
-                    && latent_ok(c.latent)
-                    && (1..=1024).contains(&c.width)
-                    && (1..=MAX_WIDTH).contains(&c.dense)
-            }
-            Architecture::Dcgan(c) => {
-                s.check_conv("dcgan")?;
-                c.channels == s.channels
-                    && c.size == s.height
-                    && latent_ok(c.latent)
-                    && (1..=1024).contains(&c.width)
-            }
-        };
-        if ok {
+        if self.kind.family().id() != self.arch.family().id() {
+            return Err(ModelError::Invalid(format!(
+                "preset {} is not of the {} family its configuration has",
+                self.kind,
+                self.arch.family().id()
+            )));
+        }
+        if self.arch.config().validate(s)? {
             Ok(())
         } else {
-            bad(format!(
+            Err(ModelError::Invalid(format!(
                 "implausible {} configuration for {s} images",
                 self.kind
-            ))
+            )))
         }
+    }
+
+    pub fn family(&self) -> &'static dyn Family {
+        self.arch.family()
+    }
+
+    pub fn objective(&self) -> &'static Objective {
+        self.family().objective()
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.objective().capabilities
+    }
+
+    /// The family's networks encode images (VAEs).
+    pub fn has_encoder(&self) -> bool {
+        self.capabilities().encoder
     }
 
     pub fn latent_dim(&self) -> usize {
-        match &self.arch {
-            Architecture::Vae(c) => c.latent,
-            Architecture::ConvVae(c) => c.latent,
-            Architecture::Gan(c) => c.latent,
-            Architecture::Dcgan(c) => c.latent,
-        }
-    }
-
-    pub fn is_vae(&self) -> bool {
-        matches!(self.arch, Architecture::Vae(_) | Architecture::ConvVae(_))
+        self.arch.config().latent_dim()
     }
 
     /// One-line human description, e.g. `vae (784-400-20)`.
     pub fn describe(&self) -> String {
-        let detail = match &self.arch {
-            Architecture::Vae(c) => {
-                let widths: Vec<String> = std::iter::once(c.input)
-                    .chain(c.hidden.iter().copied())
-                    .chain(std::iter::once(c.latent))
-                    .map(|w| w.to_string())
-                    .collect();
-                widths.join("-")
-            }
-            Architecture::ConvVae(c) => format!("conv {}, z {}", c.width, c.latent),
-            Architecture::Gan(c) => format!(
-                "z {} → {:?} → {}; D {:?}",
-                c.latent, c.g_hidden, c.output, c.d_hidden
-            ),
-            Architecture::Dcgan(c) => format!("conv {}, z {}", c.width, c.latent),
-        };
-        format!("{} ({detail})", self.kind)
+        format!("{} ({})", self.kind, self.arch.config().describe())
     }
 
     /// Initialise fresh networks on `device`.
-    pub fn init(&self, device: &Device) -> Networks {
-        match &self.arch {
-            Architecture::Vae(c) => Networks::Vae(VaeNet::Mlp(c.init(device))),
-            Architecture::ConvVae(c) => Networks::Vae(VaeNet::Conv(c.init(device))),
-            Architecture::Gan(c) => Networks::Gan {
-                gen: GenNet::Mlp(c.init_generator(device)),
-                disc: DiscNet::Mlp(c.init_discriminator(device)),
-            },
-            Architecture::Dcgan(c) => Networks::Gan {
-                gen: GenNet::Conv(c.init_generator(device)),
-                disc: DiscNet::Conv(c.init_discriminator(device)),
-            },
+    pub fn init(&self, device: &Device) -> Box<dyn Nets> {
+        self.arch.config().networks(device)
+    }
+}
+
+/// Checks shared by the families' `validate`.
+pub(crate) mod checks {
+    use super::{ImageShape, ModelError};
+
+    pub const MAX_WIDTH: usize = 1 << 16;
+
+    pub fn widths_ok(w: &[usize]) -> bool {
+        !w.is_empty() && w.len() <= 16 && w.iter().all(|&x| (1..=MAX_WIDTH).contains(&x))
+    }
+
+    pub fn latent_ok(l: usize) -> bool {
+        (1..=4096).contains(&l)
+    }
+
+    /// Square images of a side divisible by 4 in 8..=128, 1 or 3 channels (the conv families).
+    pub fn conv_shape(shape: ImageShape, model: &'static str) -> Result<(), ModelError> {
+        let ok = shape.height == shape.width
+            && shape.height % 4 == 0
+            && (8..=128).contains(&shape.height)
+            && (shape.channels == 1 || shape.channels == 3);
+        if ok {
+            Ok(())
+        } else {
+            Err(ModelError::UnsupportedShape { model, shape })
         }
     }
 }
 
-/// The trainable networks of one model.
-#[derive(Clone, Debug)]
-// A handful of long-lived values: boxing variants buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Networks {
-    Vae(VaeNet),
-    Gan { gen: GenNet, disc: DiscNet },
+/// Adam with a run's settings (burn's optimiser; the fast CPU path uses the same numbers).
+pub(crate) fn adam(config: &TrainConfig) -> ModuleOptimizer {
+    let h = adam_hyper(config);
+    AdamConfig::new()
+        .with_beta_1(h.beta1)
+        .with_beta_2(h.beta2)
+        .with_epsilon(h.epsilon)
+        .init()
 }
 
-/// Any VAE: encoder to (mean, log-variance), decoder to Bernoulli logits.
-#[derive(Module, Debug)]
-// A handful of long-lived values: boxing variants buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum VaeNet {
-    Mlp(MlpVae),
-    Conv(ConvVae),
-}
-
-impl VaeNet {
-    /// `x: [batch, pixels]` in [0, 1] → `(mu, logvar)`, each `[batch, latent]`.
-    pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        match self {
-            VaeNet::Mlp(m) => m.encode(x),
-            VaeNet::Conv(m) => m.encode(x),
-        }
-    }
-
-    /// `z: [batch, latent]` → logits `[batch, pixels]`.
-    pub fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
-        match self {
-            VaeNet::Mlp(m) => m.decode_logits(z),
-            VaeNet::Conv(m) => m.decode_logits(z),
-        }
-    }
-}
-
-/// Any generator: `z: [batch, latent]` → images `[batch, pixels]` in [-1, 1].
-#[derive(Module, Debug)]
-// A handful of long-lived values: boxing variants buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum GenNet {
-    Mlp(MlpGenerator),
-    Conv(DcGenerator),
-}
-
-impl GenNet {
-    pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
-        match self {
-            GenNet::Mlp(m) => m.forward(z),
-            GenNet::Conv(m) => m.forward(z),
-        }
-    }
-}
-
-/// Any discriminator: images `[batch, pixels]` in [-1, 1] → logits `[batch, 1]`.
-#[derive(Module, Debug)]
-// A handful of long-lived values: boxing variants buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum DiscNet {
-    Mlp(MlpDiscriminator),
-    Conv(DcDiscriminator),
-}
-
-impl DiscNet {
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        match self {
-            DiscNet::Mlp(m) => m.forward(x),
-            DiscNet::Conv(m) => m.forward(x),
-        }
+/// Adam's settings of a run for the fast CPU path.
+pub(crate) fn adam_hyper(config: &TrainConfig) -> AdamHyper {
+    AdamHyper {
+        beta1: config.adam_beta1 as f32,
+        beta2: config.adam_beta2 as f32,
+        epsilon: 1e-8,
     }
 }
 

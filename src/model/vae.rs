@@ -1,10 +1,80 @@
-//! MLP VAE with a Bernoulli decoder (Kingma & Welling 2014), default 784-400-20.
+//! The MLP VAE family with a Bernoulli decoder (Kingma & Welling 2014), default 784-400-20;
+//! presets `vae` and `seed-vae`. Everything about the family is here: its configuration, burn
+//! module, presets, and the fast CPU path and slider decoder built from the same layers.
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
-use super::{linear_chain, mlp_stack};
+use super::checks::{latent_ok, widths_ok};
+use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
+use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
+use crate::cpu::{
+    Act, AdamHyper, AdamState, Dense, FusedMlpVae, MlpDecoder, MlpEncoder, PlainMlp, PlainOut,
+};
+use crate::error::TrainError;
+use crate::run::TrainDefaults;
+
+/// The hidden layers' activation, in the burn module and on the fast CPU path.
+const HIDDEN: Act = Act::Relu;
+
+/// The MLP VAE family.
+pub struct MlpVaeFamily;
+
+impl Family for MlpVaeFamily {
+    fn id(&self) -> &'static str {
+        "vae"
+    }
+
+    fn presets(&self) -> &'static [Preset] {
+        &[
+            Preset {
+                name: "vae",
+                about: "MLP VAE, 784-400-20 (Kingma & Welling)",
+            },
+            Preset {
+                name: "seed-vae",
+                about: "the source article's VAE: 784 → 128 → 64 → z 32 and mirror",
+            },
+        ]
+    }
+
+    fn objective(&self) -> &'static Objective {
+        &VAE_OBJECTIVE
+    }
+
+    fn train_defaults(&self) -> TrainDefaults {
+        TrainDefaults {
+            learning_rate: 1e-3,
+            adam_beta1: 0.9,
+            batch_size: 128,
+        }
+    }
+
+    fn config(
+        &self,
+        preset: &str,
+        shape: ImageShape,
+        o: &ModelOverrides,
+    ) -> Result<Box<dyn ArchConfig>, ModelError> {
+        let mut cfg = MlpVaeConfig::new(shape.numel());
+        if preset == "seed-vae" {
+            cfg = cfg.with_hidden(vec![128, 64]).with_latent(32);
+        }
+        if let Some(l) = o.latent_dim {
+            cfg = cfg.with_latent(l);
+        }
+        if let Some(h) = &o.hidden {
+            cfg = cfg.with_hidden(h.clone());
+        }
+        Ok(Box::new(cfg))
+    }
+
+    fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
+        let cfg: MlpVaeConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        Ok(Box::new(cfg))
+    }
+}
 
 #[derive(Config, Debug)]
 pub struct MlpVaeConfig {
@@ -44,21 +114,21 @@ impl MlpVaeConfig {
     }
 }
 
-impl MlpVae {
+impl VaeModule for MlpVae {
     /// `[batch, input]` → `(mu, logvar)`, `[batch, latent]` each.
-    pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = mlp_stack(&self.enc, x, relu);
+    fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let h = mlp_stack(&self.enc, x, |t| HIDDEN.tensor(t));
         (self.mu.forward(h.clone()), self.logvar.forward(h))
     }
 
     /// `[batch, latent]` → logits `[batch, input]`.
-    pub fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
-        self.out.forward(mlp_stack(&self.dec, z, relu))
+    fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
+        self.out
+            .forward(mlp_stack(&self.dec, z, |t| HIDDEN.tensor(t)))
     }
 }
 
 impl MlpVae {
-    /// The decoder's layers in order (hidden layers with ReLU, then the logits layer).
     /// The layers: (encoder hidden, mu head, logvar head, decoder hidden, logits layer).
     pub(crate) fn parts(&self) -> (&[Linear], &Linear, &Linear, &[Linear], &Linear) {
         (&self.enc, &self.mu, &self.logvar, &self.dec, &self.out)
@@ -81,7 +151,136 @@ impl MlpVae {
         }
     }
 
+    /// The decoder's layers in order (hidden layers, then the logits layer).
     pub(crate) fn decoder_layers(&self) -> Vec<&Linear> {
         self.dec.iter().chain(std::iter::once(&self.out)).collect()
+    }
+}
+
+impl ArchConfig for MlpVaeConfig {
+    fn family(&self) -> &'static dyn Family {
+        &MlpVaeFamily
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent
+    }
+
+    fn validate(&self, shape: ImageShape) -> Result<bool, ModelError> {
+        Ok(self.input == shape.numel() && widths_ok(&self.hidden) && latent_ok(self.latent))
+    }
+
+    fn describe(&self) -> String {
+        let widths: Vec<String> = std::iter::once(self.input)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.latent))
+            .map(|w| w.to_string())
+            .collect();
+        widths.join("-")
+    }
+
+    fn networks(&self, device: &Device) -> Box<dyn Nets> {
+        Box::new(VaeNets::new(self.clone(), self.init(device)))
+    }
+
+    fn clone_box(&self) -> Box<dyn ArchConfig> {
+        Box::new(self.clone())
+    }
+}
+
+impl VaeArch for MlpVaeConfig {
+    type Module = MlpVae;
+
+    fn init_module(&self, device: &Device) -> MlpVae {
+        self.init(device)
+    }
+
+    fn fused(
+        &self,
+        model: &MlpVae,
+        optim: Vec<u8>,
+        seed: u64,
+    ) -> Option<Result<Box<dyn FusedVaeNet<MlpVae>>, TrainError>> {
+        Some(
+            FusedMlpVae::new(model, optim, seed)
+                .map(|f| Box::new(f) as Box<dyn FusedVaeNet<MlpVae>>),
+        )
+    }
+
+    fn fast_decoder(&self, model: &MlpVae) -> Option<PlainMlp> {
+        PlainMlp::from_layers(&model.decoder_layers(), HIDDEN, PlainOut::Sigmoid).ok()
+    }
+}
+
+impl FusedVaeNet<MlpVae> for FusedMlpVae {
+    fn step(&mut self, x: &[f32], rows: usize, lr: f32, beta: f32, h: AdamHyper) -> [f32; 3] {
+        FusedMlpVae::step(self, x, rows, lr, beta, h)
+    }
+    fn reseed(&mut self, seed: u64) {
+        FusedMlpVae::reseed(self, seed)
+    }
+    fn module(&self, device: &Device) -> MlpVae {
+        self.model(device)
+    }
+    fn optim_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        FusedMlpVae::optim_bytes(self)
+    }
+    fn clone_box(&self) -> Box<dyn FusedVaeNet<MlpVae>> {
+        Box::new(self.clone())
+    }
+    fn path(&self) -> &'static str {
+        "fused MLP training"
+    }
+}
+
+impl FusedMlpVae {
+    /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
+    pub fn new(model: &MlpVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
+        let mut state = AdamState::from_record_bytes(optim_bytes)?;
+        let (enc, mu, logvar, dec, out) = model.parts();
+        let chain = |ls: &[burn::nn::Linear], name: &str, state: &mut AdamState| {
+            ls.iter()
+                .enumerate()
+                .map(|(i, l)| Dense::from_linear(l, format!("{name}.{i}"), state))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let enc = MlpEncoder {
+            layers: chain(enc, "enc", &mut state)?,
+            act: HIDDEN,
+            buf: Default::default(),
+        };
+        let dec = MlpDecoder {
+            layers: chain(dec, "dec", &mut state)?,
+            out: Dense::from_linear(out, "out".into(), &mut state)?,
+            act: HIDDEN,
+            buf: Default::default(),
+        };
+        let mu = Dense::from_linear(mu, "mu".into(), &mut state)?;
+        let logvar = Dense::from_linear(logvar, "logvar".into(), &mut state)?;
+        state.finish()?;
+        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
+    }
+
+    /// burn's model with the current weights (same parameter ids), on `device`.
+    pub fn model(&self, device: &Device) -> MlpVae {
+        MlpVae::from_parts(
+            self.enc
+                .layers
+                .iter()
+                .map(|l| l.to_linear(device))
+                .collect(),
+            self.mu.to_linear(device),
+            self.logvar.to_linear(device),
+            self.dec
+                .layers
+                .iter()
+                .map(|l| l.to_linear(device))
+                .collect(),
+            self.dec.out.to_linear(device),
+        )
     }
 }

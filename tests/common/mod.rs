@@ -30,6 +30,11 @@ pub fn mnist() -> Arc<Dataset> {
         .clone()
 }
 
+/// The model preset `name` (`vae`, `conv-vae`, `gan`, `dcgan`, `seed-vae`, `seed-gan`).
+pub fn kind(name: &str) -> ModelKind {
+    ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
+}
+
 pub fn mnist_spec(kind: ModelKind) -> ModelSpec {
     ModelSpec::new(kind, ImageShape::new(1, 28, 28), &ModelOverrides::default()).unwrap()
 }

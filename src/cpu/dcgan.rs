@@ -1,45 +1,45 @@
 //! DCGAN step over plain buffers: the same layers, batch-norm statistics (three running
-//! updates of D's batch norm per step, in burn's order) and losses as `session::gan_step`.
+//! updates of D's batch norm per step, in burn's order) and losses as `model::gan_objective`'s step.
 
 use burn::module::RunningState;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::conv::{ConvGeom, ConvLayer, ConvScratch, Epilogue};
+use super::conv::{ConvLayer, ConvScratch, Epilogue};
 use super::{
     adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, math, Act,
     AdamHyper, AdamState, Dense, ParamBuf,
 };
 use crate::data::SplitMix64;
-use crate::model::{DcDiscriminator, DcGenerator};
-use crate::train::TrainError;
-
-/// D's activation.
-const LEAKY: Act = Act::LeakyRelu(0.2);
+use crate::error::TrainError;
 
 /// Batch norm over `[rows, c, hw]`, training mode.
 #[derive(Clone, Debug)]
-struct Bn {
-    gamma: ParamBuf,
-    beta: ParamBuf,
-    running_mean: Vec<f32>,
-    running_var: Vec<f32>,
-    momentum: f32,
-    eps: f32,
+pub(crate) struct Bn {
+    pub(crate) gamma: ParamBuf,
+    pub(crate) beta: ParamBuf,
+    pub(crate) running_mean: Vec<f32>,
+    pub(crate) running_var: Vec<f32>,
+    pub(crate) momentum: f32,
+    pub(crate) eps: f32,
 }
 
 /// Statistics of one batch-norm pass (for its backward pass), and the backward pass's
 /// per-channel sums `(Σ dy, Σ dy·x̂)`.
 #[derive(Clone, Default)]
-struct BnStats {
+pub(crate) struct BnStats {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
     sums: Vec<(f64, f64)>,
 }
 
 impl Bn {
-    fn from_burn(bn: &BatchNorm, path: &str, state: &mut AdamState) -> Result<Self, TrainError> {
+    pub(crate) fn from_burn(
+        bn: &BatchNorm,
+        path: &str,
+        state: &mut AdamState,
+    ) -> Result<Self, TrainError> {
         Ok(Self {
             gamma: ParamBuf::from_param(&bn.gamma, format!("{path}.gamma"), state)?,
             beta: ParamBuf::from_param(&bn.beta, format!("{path}.beta"), state)?,
@@ -50,7 +50,7 @@ impl Bn {
         })
     }
 
-    fn to_burn(&self, shell: &BatchNorm, device: &Device) -> BatchNorm {
+    pub(crate) fn to_burn(&self, shell: &BatchNorm, device: &Device) -> BatchNorm {
         let c = self.running_mean.len();
         let t = |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [c]), device);
         BatchNorm {
@@ -175,7 +175,7 @@ impl Bn {
             });
     }
 
-    fn params(&self) -> [&ParamBuf; 2] {
+    pub(crate) fn params(&self) -> [&ParamBuf; 2] {
         [&self.gamma, &self.beta]
     }
 
@@ -214,7 +214,7 @@ fn up_block_backward(
 /// [`Work`] has one use, so that none changes size from step to step (growing a `Vec` zeroes
 /// the new part: megabytes per step, on one core).
 #[derive(Default)]
-struct DPass {
+pub(crate) struct DPass {
     a3: Vec<f32>,
     a4: Vec<f32>,
     n4: Vec<f32>,
@@ -232,7 +232,7 @@ struct DPass {
 }
 
 #[derive(Default)]
-struct Work {
+pub(crate) struct Work {
     z: Vec<f32>,
     // generator
     a0: Vec<f32>,
@@ -263,103 +263,29 @@ impl Clone for Work {
 
 /// DCGAN generator and discriminator with their Adam states.
 #[derive(Clone)]
-pub struct FusedDcgan {
-    fc: Dense,
-    bn0: Bn,
-    t1: ConvLayer,
-    bn1: Bn,
-    t2: ConvLayer,
-    c1: ConvLayer,
-    c2: ConvLayer,
-    bn2: Bn,
-    out: Dense,
-    g_shell: DcGenerator,
-    d_shell: DcDiscriminator,
+pub struct FusedDcgan<S> {
+    pub(crate) fc: Dense,
+    pub(crate) bn0: Bn,
+    pub(crate) t1: ConvLayer,
+    pub(crate) bn1: Bn,
+    pub(crate) t2: ConvLayer,
+    pub(crate) c1: ConvLayer,
+    pub(crate) c2: ConvLayer,
+    pub(crate) bn2: Bn,
+    pub(crate) out: Dense,
+    /// The burn modules the weights go back into (configuration, padding).
+    pub(crate) shells: S,
     /// (channels, size) of the images.
-    dims: (usize, usize),
-    rng: SplitMix64,
-    work: Work,
+    pub(crate) dims: (usize, usize),
+    /// D's activation (the family's, read from its description).
+    pub(crate) leaky: Act,
+    pub(crate) rng: SplitMix64,
+    pub(crate) work: Work,
 }
 
-impl FusedDcgan {
-    pub fn new(
-        gen: &DcGenerator,
-        disc: &DcDiscriminator,
-        opt_g: Vec<u8>,
-        opt_d: Vec<u8>,
-        seed: u64,
-    ) -> Result<Self, TrainError> {
-        let mut sg = AdamState::from_record_bytes(opt_g)?;
-        let mut sd = AdamState::from_record_bytes(opt_d)?;
-        let (channels, size, width) = (disc.channels, gen.size, gen.width);
-        let q = size / 4;
-        let w2 = 2 * width;
-        let net = Self {
-            fc: Dense::from_linear(&gen.fc, "fc".into(), &mut sg)?,
-            bn0: Bn::from_burn(&gen.bn0, "bn0", &mut sg)?,
-            t1: ConvLayer::from_conv_t(
-                &gen.t1,
-                "t1",
-                ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
-                &mut sg,
-            )?,
-            bn1: Bn::from_burn(&gen.bn1, "bn1", &mut sg)?,
-            t2: ConvLayer::from_conv_t(
-                &gen.t2,
-                "t2",
-                ConvGeom::new(channels, width, 4, 2, 1, size, size),
-                &mut sg,
-            )?,
-            c1: ConvLayer::from_conv(
-                &disc.c1,
-                "c1",
-                ConvGeom::new(channels, width, 4, 2, 1, size, size),
-                &mut sd,
-            )?,
-            c2: ConvLayer::from_conv(
-                &disc.c2,
-                "c2",
-                ConvGeom::new(width, w2, 4, 2, 1, 2 * q, 2 * q),
-                &mut sd,
-            )?,
-            bn2: Bn::from_burn(&disc.bn2, "bn2", &mut sd)?,
-            out: Dense::from_linear(&disc.out, "out".into(), &mut sd)?,
-            g_shell: gen.clone(),
-            d_shell: disc.clone(),
-            dims: (channels, size),
-            rng: SplitMix64::new(seed),
-            work: Work::default(),
-        };
-        sg.finish()?;
-        sd.finish()?;
-        Ok(net)
-    }
-
+impl<S: Clone> FusedDcgan<S> {
     pub fn reseed(&mut self, seed: u64) {
         self.rng = SplitMix64::new(seed);
-    }
-
-    pub fn generator(&self, device: &Device) -> DcGenerator {
-        let g = &self.g_shell;
-        DcGenerator {
-            fc: self.fc.to_linear(device),
-            bn0: self.bn0.to_burn(&g.bn0, device),
-            t1: self.t1.to_conv_t(&g.t1, device),
-            bn1: self.bn1.to_burn(&g.bn1, device),
-            t2: self.t2.to_conv_t(&g.t2, device),
-            ..g.clone()
-        }
-    }
-
-    pub fn discriminator(&self, device: &Device) -> DcDiscriminator {
-        let d = &self.d_shell;
-        DcDiscriminator {
-            c1: self.c1.to_conv(&d.c1, device),
-            c2: self.c2.to_conv(&d.c2, device),
-            bn2: self.bn2.to_burn(&d.bn2, device),
-            out: self.out.to_linear(device),
-            ..d.clone()
-        }
     }
 
     pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
@@ -396,6 +322,7 @@ impl FusedDcgan {
     /// step's. With `split = Some(k)`, batch norm takes its statistics separately over the
     /// first `k` rows and the rest (burn runs D once on the real and once on the fake batch).
     fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>, d_step: bool) {
+        let leaky = self.leaky;
         let w = if d_step {
             &mut self.work.d_step
         } else {
@@ -403,7 +330,7 @@ impl FusedDcgan {
         };
         // Only the D step computes D's weight gradients, from the columns kept here.
         let keep = d_step;
-        self.c1.forward(x, rows, LEAKY, &mut w.a3, &mut w.cc1, keep);
+        self.c1.forward(x, rows, leaky, &mut w.a3, &mut w.cc1, keep);
         let id = Act::Identity;
         self.c2
             .forward(&w.a3, rows, id, &mut w.a4, &mut w.cc2, keep);
@@ -415,12 +342,12 @@ impl FusedDcgan {
             Some(k) => {
                 let (x1, x2) = w.a4.split_at(k * per);
                 let (y1, y2) = w.n4.split_at_mut(k * per);
-                self.bn2.forward(x1, k, hw, LEAKY, y1, &mut w.s_real);
-                self.bn2.forward(x2, rows - k, hw, LEAKY, y2, &mut w.s_fake);
+                self.bn2.forward(x1, k, hw, leaky, y1, &mut w.s_real);
+                self.bn2.forward(x2, rows - k, hw, leaky, y2, &mut w.s_fake);
             }
             None => self
                 .bn2
-                .forward(&w.a4, rows, hw, LEAKY, &mut w.n4, &mut w.s_fake),
+                .forward(&w.a4, rows, hw, leaky, &mut w.n4, &mut w.s_fake),
         }
         self.out.forward(&w.n4, rows, &mut w.logits, Act::Identity);
     }
@@ -429,6 +356,7 @@ impl FusedDcgan {
     /// the D step D's parameter gradients are set; in the G step the input gradient goes
     /// into the pass's `dx` instead (no parameter gradients).
     fn d_backward(&mut self, rows: usize, split: Option<usize>, d_step: bool) {
+        let leaky = self.leaky;
         let params = d_step;
         let w = if d_step {
             &mut self.work.d_step
@@ -442,7 +370,7 @@ impl FusedDcgan {
             params.then_some(false),
             Some((&mut w.d1, false)),
         );
-        LEAKY.backward(&w.n4, &mut w.d1);
+        leaky.backward(&w.n4, &mut w.d1);
         let hw = self.c2.geom.h_out * self.c2.geom.w_out;
         let per = self.c2.geom.c_out * hw;
         w.d2.resize(rows * per, 0.0);
@@ -465,7 +393,7 @@ impl FusedDcgan {
         }
         // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d3 → c1 (params, or input into
         // dx). The columns d_forward left in cc1/cc2 are reused.
-        let dx = Some((&mut w.d3, Epilogue::ActGrad(LEAKY, &w.a3)));
+        let dx = Some((&mut w.d3, Epilogue::ActGrad(leaky, &w.a3)));
         self.c2.backward(rows, &w.d2, params, dx, &mut w.cc2);
         let dx = (!params).then_some((&mut w.dx, Epilogue::None));
         self.c1.backward(rows, &w.d3, params, dx, &mut w.cc1);

@@ -4,12 +4,13 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::math::sum_map;
 use super::{matmul, Act, AdamHyper, AdamState, ParamBuf};
-use crate::train::TrainError;
+use crate::error::TrainError;
 
 /// A k×k convolution with stride `s` and padding `p` from `c_in × h_in × w_in` images to
 /// `c_out × h_out × w_out`.
@@ -27,6 +28,31 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// The square geometry of a burn convolution's settings; anything the fast path does not
+    /// implement (non-square kernels, groups, dilation) is an error naming the layer.
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        path: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        groups: usize,
+        dilation: [usize; 2],
+        h_in: usize,
+    ) -> Result<Self, TrainError> {
+        let square = kernel[0] == kernel[1] && stride[0] == stride[1] && padding[0] == padding[1];
+        if !square || groups != 1 || dilation != [1, 1] || h_in + 2 * padding[0] < kernel[0] {
+            return Err(TrainError::Invalid(format!(
+                "{path}: kernel {kernel:?}, stride {stride:?}, padding {padding:?}, groups {groups}, dilation {dilation:?} on {h_in}-pixel planes has no fast CPU path"
+            )));
+        }
+        Ok(Self::new(
+            c_in, c_out, kernel[0], stride[0], padding[0], h_in, h_in,
+        ))
+    }
+
     pub fn new(
         c_in: usize,
         c_out: usize,
@@ -291,23 +317,64 @@ impl ConvLayer {
         Ok(Self { geom, w, b })
     }
 
-    /// Takes over a convolution with geometry `geom` (module path `path`).
+    /// Takes over a convolution (module path `path`) on `h_in × h_in` planes. The
+    /// geometry (channels, kernel, stride, padding) is read from the module itself, so it is
+    /// defined once, where the family builds its burn module.
     pub fn from_conv(
         c: &Conv2d,
         path: &str,
-        geom: ConvGeom,
+        h_in: usize,
         state: &mut AdamState,
     ) -> Result<Self, TrainError> {
+        let [c_out, c_in, _, _] = c.weight.val().dims();
+        let p = match c.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
+            PaddingConfig2d::Valid => 0,
+            ref other => {
+                return Err(TrainError::Invalid(format!(
+                    "{path}: padding {other:?} has no fast CPU path"
+                )))
+            }
+        };
+        let geom = ConvGeom::of(
+            path,
+            c_in,
+            c_out,
+            c.kernel_size,
+            c.stride,
+            [p, p],
+            c.groups,
+            c.dilation,
+            h_in,
+        )?;
         Self::new(&c.weight, &c.bias, path, geom, state)
     }
 
-    /// Takes over a transposed convolution, the adjoint of the convolution `geom`.
+    /// Takes over a transposed convolution (module path `path`) producing `h_out × h_out`
+    /// planes: the adjoint of the convolution with the same geometry, read from the module.
     pub fn from_conv_t(
         c: &ConvTranspose2d,
         path: &str,
-        geom: ConvGeom,
+        h_out: usize,
         state: &mut AdamState,
     ) -> Result<Self, TrainError> {
+        if c.padding_out != [0, 0] {
+            return Err(TrainError::Invalid(format!(
+                "{path}: output padding has no fast CPU path"
+            )));
+        }
+        let [c_in, c_out] = c.channels;
+        let geom = ConvGeom::of(
+            path,
+            c_out,
+            c_in,
+            c.kernel_size,
+            c.stride,
+            c.padding,
+            c.groups,
+            c.dilation,
+            h_out,
+        )?;
         Self::new(&c.weight, &c.bias, path, geom, state)
     }
 

@@ -1,18 +1,15 @@
-//! The VAE step over plain buffers: the same loss as `session::vae_step` (Bernoulli NLL
+//! The VAE step over plain buffers: the same loss as `model::vae_objective`'s step (Bernoulli NLL
 //! summed over pixels + β·KL, both averaged over the batch), for the MLP VAE and the
 //! conv-VAE (one step, two pairs of [`Encoder`] / [`Decoder`]).
 
-use burn::prelude::*;
-
-use super::conv::{ConvGeom, ConvLayer, ConvScratch, Epilogue};
+use super::conv::{ConvLayer, ConvScratch, Epilogue};
 use super::math::{self, LANES};
 use super::{
-    adam_record_bytes_of, backward_chain, fill_normal, forward_chain, Act, AdamHyper, AdamState,
-    Dense, ParamBuf,
+    adam_record_bytes_of, backward_chain, fill_normal, forward_chain, Act, AdamHyper, Dense,
+    ParamBuf,
 };
 use crate::data::SplitMix64;
-use crate::model::{ConvVae, MlpVae};
-use crate::train::TrainError;
+use crate::error::TrainError;
 
 /// Layers with parameters, for the optimiser record and Adam.
 pub trait Params {
@@ -40,10 +37,10 @@ pub trait Decoder: Params + Clone {
 /// A VAE with its Adam state, trained without burn's autodiff.
 #[derive(Clone)]
 pub struct FusedVae<E, D> {
-    enc: E,
-    mu: Dense,
-    logvar: Dense,
-    dec: D,
+    pub(crate) enc: E,
+    pub(crate) mu: Dense,
+    pub(crate) logvar: Dense,
+    pub(crate) dec: D,
     rng: SplitMix64,
     work: Work,
 }
@@ -90,23 +87,27 @@ macro_rules! clone_empty {
 /// The MLP VAE's encoder: dense layers, each followed by ReLU.
 #[derive(Clone)]
 pub struct MlpEncoder {
-    layers: Vec<Dense>,
-    buf: MlpBufs,
+    pub(crate) layers: Vec<Dense>,
+    /// The activation after each layer.
+    pub(crate) act: Act,
+    pub(crate) buf: MlpBufs,
 }
 
 /// The MLP VAE's decoder: dense layers with ReLU, then the logits layer.
 #[derive(Clone)]
 pub struct MlpDecoder {
-    layers: Vec<Dense>,
-    out: Dense,
-    buf: MlpBufs,
+    pub(crate) layers: Vec<Dense>,
+    /// The activation after each hidden layer.
+    pub(crate) act: Act,
+    pub(crate) out: Dense,
+    pub(crate) buf: MlpBufs,
 }
 
 #[derive(Default)]
-struct MlpBufs {
-    acts: Vec<Vec<f32>>,
-    d: Vec<f32>,
-    scratch: Vec<f32>,
+pub(crate) struct MlpBufs {
+    pub(crate) acts: Vec<Vec<f32>>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) scratch: Vec<f32>,
 }
 
 fn dense_params<'a>(layers: impl IntoIterator<Item = &'a Dense>) -> Vec<&'a ParamBuf> {
@@ -128,20 +129,20 @@ impl Params for MlpEncoder {
 
 impl Encoder for MlpEncoder {
     fn forward(&mut self, x: &[f32], rows: usize) {
-        forward_chain(&self.layers, x, rows, &mut self.buf.acts, Act::Relu);
+        forward_chain(&self.layers, x, rows, &mut self.buf.acts, self.act);
     }
     fn output<'a>(&'a self, x: &'a [f32]) -> &'a [f32] {
         self.buf.acts.last().map_or(x, |v| v)
     }
     fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
-        let b = &mut self.buf;
+        let (b, act) = (&mut self.buf, self.act);
         let layers = &mut self.layers;
         backward_chain(
             layers,
             x,
             rows,
             &b.acts,
-            Act::Relu,
+            act,
             dy,
             &mut b.scratch,
             true,
@@ -161,28 +162,18 @@ impl Params for MlpDecoder {
 
 impl Decoder for MlpDecoder {
     fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
-        forward_chain(&self.layers, z, rows, &mut self.buf.acts, Act::Relu);
+        forward_chain(&self.layers, z, rows, &mut self.buf.acts, self.act);
         let h: &[f32] = self.buf.acts.last().map_or(z, |v| v);
         self.out.forward(h, rows, logits, Act::Identity);
     }
     fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
-        let b = &mut self.buf;
+        let (b, act) = (&mut self.buf, self.act);
         let h: &[f32] = b.acts.last().map_or(z, |v| v);
         let d = &mut b.d;
         self.out
             .backward(h, rows, dlogits, Some(false), Some((&mut *d, false)));
         let layers = &mut self.layers;
-        backward_chain(
-            layers,
-            z,
-            rows,
-            &b.acts,
-            Act::Relu,
-            d,
-            &mut b.scratch,
-            true,
-            true,
-        );
+        backward_chain(layers, z, rows, &b.acts, act, d, &mut b.scratch, true, true);
         dz.clear();
         dz.extend_from_slice(d);
     }
@@ -191,44 +182,44 @@ impl Decoder for MlpDecoder {
 /// The conv-VAE's encoder: conv → ReLU → conv → ReLU → dense → ReLU.
 #[derive(Clone)]
 pub struct ConvEncoder {
-    c1: ConvLayer,
-    c2: ConvLayer,
-    fc: Dense,
-    buf: ConvEncoderBufs,
+    pub(crate) c1: ConvLayer,
+    pub(crate) c2: ConvLayer,
+    pub(crate) fc: Dense,
+    pub(crate) buf: ConvEncoderBufs,
 }
 
 #[derive(Default)]
-struct ConvEncoderBufs {
-    a1: Vec<f32>,
-    a2: Vec<f32>,
-    h: Vec<f32>,
-    cc1: ConvScratch,
-    cc2: ConvScratch,
-    d2: Vec<f32>,
-    d1: Vec<f32>,
+pub(crate) struct ConvEncoderBufs {
+    pub(crate) a1: Vec<f32>,
+    pub(crate) a2: Vec<f32>,
+    pub(crate) h: Vec<f32>,
+    pub(crate) cc1: ConvScratch,
+    pub(crate) cc2: ConvScratch,
+    pub(crate) d2: Vec<f32>,
+    pub(crate) d1: Vec<f32>,
 }
 
 /// The conv-VAE's decoder: dense → ReLU → dense → ReLU → transposed conv → ReLU →
 /// transposed conv (the logits).
 #[derive(Clone)]
 pub struct ConvDecoder {
-    fc1: Dense,
-    fc2: Dense,
-    t1: ConvLayer,
-    t2: ConvLayer,
-    buf: ConvDecoderBufs,
+    pub(crate) fc1: Dense,
+    pub(crate) fc2: Dense,
+    pub(crate) t1: ConvLayer,
+    pub(crate) t2: ConvLayer,
+    pub(crate) buf: ConvDecoderBufs,
 }
 
 #[derive(Default)]
-struct ConvDecoderBufs {
-    h1: Vec<f32>,
-    h2: Vec<f32>,
-    n1: Vec<f32>,
-    ct1: ConvScratch,
-    ct2: ConvScratch,
-    e1: Vec<f32>,
-    e2: Vec<f32>,
-    e3: Vec<f32>,
+pub(crate) struct ConvDecoderBufs {
+    pub(crate) h1: Vec<f32>,
+    pub(crate) h2: Vec<f32>,
+    pub(crate) n1: Vec<f32>,
+    pub(crate) ct1: ConvScratch,
+    pub(crate) ct2: ConvScratch,
+    pub(crate) e1: Vec<f32>,
+    pub(crate) e2: Vec<f32>,
+    pub(crate) e3: Vec<f32>,
 }
 
 clone_empty!(MlpBufs, ConvEncoderBufs, ConvDecoderBufs);
@@ -311,102 +302,8 @@ impl Decoder for ConvDecoder {
     }
 }
 
-impl FusedMlpVae {
-    /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
-    pub fn new(model: &MlpVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
-        let mut state = AdamState::from_record_bytes(optim_bytes)?;
-        let (enc, mu, logvar, dec, out) = model.parts();
-        let chain = |ls: &[burn::nn::Linear], name: &str, state: &mut AdamState| {
-            ls.iter()
-                .enumerate()
-                .map(|(i, l)| Dense::from_linear(l, format!("{name}.{i}"), state))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let enc = MlpEncoder {
-            layers: chain(enc, "enc", &mut state)?,
-            buf: MlpBufs::default(),
-        };
-        let dec = MlpDecoder {
-            layers: chain(dec, "dec", &mut state)?,
-            out: Dense::from_linear(out, "out".into(), &mut state)?,
-            buf: MlpBufs::default(),
-        };
-        let mu = Dense::from_linear(mu, "mu".into(), &mut state)?;
-        let logvar = Dense::from_linear(logvar, "logvar".into(), &mut state)?;
-        state.finish()?;
-        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
-    }
-
-    /// burn's model with the current weights (same parameter ids), on `device`.
-    pub fn model(&self, device: &Device) -> MlpVae {
-        MlpVae::from_parts(
-            self.enc
-                .layers
-                .iter()
-                .map(|l| l.to_linear(device))
-                .collect(),
-            self.mu.to_linear(device),
-            self.logvar.to_linear(device),
-            self.dec
-                .layers
-                .iter()
-                .map(|l| l.to_linear(device))
-                .collect(),
-            self.dec.out.to_linear(device),
-        )
-    }
-}
-
-impl FusedConvVae {
-    /// Take over `model`'s weights and the Adam state in `optim_bytes` (burn's record).
-    pub fn new(model: &ConvVae, optim_bytes: Vec<u8>, seed: u64) -> Result<Self, TrainError> {
-        let mut st = AdamState::from_record_bytes(optim_bytes)?;
-        let (channels, size, width) = (model.channels, model.size, model.width);
-        let (half, w2) = (size / 2, 2 * width);
-        // c1: channels × size² → width × half²; c2: → 2·width × (size/4)²; the transposed
-        // convolutions are their adjoints.
-        let g1 = ConvGeom::new(channels, width, 4, 2, 1, size, size);
-        let g2 = ConvGeom::new(width, w2, 4, 2, 1, half, half);
-        let enc = ConvEncoder {
-            c1: ConvLayer::from_conv(&model.c1, "c1", g1, &mut st)?,
-            c2: ConvLayer::from_conv(&model.c2, "c2", g2, &mut st)?,
-            fc: Dense::from_linear(&model.fc, "fc".into(), &mut st)?,
-            buf: ConvEncoderBufs::default(),
-        };
-        let dec = ConvDecoder {
-            fc1: Dense::from_linear(&model.d_fc, "d_fc".into(), &mut st)?,
-            fc2: Dense::from_linear(&model.d_fc2, "d_fc2".into(), &mut st)?,
-            t1: ConvLayer::from_conv_t(&model.t1, "t1", g2, &mut st)?,
-            t2: ConvLayer::from_conv_t(&model.t2, "t2", g1, &mut st)?,
-            buf: ConvDecoderBufs::default(),
-        };
-        let mu = Dense::from_linear(&model.mu, "mu".into(), &mut st)?;
-        let logvar = Dense::from_linear(&model.logvar, "logvar".into(), &mut st)?;
-        st.finish()?;
-        Ok(Self::from_parts(enc, mu, logvar, dec, seed))
-    }
-
-    /// burn's model with the current weights (same parameter ids), on `device`; `shell`
-    /// supplies the rest (configuration, padding).
-    pub fn model(&self, shell: &ConvVae, device: &Device) -> ConvVae {
-        let (e, d) = (&self.enc, &self.dec);
-        ConvVae {
-            c1: e.c1.to_conv(&shell.c1, device),
-            c2: e.c2.to_conv(&shell.c2, device),
-            fc: e.fc.to_linear(device),
-            mu: self.mu.to_linear(device),
-            logvar: self.logvar.to_linear(device),
-            d_fc: d.fc1.to_linear(device),
-            d_fc2: d.fc2.to_linear(device),
-            t1: d.t1.to_conv_t(&shell.t1, device),
-            t2: d.t2.to_conv_t(&shell.t2, device),
-            ..shell.clone()
-        }
-    }
-}
-
 impl<E: Encoder, D: Decoder> FusedVae<E, D> {
-    fn from_parts(enc: E, mu: Dense, logvar: Dense, dec: D, seed: u64) -> Self {
+    pub(crate) fn from_parts(enc: E, mu: Dense, logvar: Dense, dec: D, seed: u64) -> Self {
         Self {
             enc,
             mu,

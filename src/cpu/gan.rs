@@ -1,31 +1,28 @@
 //! The MLP GAN step over plain buffers: the same non-saturating losses and update order as
-//! `session::gan_step` (D on real and detached fake, then G through the updated D).
-
-use burn::prelude::*;
+//! `model::gan_objective`'s step (D on real and detached fake, then G through the updated D).
 
 use super::{
     adam_record_bytes, backward_chain, disc_loss_and_grad, fill_normal, forward_chain, gan_terms,
-    gen_loss_and_grad, Act, AdamHyper, AdamState, Dense,
+    gen_loss_and_grad, Act, AdamHyper, Dense,
 };
 use crate::data::SplitMix64;
-use crate::model::{MlpDiscriminator, MlpGenerator};
-use crate::train::TrainError;
-
-const SLOPE: f32 = 0.2;
+use crate::error::TrainError;
 
 /// An MLP generator and discriminator with their Adam states.
 #[derive(Clone)]
 pub struct FusedGan {
-    g_hidden: Vec<Dense>,
-    g_out: Dense,
-    d_hidden: Vec<Dense>,
-    d_out: Dense,
-    rng: SplitMix64,
-    work: Work,
+    pub(crate) g_hidden: Vec<Dense>,
+    pub(crate) g_out: Dense,
+    pub(crate) d_hidden: Vec<Dense>,
+    pub(crate) d_out: Dense,
+    /// The hidden layers' activation (the family's, read from its description).
+    pub(crate) leaky: Act,
+    pub(crate) rng: SplitMix64,
+    pub(crate) work: Work,
 }
 
 #[derive(Default)]
-struct Work {
+pub(crate) struct Work {
     z: Vec<f32>,
     g_acts: Vec<Vec<f32>>,
     fake: Vec<f32>,
@@ -43,51 +40,6 @@ impl Clone for Work {
 }
 
 impl FusedGan {
-    pub fn new(
-        gen: &MlpGenerator,
-        disc: &MlpDiscriminator,
-        opt_g: Vec<u8>,
-        opt_d: Vec<u8>,
-        seed: u64,
-    ) -> Result<Self, TrainError> {
-        let mut sg = AdamState::from_record_bytes(opt_g)?;
-        let mut sd = AdamState::from_record_bytes(opt_d)?;
-        let (gh, go) = gen.parts();
-        let (dh, dout) = disc.parts();
-        let hidden =
-            |ls: &[burn::nn::Linear], state: &mut AdamState| -> Result<Vec<Dense>, TrainError> {
-                ls.iter()
-                    .enumerate()
-                    .map(|(i, l)| Dense::from_linear(l, format!("hidden.{i}"), state))
-                    .collect()
-            };
-        let gan = Self {
-            g_hidden: hidden(gh, &mut sg)?,
-            g_out: Dense::from_linear(go, "out".into(), &mut sg)?,
-            d_hidden: hidden(dh, &mut sd)?,
-            d_out: Dense::from_linear(dout, "out".into(), &mut sd)?,
-            rng: SplitMix64::new(seed),
-            work: Work::default(),
-        };
-        sg.finish()?;
-        sd.finish()?;
-        Ok(gan)
-    }
-
-    pub fn generator(&self, device: &Device) -> MlpGenerator {
-        MlpGenerator::from_parts(
-            self.g_hidden.iter().map(|l| l.to_linear(device)).collect(),
-            self.g_out.to_linear(device),
-        )
-    }
-
-    pub fn discriminator(&self, device: &Device) -> MlpDiscriminator {
-        MlpDiscriminator::from_parts(
-            self.d_hidden.iter().map(|l| l.to_linear(device)).collect(),
-            self.d_out.to_linear(device),
-        )
-    }
-
     /// Adam states of (generator, discriminator) as burn optimiser-record bytes.
     pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
         Ok((
@@ -123,7 +75,7 @@ impl FusedGan {
     ) -> [f32; 4] {
         let pixels = self.g_out.out;
         assert_eq!(real.len(), rows * pixels, "batch size");
-        let leaky = Act::LeakyRelu(SLOPE);
+        let leaky = self.leaky;
         let w = &mut self.work;
 
         // G(z).

@@ -5,14 +5,13 @@ use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
-use super::vae::{Decoder, Encoder, FusedVae};
-use super::{AdamHyper, FusedConvVae, FusedGan, FusedMlpVae};
-use crate::checkpoint::optim_bytes;
+use super::gan_objective::gan_step_with_latents;
+use super::tensors::{optim_bytes, read_f32};
+use super::vae_objective::{vae_step_with_noise, VaeModule};
+use super::{ConvVae, ConvVaeConfig, MlpGanConfig, MlpVae, MlpVaeConfig};
+use crate::cpu::{AdamHyper, Decoder, Encoder, FusedConvVae, FusedGan, FusedMlpVae, FusedVae};
 use crate::data::SplitMix64;
 use crate::infer::normal_latents;
-use crate::model::{ConvVaeConfig, DiscNet, GenNet, MlpGanConfig, MlpVaeConfig, VaeNet};
-use crate::train::read_f32;
-use crate::train::session::{gan_step_with_latents, vae_step_with_noise};
 
 const H: AdamHyper = AdamHyper {
     beta1: 0.5,
@@ -77,30 +76,42 @@ fn conv_t_weights(c: &burn::nn::conv::ConvTranspose2d) -> Vec<f32> {
     out
 }
 
-/// Every weight of either VAE, in a fixed order.
-fn any_vae_weights(net: &VaeNet) -> Vec<f32> {
-    match net {
-        VaeNet::Mlp(m) => vae_weights(m),
-        VaeNet::Conv(m) => {
-            let mut out = conv_weights(&m.c1);
-            out.extend(conv_weights(&m.c2));
-            out.extend(weights([&m.fc, &m.mu, &m.logvar, &m.d_fc, &m.d_fc2]));
-            out.extend(conv_t_weights(&m.t1));
-            out.extend(conv_t_weights(&m.t2));
-            out
-        }
+/// Every weight of a VAE, in a fixed order.
+trait AllWeights {
+    fn all_weights(&self) -> Vec<f32>;
+}
+
+impl AllWeights for MlpVae {
+    fn all_weights(&self) -> Vec<f32> {
+        vae_weights(self)
     }
+}
+
+impl AllWeights for ConvVae {
+    fn all_weights(&self) -> Vec<f32> {
+        let m = self;
+        let mut out = conv_weights(&m.c1);
+        out.extend(conv_weights(&m.c2));
+        out.extend(weights([&m.fc, &m.mu, &m.logvar, &m.d_fc, &m.d_fc2]));
+        out.extend(conv_t_weights(&m.t1));
+        out.extend(conv_t_weights(&m.t2));
+        out
+    }
+}
+
+fn any_vae_weights<M: AllWeights>(m: &M) -> Vec<f32> {
+    m.all_weights()
 }
 
 /// Four steps of `init` through burn's autodiff and through the fused VAE built by `new`
 /// (read back as burn's model by `net`) give the same loss terms and weights, and one more
 /// step from either path's Adam state on either path agrees.
-fn check_vae_steps<E: Encoder, D: Decoder>(
-    init: VaeNet,
+fn check_vae_steps<M: VaeModule + AllWeights, E: Encoder, D: Decoder>(
+    init: M,
     pixels: usize,
     latent: usize,
-    new: impl Fn(&VaeNet, Vec<u8>, u64) -> FusedVae<E, D>,
-    net: impl Fn(&FusedVae<E, D>) -> VaeNet,
+    new: impl Fn(&M, Vec<u8>, u64) -> FusedVae<E, D>,
+    net: impl Fn(&FusedVae<E, D>) -> M,
     device: &Device,
 ) {
     let (rows, lr, beta) = (5, 1e-2, 0.7);
@@ -108,7 +119,7 @@ fn check_vae_steps<E: Encoder, D: Decoder>(
     let mut fused = new(&init, optim_bytes(&optim).unwrap(), 1);
     let mut model = init;
     let mut rng = SplitMix64::new(3);
-    let burn_step = |model: VaeNet, optim: &mut ModuleOptimizer, x: &[f32], eps: &[f32]| {
+    let burn_step = |model: M, optim: &mut ModuleOptimizer, x: &[f32], eps: &[f32]| {
         let xt = tensor(x, rows, device);
         let enc = model.encode(xt.clone());
         let (m, terms) =
@@ -167,12 +178,9 @@ fn vae_steps_equal_burn_autodiff_steps() {
         .with_hidden(vec![9, 7])
         .with_latent(latent)
         .init(&device);
-    let new = |net: &VaeNet, bytes, seed| {
-        let VaeNet::Mlp(m) = net else { unreachable!() };
-        FusedMlpVae::new(m, bytes, seed).unwrap()
-    };
-    let net = |f: &FusedMlpVae| VaeNet::Mlp(f.model(&device));
-    check_vae_steps(VaeNet::Mlp(init), pixels, latent, new, net, &device);
+    let new = |m: &MlpVae, bytes, seed| FusedMlpVae::new(m, bytes, seed).unwrap();
+    let net = |f: &FusedMlpVae| f.model(&device);
+    check_vae_steps(init, pixels, latent, new, net, &device);
 }
 
 #[test]
@@ -187,20 +195,10 @@ fn conv_vae_steps_equal_burn_autodiff_steps() {
             .with_width(4)
             .with_dense(10)
             .init(&device);
-        let new = |net: &VaeNet, bytes, seed| {
-            let VaeNet::Conv(m) = net else { unreachable!() };
-            FusedConvVae::new(m, bytes, seed).unwrap()
-        };
-        let net = |f: &FusedConvVae| VaeNet::Conv(f.model(&shell, &device));
+        let new = |m: &ConvVae, bytes, seed| FusedConvVae::new(m, bytes, seed).unwrap();
+        let net = |f: &FusedConvVae| f.model(&shell, &device);
         let pixels = channels * size * size;
-        check_vae_steps(
-            VaeNet::Conv(shell.clone()),
-            pixels,
-            latent,
-            new,
-            net,
-            &device,
-        );
+        check_vae_steps(shell.clone(), pixels, latent, new, net, &device);
     }
 }
 
@@ -223,7 +221,7 @@ fn gan_steps_equal_burn_autodiff_steps() {
         1,
     )
     .unwrap();
-    let (mut gen, mut disc) = (GenNet::Mlp(g0), DiscNet::Mlp(d0));
+    let (mut gen, mut disc) = (g0, d0);
     let mut rng = SplitMix64::new(5);
     for step in 0..4 {
         let real = uniform(&mut rng, rows * pixels, -1.0, 1.0);
@@ -241,9 +239,7 @@ fn gan_steps_equal_burn_autodiff_steps() {
         let want = read_f32(terms).unwrap();
         let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);
         assert_close(&got, &want, &format!("loss terms at step {step}"));
-        let (GenNet::Mlp(g), DiscNet::Mlp(d)) = (&gen, &disc) else {
-            unreachable!()
-        };
+        let (g, d) = (&gen, &disc);
         let parts = |p: (&[Linear], &Linear)| weights(p.0.iter().chain([p.1]));
         assert_close(
             &parts(fused.generator(&device).parts()),
@@ -267,14 +263,14 @@ fn gan_steps_equal_burn_autodiff_steps() {
 /// `steps` steps at full size through burn and through `fused` from the same weights and
 /// noise give the same loss terms (sums over whole batches are added in a different order,
 /// and split across threads, on the two paths); returns burn's model.
-fn full_size_steps<E: Encoder, D: Decoder>(
+fn full_size_steps<M: VaeModule, E: Encoder, D: Decoder>(
     fused: &mut FusedVae<E, D>,
-    mut model: VaeNet,
+    mut model: M,
     optim: &mut ModuleOptimizer,
     (rows, pixels, latent): (usize, usize, usize),
     steps: u64,
     device: &Device,
-) -> VaeNet {
+) -> M {
     let (lr, beta) = (1e-3, 1.0);
     let mut rng = SplitMix64::new(8);
     for step in 0..steps {
@@ -308,7 +304,7 @@ fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
     let mut fused = FusedMlpVae::new(&init, optim_bytes(&optim).unwrap(), 1).unwrap();
     let model = full_size_steps(
         &mut fused,
-        VaeNet::Mlp(init),
+        init,
         &mut optim,
         (rows, pixels, latent),
         2,
@@ -318,10 +314,7 @@ fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
     // first steps move a weight by ≈ lr whatever the size of its gradient, so a gradient that
     // is pure rounding noise may move either way: nearly all weights agree to 1e-6, every
     // weight to within the two steps' reach.
-    let VaeNet::Mlp(m) = &model else {
-        unreachable!()
-    };
-    let (got, want) = (vae_weights(&fused.model(&device)), vae_weights(m));
+    let (got, want) = (vae_weights(&fused.model(&device)), vae_weights(&model));
     let close = got
         .iter()
         .zip(&want)
@@ -342,7 +335,7 @@ fn full_size_vae_steps_match_burn_on_the_threaded_paths() {
 
 #[test]
 fn unusable_optimiser_records_are_errors_not_panics() {
-    use super::{adam_record_bytes, AdamState, Dense};
+    use crate::cpu::{adam_record_bytes, AdamState, Dense};
     let device = Device::flex().autodiff();
     let cfg = MlpVaeConfig::new(12).with_hidden(vec![9]).with_latent(3);
     let a = cfg.init(&device);
@@ -351,8 +344,7 @@ fn unusable_optimiser_records_are_errors_not_panics() {
     let x = tensor(&[0.5; 24], 2, &device);
     let enc = a.encode(x.clone());
     let eps = tensor(&[0.1; 6], 2, &device);
-    let (a, _) = vae_step_with_noise(VaeNet::Mlp(a), &mut optim, x, enc, eps, 1e-3, 1.0);
-    let VaeNet::Mlp(a) = a else { unreachable!() };
+    let (a, _) = vae_step_with_noise(a, &mut optim, x, enc, eps, 1e-3, 1.0);
     let record = optim_bytes(&optim).unwrap();
     assert!(FusedMlpVae::new(&a, record.clone(), 0).is_ok());
 
@@ -428,7 +420,7 @@ fn with_nan_weight(c: &burn::nn::conv::Conv2d, device: &Device) -> burn::nn::con
 #[test]
 fn a_nan_conv_weight_shows_in_the_loss() {
     // Through the conv layers' activations, batch norm and the col2im epilogues.
-    use super::FusedDcgan;
+    use super::dcgan::DcganFast as FusedDcgan;
     use crate::model::DcganConfig;
     let device = Device::flex().autodiff();
     let mut vae = ConvVaeConfig::new(1, 8)
@@ -452,7 +444,7 @@ fn a_nan_conv_weight_shows_in_the_loss() {
 
 #[test]
 fn dcgan_steps_equal_burn_autodiff_steps() {
-    use super::FusedDcgan;
+    use super::dcgan::DcganFast as FusedDcgan;
     use crate::model::DcganConfig;
     let device = Device::flex().autodiff();
     device.seed(13);
@@ -468,7 +460,7 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
         1,
     )
     .unwrap();
-    let (mut gen, mut disc) = (GenNet::Conv(g0), DiscNet::Conv(d0));
+    let (mut gen, mut disc) = (g0, d0);
     let mut rng = SplitMix64::new(5);
     for step in 0..3 {
         let real = uniform(&mut rng, rows * size * size, -1.0, 1.0);
@@ -491,9 +483,7 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
         // gradient is rounding noise that Adam scales up to ±lr on either path, and with them
         // the running means fed by those layers. The loss terms above, computed in training
         // mode, do not depend on them and check everything else at every step.
-        let (GenNet::Conv(g), DiscNet::Conv(d)) = (&gen, &disc) else {
-            unreachable!()
-        };
+        let (g, d) = (&gen, &disc);
         let (fg, fd) = (fused.generator(&device), fused.discriminator(&device));
         let v1 = |t: Tensor<1>| read_f32(t).unwrap();
         let v4 = |t: Tensor<4>| read_f32(t).unwrap();
@@ -552,8 +542,8 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
     let real = uniform(&mut rng, rows * size * size, -1.0, 1.0);
     let z = normal_latents(rows, latent, 50);
     let (_, d2, terms) = gan_step_with_latents(
-        GenNet::Conv(fused.generator(&device)),
-        DiscNet::Conv(fused.discriminator(&device)),
+        fused.generator(&device),
+        fused.discriminator(&device),
         &mut og,
         &mut od,
         tensor(&real, rows, &device),
@@ -562,9 +552,6 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
     );
     let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);
     assert_close(&got, &read_f32(terms).unwrap(), "terms after the hand-over");
-    let DiscNet::Conv(d2) = d2 else {
-        unreachable!()
-    };
     assert_close(
         &read_f32(fused.discriminator(&device).c1.weight.val()).unwrap(),
         &read_f32(d2.c1.weight.val()).unwrap(),
@@ -584,7 +571,7 @@ fn full_size_conv_vae_steps_match_burn() {
         .init(&device);
     let mut optim = adam();
     let mut fused = FusedConvVae::new(&shell, optim_bytes(&optim).unwrap(), 1).unwrap();
-    let model = VaeNet::Conv(shell);
+    let model = shell;
     full_size_steps(
         &mut fused,
         model,

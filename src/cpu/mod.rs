@@ -1,4 +1,10 @@
-//! Fused CPU training for every model family: the MLP and conv VAEs, the MLP GAN and the DCGAN.
+//! The fast CPU path: a library of layers (dense, convolution, transposed convolution, batch
+//! norm, activations, the VAE and GAN losses, Adam) with forward and backward passes over
+//! plain `f32` buffers, and the compositions the families train with (the MLP and conv VAEs,
+//! the MLP GAN and the DCGAN). It depends on no other engine module but `data` (the RNG) and
+//! the error types: a family (in `model/`) takes its layers over from its burn modules —
+//! widths, kernels, strides and padding read from the modules themselves — and gives them
+//! back.
 //!
 //! burn's CPU backend runs a training step op by op: each element-wise operation is its own
 //! pass over memory with its own allocation, and autodiff records a graph every step. For
@@ -9,7 +15,7 @@
 //! no allocation after the first step (except the small tap-plane buffers each parallel task
 //! of an im2col/col2im starts with).
 //!
-//! It is an implementation detail of [`Session`](super::Session): weights come from burn
+//! Weights come from burn
 //! modules and go back into them (same parameter ids) for inference and checkpoints, and the
 //! Adam state is read from and written to burn's optimiser record format, so a run can move
 //! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
@@ -21,9 +27,17 @@ mod gan;
 mod math;
 mod vae;
 
+mod plain;
+
+pub use conv::{ConvGeom, ConvLayer};
+pub(crate) use dcgan::Bn;
 pub use dcgan::FusedDcgan;
 pub use gan::FusedGan;
-pub use vae::{FusedConvVae, FusedMlpVae};
+pub use plain::{PlainMlp, PlainOut};
+pub use vae::{
+    ConvDecoder, ConvEncoder, Decoder, Encoder, FusedConvVae, FusedMlpVae, FusedVae, MlpDecoder,
+    MlpEncoder,
+};
 
 use std::collections::HashMap;
 
@@ -33,8 +47,8 @@ use burn::prelude::*;
 use burn::tensor::{Bytes, DType};
 use rayon::prelude::*;
 
-use super::TrainError;
 use crate::data::SplitMix64;
+use crate::error::TrainError;
 
 /// Adam's hyper-parameters, with burn's `AdamConfig` meaning.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +109,18 @@ macro_rules! with_act {
 }
 
 impl Act {
+    /// The same activation on a burn tensor: a family's burn module and its fast CPU path
+    /// share one [`Act`] value (one slope, written once).
+    pub fn tensor<const D: usize>(self, t: Tensor<D>) -> Tensor<D> {
+        use burn::tensor::activation;
+        match self {
+            Act::Identity => t,
+            Act::Relu => activation::relu(t),
+            Act::LeakyRelu(s) => activation::leaky_relu(t, s as f64),
+            Act::Tanh => activation::tanh(t),
+        }
+    }
+
     /// `y ← act(x + shift)`.
     fn apply(self, x: &[f32], shift: f32, y: &mut [f32]) {
         with_act!(self, shift, |f| y
@@ -206,8 +232,8 @@ fn matmul(
 pub struct Dense {
     pub inp: usize,
     pub out: usize,
-    w: ParamBuf,
-    b: ParamBuf,
+    pub(crate) w: ParamBuf,
+    pub(crate) b: ParamBuf,
 }
 
 impl Dense {
@@ -341,7 +367,12 @@ fn adam_update(
 }
 
 fn read_param<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, TrainError> {
-    super::read_f32(t.clone())
+    t.clone()
+        .try_into_data()
+        .map_err(|e| TrainError::Device(format!("{e:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
 /// Apply `layers` in turn to `x`, each followed by `act`; `acts[i]` receives layer i's
@@ -607,9 +638,6 @@ pub fn adam_record_bytes<'a>(
     adam_record_bytes_of(layers, [])
 }
 
-#[cfg(test)]
-mod tests;
-
 /// One parameter tensor of any shape with its gradient and Adam state.
 #[derive(Debug)]
 pub struct ParamBuf {
@@ -617,7 +645,7 @@ pub struct ParamBuf {
     pub g: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
-    t: usize,
+    pub(crate) t: usize,
     id: ParamId,
     path: String,
     shape: Vec<usize>,

@@ -1,0 +1,203 @@
+//! The plug-in interface of a model family.
+//!
+//! A family is one file in `model/` that implements [`Family`] (its presets and defaults),
+//! [`ArchConfig`] (its burn `Config`: validation, description, building networks) and, through
+//! the objective it trains with ([`super::vae_objective`], [`super::gan_objective`]), [`Nets`]
+//! and [`Trainer`]. It is listed once in [`super::FAMILIES`]. Nothing else in the crate
+//! matches on families: the CLI's `--model` values, the app's model menu, `bench`,
+//! checkpoints, evaluation and the plots all come from these traits.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+
+use super::tensors::{NamedTensor, PixelRange};
+use super::ModelOverrides;
+use crate::data::{Dataset, ImageShape};
+use crate::error::{CheckpointError, ModelError, TrainError};
+use crate::run::{EvalReport, TrainConfig, TrainDefaults};
+
+/// What the app and the CLI can do with a family's networks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Encodes images to latents (reconstructions, scatter, explore a real image, KL per
+    /// dimension, interpolation between real images).
+    pub encoder: bool,
+    /// Has a KL term weighted by β (the β control, "sort by KL").
+    pub beta: bool,
+}
+
+/// A group of loss terms drawn on one plot.
+#[derive(Clone, Copy, Debug)]
+pub struct PlotGroup {
+    pub title: &'static str,
+    /// Term names, in [`Objective::terms`].
+    pub terms: &'static [&'static str],
+}
+
+/// A training objective shared by families (the VAE's ELBO, the non-saturating GAN loss):
+/// the plain data the rest of the app needs about it.
+#[derive(Debug)]
+pub struct Objective {
+    pub name: &'static str,
+    /// Loss terms of one step, in the order a [`Trainer`] reports them.
+    pub terms: &'static [&'static str],
+    pub plots: &'static [PlotGroup],
+    /// The per-epoch test metric's label (the value of [`EvalReport::headline`]).
+    pub headline: &'static str,
+    /// Pixel scaling the networks train on.
+    pub pixels: PixelRange,
+    pub capabilities: Capabilities,
+    /// Checkpoint sections of the optimiser states, in [`Trainer::optim_bytes`] order.
+    pub optim_sections: &'static [&'static str],
+}
+
+/// A named preset of a family (`--model` value).
+#[derive(Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+}
+
+/// A model family (see the module docs).
+pub trait Family: Send + Sync + 'static {
+    /// The serde tag of its configuration in checkpoints (`"family": "vae"`).
+    fn id(&self) -> &'static str;
+    /// Its presets; the first has the family's own name.
+    fn presets(&self) -> &'static [Preset];
+    fn objective(&self) -> &'static Objective;
+    /// Optimiser settings and batch size that train well.
+    fn train_defaults(&self) -> TrainDefaults;
+    /// The configuration of preset `preset` for images of `shape`, with `overrides`.
+    fn config(
+        &self,
+        preset: &str,
+        shape: ImageShape,
+        overrides: &ModelOverrides,
+    ) -> Result<Box<dyn ArchConfig>, ModelError>;
+    /// Its configuration from a checkpoint header (the JSON object, `family` tag included).
+    fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String>;
+}
+
+/// A family's configuration (its burn `Config`), behind the family's type.
+pub trait ArchConfig: Debug + Send + Sync + 'static {
+    fn family(&self) -> &'static dyn Family;
+    /// The serde form (without the `family` tag, which [`super::Architecture`] adds).
+    fn to_json(&self) -> serde_json::Value;
+    fn latent_dim(&self) -> usize;
+    /// Check a configuration read from a file against `shape` before anything is allocated:
+    /// `Ok(false)` when its sizes are implausible, an error when the shape does not fit.
+    fn validate(&self, shape: ImageShape) -> Result<bool, ModelError>;
+    /// Short description of the layers, e.g. `784-400-20`.
+    fn describe(&self) -> String;
+    /// Fresh networks on `device` (lazy: nothing is allocated until first use).
+    fn networks(&self, device: &Device) -> Box<dyn Nets>;
+    fn clone_box(&self) -> Box<dyn ArchConfig>;
+}
+
+/// Reads a checkpoint section by name.
+pub type SectionReader<'a> = &'a dyn Fn(&str) -> Result<&'a [u8], CheckpointError>;
+
+/// How a [`Trainer`] is set up.
+pub struct TrainerSetup<'a> {
+    pub config: &'a TrainConfig,
+    /// The training device (autodiff).
+    pub device: &'a Device,
+    /// Optimisers restored from a checkpoint ([`Objective::optim_sections`] order); `None`
+    /// starts fresh ones.
+    pub optims: Option<Vec<ModuleOptimizer>>,
+    /// Use the family's fast CPU path if it has one.
+    pub fused: bool,
+    /// Seed of the fast path's own noise stream.
+    pub seed: u64,
+}
+
+/// The networks of one model, behind the family's types.
+pub trait Nets: Debug + Send + Sync + 'static {
+    fn objective(&self) -> &'static Objective;
+    fn clone_box(&self) -> Box<dyn Nets>;
+    /// Inference copy on `device` (`valid()`: no autodiff, batch norm in eval mode).
+    fn inference_copy(&self, device: &Device) -> Box<dyn Nets>;
+    /// `z: [batch, latent]` → images `[batch, pixels]` in [0, 1].
+    fn decode(&self, z: Tensor<2>) -> Tensor<2>;
+    /// Images in [0, 1] → `(mean, log-variance)`; `None` for families without an encoder.
+    fn encode(&self, x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)>;
+    /// A discriminator's (critic's) logits `[batch, 1]` for images in the objective's pixel
+    /// range; `None` for families without one.
+    fn discriminate(&self, _x: Tensor<2>) -> Option<Tensor<2>> {
+        None
+    }
+    /// Checkpoint sections of the weights (`model`, or `generator` + `discriminator`).
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError>;
+    /// These (fresh) networks with the weights of a checkpoint's sections.
+    fn load(&self, sections: SectionReader<'_>) -> Result<Box<dyn Nets>, String>;
+    /// Test metrics on images `idx` of `data` (pass an inference copy).
+    fn evaluate(
+        &self,
+        data: &Dataset,
+        idx: &[usize],
+        iw_samples: usize,
+        device: &Device,
+    ) -> Result<EvalReport, TrainError>;
+    /// Every float parameter, PyTorch layout (`export --safetensors`).
+    fn named_tensors(&self) -> Result<Vec<NamedTensor>, String>;
+    /// A plain-Rust decoder for a few latents at a time (the slider path), if the family
+    /// has one.
+    fn fast_decoder(&self) -> Option<crate::cpu::PlainMlp> {
+        None
+    }
+    /// A trainer for these networks; also the reason the fast CPU path is off, if it was
+    /// asked for and could not be used.
+    fn trainer(
+        &self,
+        setup: TrainerSetup<'_>,
+    ) -> Result<(Box<dyn Trainer>, Option<String>), TrainError>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Loss terms of one step, not yet checked.
+pub enum StepTerms {
+    /// Still on the training device (read back in one sync with the others).
+    Device(Box<Tensor<1>>),
+    /// Already on the host (the fast CPU path).
+    Host(Vec<f32>),
+}
+
+/// One batch: image indices into a dataset (pixels and, where the dataset has them, labels).
+pub struct Batch<'a> {
+    pub data: &'a Dataset,
+    pub idx: &'a [usize],
+}
+
+impl Batch<'_> {
+    /// The labels of the batch, if the dataset has labels.
+    pub fn labels(&self) -> Option<Vec<u32>> {
+        let l = self.data.labels.as_ref()?;
+        self.idx.iter().map(|&i| l.get(i).copied()).collect()
+    }
+}
+
+/// Trains one model: the family's step, weights and optimiser states.
+pub trait Trainer: Send {
+    /// One optimiser step on `batch`; `buf` is scratch for the gathered pixels.
+    fn step(
+        &mut self,
+        batch: &Batch<'_>,
+        config: &TrainConfig,
+        buf: &mut Vec<f32>,
+    ) -> Result<StepTerms, TrainError>;
+    /// The networks with the current weights, on the training device.
+    fn nets(&self) -> Box<dyn Nets>;
+    /// The optimisers' records ([`Objective::optim_sections`] order).
+    fn optim_bytes(&self) -> Result<Vec<Vec<u8>>, TrainError>;
+    /// A copy that shares no state (weights, optimiser, batch-norm statistics) with this one,
+    /// for rolling back.
+    fn snapshot(&self) -> Result<Box<dyn Trainer>, TrainError>;
+    /// After a rollback: a new noise stream, so the same steps are not replayed.
+    fn reseed(&mut self, seed: u64);
+    /// The training path, for the backend line (`fused MLP training`), when it is not
+    /// burn's autodiff.
+    fn path(&self) -> Option<&'static str>;
+}

@@ -1,0 +1,417 @@
+//! The non-saturating GAN objective (Goodfellow et al. 2014): D on real and detached fake
+//! images, then G through the updated D; shared by every GAN family. A family supplies its
+//! generator and discriminator ([`GenModule`], [`DiscModule`]) and configuration
+//! ([`GanArch`]); this file trains, evaluates, saves and decodes them.
+
+use std::any::Any;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::Distribution;
+
+use super::family::{
+    ArchConfig, Batch, Capabilities, Nets, Objective, PlotGroup, SectionReader, StepTerms, Trainer,
+    TrainerSetup,
+};
+use super::losses::bce_logits_const;
+use super::tensors::{
+    collect_tensors, deep_copy, gather_images, images_to_tensor, load_module, optim_bytes,
+    read_f32, record_bytes, NamedTensor, PixelRange,
+};
+use super::{adam, adam_hyper};
+use crate::cpu::{AdamHyper, PlainMlp};
+use crate::data::Dataset;
+use crate::error::{CheckpointError, TrainError};
+use crate::run::{EvalReport, GanReport, TrainConfig};
+
+pub static GAN_OBJECTIVE: Objective = Objective {
+    name: "gan",
+    terms: &["d_loss", "g_loss", "d_real", "d_fake"],
+    plots: &[
+        PlotGroup {
+            title: "losses",
+            terms: &["d_loss", "g_loss"],
+        },
+        PlotGroup {
+            title: "D outputs",
+            terms: &["d_real", "d_fake"],
+        },
+    ],
+    headline: "test D loss",
+    pixels: PixelRange::Signed,
+    capabilities: Capabilities {
+        encoder: false,
+        beta: false,
+    },
+    optim_sections: &["optim_g", "optim_d"],
+};
+
+/// Images per evaluation batch.
+const EVAL_BATCH: usize = 250;
+
+/// A generator: `z: [batch, latent]` → images `[batch, pixels]` in [-1, 1].
+pub trait GenModule: Module + Send + Sync + 'static {
+    fn forward(&self, z: Tensor<2>) -> Tensor<2>;
+}
+
+/// A discriminator: images `[batch, pixels]` in [-1, 1] → logits `[batch, 1]`.
+pub trait DiscModule: Module + Send + Sync + 'static {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+}
+
+/// A GAN family's configuration: builds its networks, and its fast CPU paths if it has them.
+pub trait GanArch: ArchConfig + Clone {
+    type Gen: GenModule;
+    type Disc: DiscModule;
+    fn init_gen(&self, device: &Device) -> Self::Gen;
+    fn init_disc(&self, device: &Device) -> Self::Disc;
+    /// The fast CPU training path for `(gen, disc)` with the Adam states `(opt_g, opt_d)`
+    /// (burn's records), if the family has one.
+    #[allow(clippy::type_complexity)]
+    fn fused(
+        &self,
+        _gen: &Self::Gen,
+        _disc: &Self::Disc,
+        _optims: (Vec<u8>, Vec<u8>),
+        _seed: u64,
+    ) -> Option<Result<Box<dyn FusedGanNet<Self::Gen, Self::Disc>>, TrainError>> {
+        None
+    }
+    /// A plain-Rust generator for the slider path, if the family has one.
+    fn fast_decoder(&self, _gen: &Self::Gen) -> Option<PlainMlp> {
+        None
+    }
+}
+
+/// A family's fast CPU GAN step: weights and Adam states in plain buffers ([`crate::cpu`]).
+pub trait FusedGanNet<G, D>: Send {
+    /// One step on `real` (`rows` images in [-1, 1]) with fresh latents;
+    /// `[d_loss, g_loss, D(x), D(G(z))]`.
+    fn step(&mut self, real: &[f32], rows: usize, lr: f32, h: AdamHyper) -> [f32; 4];
+    fn reseed(&mut self, seed: u64);
+    /// burn's networks with the current weights (same parameter ids), on `device`.
+    fn modules(&self, device: &Device) -> (G, D);
+    /// The Adam states of (generator, discriminator) as burn optimiser-record bytes.
+    fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError>;
+    fn clone_box(&self) -> Box<dyn FusedGanNet<G, D>>;
+    /// For the backend line, e.g. `fused conv training`.
+    fn path(&self) -> &'static str;
+}
+
+/// A GAN's networks: its configuration, generator and discriminator.
+#[derive(Clone, Debug)]
+pub struct GanNets<A: GanArch> {
+    pub arch: A,
+    pub gen: A::Gen,
+    pub disc: A::Disc,
+}
+
+impl<A: GanArch> GanNets<A> {
+    pub fn new(arch: A, gen: A::Gen, disc: A::Disc) -> Self {
+        Self { arch, gen, disc }
+    }
+}
+
+impl<A: GanArch> Nets for GanNets<A> {
+    fn objective(&self) -> &'static Objective {
+        &GAN_OBJECTIVE
+    }
+
+    fn clone_box(&self) -> Box<dyn Nets> {
+        Box::new(self.clone())
+    }
+
+    fn inference_copy(&self, device: &Device) -> Box<dyn Nets> {
+        Box::new(Self::new(
+            self.arch.clone(),
+            self.gen.valid().to_device(device),
+            self.disc.valid().to_device(device),
+        ))
+    }
+
+    fn decode(&self, z: Tensor<2>) -> Tensor<2> {
+        (self.gen.forward(z) + 1.0).mul_scalar(0.5)
+    }
+
+    fn encode(&self, _x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
+        None
+    }
+
+    fn discriminate(&self, x: Tensor<2>) -> Option<Tensor<2>> {
+        Some(self.disc.forward(x))
+    }
+
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
+        Ok(vec![
+            ("generator".to_string(), record_bytes(&self.gen)?),
+            ("discriminator".to_string(), record_bytes(&self.disc)?),
+        ])
+    }
+
+    fn load(&self, sections: SectionReader<'_>) -> Result<Box<dyn Nets>, String> {
+        let blob = sections("generator").map_err(|e| e.to_string())?;
+        let gen = load_module(self.gen.clone(), blob).map_err(|e| format!("generator: {e}"))?;
+        let blob = sections("discriminator").map_err(|e| e.to_string())?;
+        let disc =
+            load_module(self.disc.clone(), blob).map_err(|e| format!("discriminator: {e}"))?;
+        Ok(Box::new(Self::new(self.arch.clone(), gen, disc)))
+    }
+
+    fn evaluate(
+        &self,
+        data: &Dataset,
+        idx: &[usize],
+        _iw_samples: usize,
+        device: &Device,
+    ) -> Result<EvalReport, TrainError> {
+        Ok(EvalReport::Gan(eval_gan(
+            &self.gen,
+            &self.disc,
+            self.arch.latent_dim(),
+            data,
+            idx,
+            device,
+        )?))
+    }
+
+    fn named_tensors(&self) -> Result<Vec<NamedTensor>, String> {
+        let mut out = Vec::new();
+        collect_tensors(&self.gen, "generator", &mut out)?;
+        collect_tensors(&self.disc, "discriminator", &mut out)?;
+        Ok(out)
+    }
+
+    fn fast_decoder(&self) -> Option<PlainMlp> {
+        self.arch.fast_decoder(&self.gen)
+    }
+
+    fn trainer(
+        &self,
+        setup: TrainerSetup<'_>,
+    ) -> Result<(Box<dyn Trainer>, Option<String>), TrainError> {
+        let (opt_g, opt_d) = match setup.optims.map(|o| o.into_iter()) {
+            Some(mut o) => match (o.next(), o.next()) {
+                (Some(g), Some(d)) => (g, d),
+                _ => {
+                    return Err(TrainError::Invalid(
+                        "a GAN needs two optimiser states".into(),
+                    ))
+                }
+            },
+            None => (adam(setup.config), adam(setup.config)),
+        };
+        let mut fused_off = None;
+        if setup.fused {
+            let bytes = (optim_bytes(&opt_g)?, optim_bytes(&opt_d)?);
+            match self.arch.fused(&self.gen, &self.disc, bytes, setup.seed) {
+                Some(Ok(net)) => {
+                    return Ok((
+                        Box::new(FusedGanTrainer {
+                            arch: self.arch.clone(),
+                            net,
+                            device: setup.device.clone(),
+                        }),
+                        None,
+                    ))
+                }
+                Some(Err(e)) => fused_off = Some(e.to_string()),
+                None => {}
+            }
+        }
+        let trainer = BurnGanTrainer {
+            nets: self.clone(),
+            opt_g,
+            opt_d,
+            device: setup.device.clone(),
+        };
+        Ok((Box::new(trainer), fused_off))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Trains a GAN through burn's autodiff (a GPU, or the CPU without a fast path).
+struct BurnGanTrainer<A: GanArch> {
+    nets: GanNets<A>,
+    opt_g: ModuleOptimizer,
+    opt_d: ModuleOptimizer,
+    device: Device,
+}
+
+impl<A: GanArch> Trainer for BurnGanTrainer<A> {
+    fn step(
+        &mut self,
+        batch: &Batch<'_>,
+        config: &TrainConfig,
+        buf: &mut Vec<f32>,
+    ) -> Result<StepTerms, TrainError> {
+        let real = images_to_tensor(batch.data, batch.idx, buf, &self.device, PixelRange::Signed);
+        let z = Tensor::<2>::random(
+            [batch.idx.len(), self.nets.arch.latent_dim()],
+            Distribution::Normal(0.0, 1.0),
+            &self.device,
+        );
+        let (gen, disc, terms) = gan_step_with_latents(
+            self.nets.gen.clone(),
+            self.nets.disc.clone(),
+            &mut self.opt_g,
+            &mut self.opt_d,
+            real,
+            z,
+            config.learning_rate,
+        );
+        self.nets.gen = gen;
+        self.nets.disc = disc;
+        Ok(StepTerms::Device(Box::new(terms)))
+    }
+
+    fn nets(&self) -> Box<dyn Nets> {
+        Box::new(self.nets.clone())
+    }
+
+    fn optim_bytes(&self) -> Result<Vec<Vec<u8>>, TrainError> {
+        Ok(vec![optim_bytes(&self.opt_g)?, optim_bytes(&self.opt_d)?])
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Trainer>, TrainError> {
+        let a = &self.nets.arch;
+        let gen = deep_copy(&self.nets.gen, a.init_gen(&self.device))?;
+        let disc = deep_copy(&self.nets.disc, a.init_disc(&self.device))?;
+        Ok(Box::new(Self {
+            nets: GanNets::new(a.clone(), gen, disc),
+            opt_g: self.opt_g.clone(),
+            opt_d: self.opt_d.clone(),
+            device: self.device.clone(),
+        }))
+    }
+
+    fn reseed(&mut self, _seed: u64) {
+        // burn's device RNG moves on by itself.
+    }
+
+    fn path(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Trains a GAN on the family's fast CPU path.
+struct FusedGanTrainer<A: GanArch> {
+    arch: A,
+    net: Box<dyn FusedGanNet<A::Gen, A::Disc>>,
+    device: Device,
+}
+
+impl<A: GanArch> Trainer for FusedGanTrainer<A> {
+    fn step(
+        &mut self,
+        batch: &Batch<'_>,
+        config: &TrainConfig,
+        buf: &mut Vec<f32>,
+    ) -> Result<StepTerms, TrainError> {
+        gather_images(batch.data, batch.idx, buf, PixelRange::Signed);
+        let terms = self.net.step(
+            buf,
+            batch.idx.len(),
+            config.learning_rate as f32,
+            adam_hyper(config),
+        );
+        Ok(StepTerms::Host(terms.to_vec()))
+    }
+
+    fn nets(&self) -> Box<dyn Nets> {
+        let (gen, disc) = self.net.modules(&self.device);
+        Box::new(GanNets::new(self.arch.clone(), gen, disc))
+    }
+
+    fn optim_bytes(&self) -> Result<Vec<Vec<u8>>, TrainError> {
+        let (g, d) = self.net.optim_bytes()?;
+        Ok(vec![g, d])
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Trainer>, TrainError> {
+        Ok(Box::new(Self {
+            arch: self.arch.clone(),
+            net: self.net.clone_box(),
+            device: self.device.clone(),
+        }))
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.net.reseed(seed);
+    }
+
+    fn path(&self) -> Option<&'static str> {
+        Some(self.net.path())
+    }
+}
+
+/// One GAN step (non-saturating loss) with given latents `z` `[b, latent]`: D on real and
+/// detached fake, then G through the updated D. Returns the new networks and
+/// `[d_loss, g_loss, D(x), D(G(z))]`.
+pub(crate) fn gan_step_with_latents<G: GenModule, D: DiscModule>(
+    gen: G,
+    disc: D,
+    opt_g: &mut ModuleOptimizer,
+    opt_d: &mut ModuleOptimizer,
+    real: Tensor<2>,
+    z: Tensor<2>,
+    lr: f64,
+) -> (G, D, Tensor<1>) {
+    let fake = gen.forward(z); // [b, pixels]
+    let real_logits = disc.forward(real);
+    let fake_logits = disc.forward(fake.clone().detach());
+    let d_loss =
+        bce_logits_const(real_logits.clone(), true) + bce_logits_const(fake_logits.clone(), false);
+    let grads = GradientsParams::from_grads(d_loss.backward(), &disc);
+    let disc = opt_d.step(lr, disc, grads);
+    let g_loss = bce_logits_const(disc.forward(fake), true);
+    let grads = GradientsParams::from_grads(g_loss.backward(), &gen);
+    let gen = opt_g.step(lr, gen, grads);
+    let d_real = sigmoid(real_logits.detach()).mean();
+    let d_fake = sigmoid(fake_logits.detach()).mean();
+    let terms = Tensor::cat(vec![d_loss.detach(), g_loss.detach(), d_real, d_fake], 0);
+    (gen, disc, terms)
+}
+
+/// Evaluate a GAN (inference copies) on images `idx` of `data`.
+pub fn eval_gan<G: GenModule, D: DiscModule>(
+    gen: &G,
+    disc: &D,
+    latent: usize,
+    data: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<GanReport, TrainError> {
+    if idx.is_empty() {
+        return Err(TrainError::Invalid("no test images to evaluate".into()));
+    }
+    let mut buf = Vec::new();
+    let mut sums = [0.0f64; 4];
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let b = chunk.len();
+        let x = images_to_tensor(data, chunk, &mut buf, device, PixelRange::Signed);
+        let z = Tensor::<2>::random([b, latent], Distribution::Normal(0.0, 1.0), device);
+        let real = disc.forward(x);
+        let fake = disc.forward(gen.forward(z));
+        let d_loss = bce_logits_const(real.clone(), true) + bce_logits_const(fake.clone(), false);
+        let g_loss = bce_logits_const(fake.clone(), true);
+        let d_real = sigmoid(real).mean();
+        let d_fake = sigmoid(fake).mean();
+        let all = Tensor::cat(vec![d_loss, g_loss, d_real, d_fake], 0);
+        let v = read_f32(all)?;
+        for (s, x) in sums.iter_mut().zip(v) {
+            *s += x as f64 * b as f64;
+        }
+    }
+    let n = idx.len() as f64;
+    Ok(GanReport {
+        d_loss: sums[0] / n,
+        g_loss: sums[1] / n,
+        d_real: sums[2] / n,
+        d_fake: sums[3] / n,
+        images: idx.len(),
+    })
+}
