@@ -90,8 +90,72 @@ impl Inference {
         self.fast.is_some() && values > 0 && values % d == 0 && values / d <= FAST_DECODE_MAX
     }
 
-    /// Decode `latents` (`n × latent_dim`, row-major) to `n` images in [0, 1].
+    /// The number of classes of a conditional model; `None` for unconditional ones.
+    pub fn classes(&self) -> Option<usize> {
+        self.nets.classes()
+    }
+
+    /// Decode `latents` (`n × latent_dim`) with one class label each (conditional models).
+    pub fn decode_labelled(
+        &self,
+        latents: &[f32],
+        labels: &[u32],
+    ) -> Result<ImageBatch, TrainError> {
+        let z = self.latents_tensor(latents)?;
+        self.check_labels(labels, z.dims()[0])?;
+        let images = self.nets.decode_labelled(z, labels);
+        Ok(ImageBatch {
+            shape: self.spec.shape,
+            pixels: read_f32(images)?,
+        })
+    }
+
+    /// `labels` fit this conditional model and `n` rows; the number of classes.
+    fn check_labels(&self, labels: &[u32], n: usize) -> Result<usize, TrainError> {
+        let Some(k) = self.classes() else {
+            return Err(TrainError::Invalid(format!(
+                "{} is not a conditional model: it takes no class",
+                self.spec.kind
+            )));
+        };
+        if labels.len() != n {
+            return Err(TrainError::Invalid(format!(
+                "{} class labels for {n} images",
+                labels.len()
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+            return Err(TrainError::Invalid(format!(
+                "class {bad} is out of range: the model has {k} classes (0–{})",
+                k - 1
+            )));
+        }
+        Ok(k)
+    }
+
+    fn latents_tensor(&self, latents: &[f32]) -> Result<Tensor<2>, TrainError> {
+        let d = self.latent_dim();
+        if latents.is_empty() || latents.len() % d != 0 {
+            return Err(TrainError::Invalid(format!(
+                "expected a multiple of {d} latent values, got {}",
+                latents.len()
+            )));
+        }
+        let n = latents.len() / d;
+        Ok(Tensor::<2>::from_data(
+            TensorData::new(latents.to_vec(), [n, d]),
+            &self.device,
+        ))
+    }
+
+    /// Decode `latents` (`n × latent_dim`, row-major) to `n` images in [0, 1]. A conditional
+    /// model decodes row `i` as class `i mod classes` (the sample grid's layout).
     pub fn decode(&self, latents: &[f32]) -> Result<ImageBatch, TrainError> {
+        if let Some(k) = self.classes() {
+            let n = latents.len() / self.latent_dim().max(1);
+            let labels: Vec<u32> = (0..n).map(|i| (i % k.max(1)) as u32).collect();
+            return self.decode_labelled(latents, &labels);
+        }
         let d = self.latent_dim();
         if latents.is_empty() || latents.len() % d != 0 {
             return Err(TrainError::Invalid(format!(
@@ -112,7 +176,7 @@ impl Inference {
                 pixels,
             });
         }
-        let z = Tensor::<2>::from_data(TensorData::new(latents.to_vec(), [n, d]), &self.device);
+        let z = self.latents_tensor(latents)?;
         let images = self.nets.decode(z);
         Ok(ImageBatch {
             shape: self.spec.shape,
@@ -123,6 +187,23 @@ impl Inference {
     /// Encode images (pixels in [0, 1], `n × pixels`) to their posterior means and
     /// log-variances (`n × latent_dim` each). Families with an encoder (VAEs) only.
     pub fn encode(&self, images: &[f32]) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+        self.encode_inner(images, None)
+    }
+
+    /// [`Inference::encode`] with each image's class label (conditional models).
+    pub fn encode_labelled(
+        &self,
+        images: &[f32],
+        labels: &[u32],
+    ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+        self.encode_inner(images, Some(labels))
+    }
+
+    fn encode_inner(
+        &self,
+        images: &[f32],
+        labels: Option<&[u32]>,
+    ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
         if !self.spec.has_encoder() {
             return Err(TrainError::Invalid(
                 "a GAN has no encoder; only VAEs can encode images".into(),
@@ -139,9 +220,21 @@ impl Inference {
             TensorData::new(images.to_vec(), [images.len() / p, p]),
             &self.device,
         );
-        let (mu, logvar) = self
-            .nets
-            .encode(x)
+        let rows = images.len() / p;
+        let encoded = match (labels, self.classes()) {
+            (Some(l), _) => {
+                self.check_labels(l, rows)?;
+                self.nets.encode_labelled(x, l)
+            }
+            (None, Some(_)) => {
+                return Err(TrainError::Invalid(format!(
+                    "{} is conditional: encoding needs each image's class",
+                    self.spec.kind
+                )))
+            }
+            (None, None) => self.nets.encode(x),
+        };
+        let (mu, logvar) = encoded
             .ok_or_else(|| TrainError::Invalid(format!("{} has no encoder", self.spec.kind)))?;
         Ok((read_f32(mu)?, read_f32(logvar)?))
     }

@@ -371,3 +371,50 @@ fn the_fast_single_latent_decode_matches_the_tensor_path() {
         }
     }
 }
+
+#[test]
+fn labels_reach_the_step_and_inference_checks_conditions() {
+    use latent_lab::model::Batch;
+    let data = mnist();
+    let idx = [0usize, 5, 9_999];
+    let batch = Batch {
+        data: &data,
+        idx: &idx,
+    };
+    let labels = batch.labels().expect("MNIST has labels");
+    let all = data.labels.as_ref().unwrap();
+    assert_eq!(labels, vec![all[0], all[5], all[9_999]]);
+    assert_eq!(batch.classes(), Some(10));
+    let one_hot = batch
+        .one_hot(10, &Backend::cpu().device)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for (row, &l) in labels.iter().enumerate() {
+        let r = &one_hot[row * 10..(row + 1) * 10];
+        assert_eq!(r.iter().sum::<f32>(), 1.0);
+        assert_eq!(r[l as usize], 1.0, "row {row} is class {l}");
+    }
+    // A dataset without labels has none to give.
+    let mut unlabelled = latent_lab::data::DataSource::Shapes {
+        size: 8,
+        count: 64,
+        seed: 1,
+    }
+    .load()
+    .unwrap();
+    unlabelled.labels = None;
+    let b = Batch {
+        data: &unlabelled,
+        idx: &[0, 1],
+    };
+    assert!(b.labels().is_none() && b.classes().is_none());
+    // An unconditional model refuses a class with a clear message.
+    let s = session(kind("vae"), |_| {});
+    let inf = s.inference(&Backend::cpu().device);
+    assert_eq!(inf.classes(), None);
+    let z = vec![0.0; inf.latent_dim()];
+    let err = inf.decode_labelled(&z, &[3]).unwrap_err().to_string();
+    assert!(err.contains("not a conditional model"), "{err}");
+}

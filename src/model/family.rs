@@ -124,6 +124,21 @@ pub trait Nets: Debug + Send + Sync + 'static {
     fn decode(&self, z: Tensor<2>) -> Tensor<2>;
     /// Images in [0, 1] → `(mean, log-variance)`; `None` for families without an encoder.
     fn encode(&self, x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)>;
+    /// The number of classes a conditional family is conditioned on; `None` for the others.
+    fn classes(&self) -> Option<usize> {
+        None
+    }
+    /// [`Nets::decode`] with one class label per latent (conditional families; the others
+    /// have no use for labels).
+    fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
+        let _ = labels;
+        self.decode(z)
+    }
+    /// [`Nets::encode`] with each image's class label (conditional families).
+    fn encode_labelled(&self, x: Tensor<2>, labels: &[u32]) -> Option<(Tensor<2>, Tensor<2>)> {
+        let _ = labels;
+        self.encode(x)
+    }
     /// A discriminator's (critic's) logits `[batch, 1]` for images in the objective's pixel
     /// range; `None` for families without one.
     fn discriminate(&self, _x: Tensor<2>) -> Option<Tensor<2>> {
@@ -176,6 +191,18 @@ impl Batch<'_> {
     pub fn labels(&self) -> Option<Vec<u32>> {
         let l = self.data.labels.as_ref()?;
         self.idx.iter().map(|&i| l.get(i).copied()).collect()
+    }
+
+    /// The classes of the dataset (labels run from 0 to this), if it has labels.
+    pub fn classes(&self) -> Option<usize> {
+        let l = self.data.labels.as_ref()?;
+        let max = l.iter().copied().max()? as usize;
+        Some(self.data.label_names.len().max(max + 1))
+    }
+
+    /// The labels of the batch one-hot, `[batch, classes]`, on `device`.
+    pub fn one_hot(&self, classes: usize, device: &Device) -> Option<Tensor<2>> {
+        Some(super::tensors::one_hot(&self.labels()?, classes, device))
     }
 }
 

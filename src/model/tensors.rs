@@ -43,6 +43,18 @@ pub fn images_to_tensor(
     Tensor::from_data(t, device)
 }
 
+/// `labels` one-hot over `classes` (labels at or above `classes` give a zero row), as a
+/// `[labels, classes]` tensor on `device`.
+pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
+    let mut v = vec![0.0f32; labels.len() * classes];
+    for (row, &l) in labels.iter().enumerate() {
+        if (l as usize) < classes {
+            v[row * classes + l as usize] = 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [labels.len(), classes]), device)
+}
+
 /// Read a tensor back as `f32`s (a device sync); device failures become errors.
 pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TrainError> {
     let data = t
@@ -107,8 +119,8 @@ const LEGACY_WRAPPERS: [&str; 2] = ["Mlp", "Conv"];
 
 /// `blob` with the legacy enum level stripped from every tensor path, if it has one.
 fn legacy_record(blob: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let reader =
-        burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(blob.to_vec())).map_err(|e| e.to_string())?;
+    let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(blob.to_vec()))
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut wrapper: Option<String> = None;
     for t in reader.into_tensors().map_err(|e| e.to_string())? {
@@ -120,7 +132,13 @@ fn legacy_record(blob: &[u8]) -> Result<Option<Vec<u8>>, String> {
             return Ok(None);
         }
         wrapper = Some(first.to_string());
-        out.push(burn_pack::Tensor::new(rest.to_string(), dtype, shape, id, bytes));
+        out.push(burn_pack::Tensor::new(
+            rest.to_string(),
+            dtype,
+            shape,
+            id,
+            bytes,
+        ));
     }
     let bytes = burn_pack::Writer::new(out)
         .into_bytes()

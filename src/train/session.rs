@@ -419,7 +419,8 @@ impl Session {
         self.inference(&self.backend.device)
     }
 
-    /// The fixed-noise sample grid with the current weights.
+    /// The fixed-noise sample grid with the current weights (a conditional model: row `i`
+    /// of class `i mod classes`).
     pub fn samples(&self) -> Result<ImageBatch, TrainError> {
         self.local_inference().decode(&self.fixed_noise)
     }
@@ -434,8 +435,24 @@ impl Session {
         let mut originals = Vec::new();
         self.data.gather_f32(idx, &mut originals);
         let inf = self.local_inference();
-        let (mu, _) = inf.encode(&originals)?;
-        let recon = inf.decode(&mu)?;
+        let labels: Option<Vec<u32>> = match (inf.classes(), &self.data.labels) {
+            (Some(_), Some(l)) => Some(
+                idx.iter()
+                    .map(|&i| l.get(i).copied().unwrap_or(0))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let recon = match &labels {
+            Some(l) => {
+                let (mu, _) = inf.encode_labelled(&originals, l)?;
+                inf.decode_labelled(&mu, l)?
+            }
+            None => {
+                let (mu, _) = inf.encode(&originals)?;
+                inf.decode(&mu)?
+            }
+        };
         Ok(Some((
             ImageBatch {
                 shape: self.spec.shape,

@@ -31,6 +31,8 @@ pub enum Slot {
 pub enum Job {
     /// `n × latent_dim` latents → images.
     Decode(Vec<f32>),
+    /// `n × latent_dim` latents with a class label each → images (conditional models).
+    DecodeLabelled { latents: Vec<f32>, labels: Vec<u32> },
     /// `n × pixels` images in [0, 1] → posterior means and log-variances.
     Encode(Vec<f32>),
 }
@@ -160,19 +162,23 @@ fn decoder_loop(
                 g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let work = || match &job {
-            Job::Decode(z) => match model.decode(z) {
-                Ok(images) => Output::Decoded {
-                    slot,
-                    images,
-                    latency_secs: asked.elapsed().as_secs_f64(),
-                    model_step: model.step,
-                },
-                Err(e) => Output::Failed {
-                    slot,
-                    message: e.to_string(),
-                },
+        let decoded = |r: Result<ImageBatch, crate::error::TrainError>| match r {
+            Ok(images) => Output::Decoded {
+                slot,
+                images,
+                latency_secs: asked.elapsed().as_secs_f64(),
+                model_step: model.step,
             },
+            Err(e) => Output::Failed {
+                slot,
+                message: e.to_string(),
+            },
+        };
+        let work = || match &job {
+            Job::Decode(z) => decoded(model.decode(z)),
+            Job::DecodeLabelled { latents, labels } => {
+                decoded(model.decode_labelled(latents, labels))
+            }
             Job::Encode(x) => match model.encode(x) {
                 Ok((mu, logvar)) => Output::Encoded {
                     slot,
