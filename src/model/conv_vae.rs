@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::checks::{conv_shape, latent_ok, MAX_WIDTH};
-use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{AdamHyper, AdamState, ConvDecoder, ConvEncoder, ConvLayer, Dense, FusedConvVae};
@@ -62,8 +62,7 @@ impl Family for ConvVaeFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        let cfg: ConvVaeConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Box::new(cfg))
+        parse_config::<ConvVaeConfig>(value)
     }
 }
 
@@ -161,10 +160,6 @@ impl ArchConfig for ConvVaeConfig {
         &ConvVaeFamily
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
     fn latent_dim(&self) -> usize {
         self.latent
     }
@@ -184,10 +179,6 @@ impl ArchConfig for ConvVaeConfig {
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
         Box::new(VaeNets::new(self.clone(), self.init(device)))
-    }
-
-    fn clone_box(&self) -> Box<dyn ArchConfig> {
-        Box::new(self.clone())
     }
 }
 

@@ -11,7 +11,7 @@ use burn::tensor::activation::{relu, tanh};
 
 use super::checks::{conv_shape, latent_ok};
 use super::conv_vae::{down_conv, up_conv};
-use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{Act, AdamHyper, AdamState, Bn, ConvLayer, Dense, FusedDcgan};
@@ -67,8 +67,7 @@ impl Family for DcganFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        let cfg: DcganConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Box::new(cfg))
+        parse_config::<DcganConfig>(value)
     }
 }
 
@@ -163,10 +162,6 @@ impl ArchConfig for DcganConfig {
         &DcganFamily
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
     fn latent_dim(&self) -> usize {
         self.latent
     }
@@ -189,10 +184,6 @@ impl ArchConfig for DcganConfig {
             self.init_generator(device),
             self.init_discriminator(device),
         ))
-    }
-
-    fn clone_box(&self) -> Box<dyn ArchConfig> {
-        Box::new(self.clone())
     }
 }
 

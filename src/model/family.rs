@@ -82,10 +82,8 @@ pub trait Family: Send + Sync + 'static {
 }
 
 /// A family's configuration (its burn `Config`), behind the family's type.
-pub trait ArchConfig: Debug + Send + Sync + 'static {
+pub trait ArchConfig: ConfigBase + Debug + Send + Sync + 'static {
     fn family(&self) -> &'static dyn Family;
-    /// The serde form (without the `family` tag, which [`super::Architecture`] adds).
-    fn to_json(&self) -> serde_json::Value;
     fn latent_dim(&self) -> usize;
     /// Check a configuration read from a file against `shape` before anything is allocated:
     /// `Ok(false)` when its sizes are implausible, an error when the shape does not fit.
@@ -94,7 +92,6 @@ pub trait ArchConfig: Debug + Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Fresh networks on `device` (lazy: nothing is allocated until first use).
     fn networks(&self, device: &Device) -> Box<dyn Nets>;
-    fn clone_box(&self) -> Box<dyn ArchConfig>;
 }
 
 /// Reads a checkpoint section by name.
@@ -170,6 +167,46 @@ pub trait Nets: Debug + Send + Sync + 'static {
         setup: TrainerSetup<'_>,
     ) -> Result<(Box<dyn Trainer>, Option<String>), TrainError>;
     fn as_any(&self) -> &dyn Any;
+}
+
+/// The fast CPU trainer when one was asked for and the family built one, else the burn
+/// trainer; with the reason the fast path is off when building it failed.
+pub fn fast_or_burn(
+    fused: bool,
+    fast: impl FnOnce() -> Option<Result<Box<dyn Trainer>, TrainError>>,
+    burn: impl FnOnce() -> Box<dyn Trainer>,
+) -> (Box<dyn Trainer>, Option<String>) {
+    match fused.then(fast).flatten() {
+        Some(Ok(t)) => (t, None),
+        Some(Err(e)) => (burn(), Some(e.to_string())),
+        None => (burn(), None),
+    }
+}
+
+/// The serde form and copying of a family's configuration, for every `Serialize + Clone`
+/// config (so a family does not write them).
+pub trait ConfigBase {
+    /// The serde form (without the `family` tag, which [`super::Architecture`] adds).
+    fn to_json(&self) -> serde_json::Value;
+    fn clone_box(&self) -> Box<dyn ArchConfig>;
+}
+
+impl<T: ArchConfig + serde::Serialize + Clone> ConfigBase for T {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn clone_box(&self) -> Box<dyn ArchConfig> {
+        Box::new(self.clone())
+    }
+}
+
+/// A family's configuration from its serde form ([`Family::parse`]).
+pub fn parse_config<T: ArchConfig + serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<Box<dyn ArchConfig>, String> {
+    let cfg: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Ok(Box::new(cfg))
 }
 
 /// Loss terms of one step, not yet checked.

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use super::checks::{latent_ok, widths_ok};
-use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
 use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{Act, AdamHyper, AdamState, Dense, FusedGan, PlainMlp, PlainOut};
@@ -70,8 +70,7 @@ impl Family for MlpGanFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        let cfg: MlpGanConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Box::new(cfg))
+        parse_config::<MlpGanConfig>(value)
     }
 }
 
@@ -178,10 +177,6 @@ impl ArchConfig for MlpGanConfig {
         &MlpGanFamily
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
     fn latent_dim(&self) -> usize {
         self.latent
     }
@@ -206,10 +201,6 @@ impl ArchConfig for MlpGanConfig {
             self.init_generator(device),
             self.init_discriminator(device),
         ))
-    }
-
-    fn clone_box(&self) -> Box<dyn ArchConfig> {
-        Box::new(self.clone())
     }
 }
 

@@ -11,8 +11,8 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
 use super::family::{
-    ArchConfig, Batch, Capabilities, Nets, Objective, PlotGroup, SectionReader, StepTerms, Trainer,
-    TrainerSetup,
+    fast_or_burn, ArchConfig, Batch, Capabilities, Nets, Objective, PlotGroup, SectionReader,
+    StepTerms, Trainer, TrainerSetup,
 };
 use super::losses::bce_logits_const;
 use super::tensors::{
@@ -201,31 +201,33 @@ impl<A: GanArch> Nets for GanNets<A> {
             },
             None => (adam(setup.config), adam(setup.config)),
         };
-        let mut fused_off = None;
-        if setup.fused {
-            let bytes = (optim_bytes(&opt_g)?, optim_bytes(&opt_d)?);
-            match self.arch.fused(&self.gen, &self.disc, bytes, setup.seed) {
-                Some(Ok(net)) => {
-                    return Ok((
-                        Box::new(FusedGanTrainer {
-                            arch: self.arch.clone(),
-                            net,
-                            device: setup.device.clone(),
-                        }),
-                        None,
-                    ))
-                }
-                Some(Err(e)) => fused_off = Some(e.to_string()),
-                None => {}
-            }
-        }
-        let trainer = BurnGanTrainer {
-            nets: self.clone(),
-            opt_g,
-            opt_d,
-            device: setup.device.clone(),
+        let bytes = if setup.fused {
+            (optim_bytes(&opt_g)?, optim_bytes(&opt_d)?)
+        } else {
+            Default::default()
         };
-        Ok((Box::new(trainer), fused_off))
+        let device = setup.device.clone();
+        Ok(fast_or_burn(
+            setup.fused,
+            || {
+                let net = self.arch.fused(&self.gen, &self.disc, bytes, setup.seed)?;
+                Some(net.map(|net| {
+                    Box::new(FusedGanTrainer {
+                        arch: self.arch.clone(),
+                        net,
+                        device: device.clone(),
+                    }) as Box<dyn Trainer>
+                }))
+            },
+            || {
+                Box::new(BurnGanTrainer {
+                    nets: self.clone(),
+                    opt_g,
+                    opt_d,
+                    device: device.clone(),
+                })
+            },
+        ))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -29,8 +29,8 @@ pub use crate::error::ModelError;
 pub use conv_vae::{ConvVae, ConvVaeConfig};
 pub use dcgan::{DcDiscriminator, DcGenerator, DcganConfig};
 pub use family::{
-    ArchConfig, Batch, Capabilities, Family, Nets, Objective, PlotGroup, Preset, StepTerms,
-    Trainer, TrainerSetup,
+    ArchConfig, Batch, Capabilities, ConfigBase, Family, Nets, Objective, PlotGroup, Preset,
+    StepTerms, Trainer, TrainerSetup,
 };
 pub use gan::{MlpDiscriminator, MlpGanConfig, MlpGenerator};
 pub use vae::{MlpVae, MlpVaeConfig};

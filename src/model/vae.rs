@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::checks::{latent_ok, widths_ok};
-use super::family::{ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{
@@ -71,8 +71,7 @@ impl Family for MlpVaeFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        let cfg: MlpVaeConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Box::new(cfg))
+        parse_config::<MlpVaeConfig>(value)
     }
 }
 
@@ -162,10 +161,6 @@ impl ArchConfig for MlpVaeConfig {
         &MlpVaeFamily
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
     fn latent_dim(&self) -> usize {
         self.latent
     }
@@ -185,10 +180,6 @@ impl ArchConfig for MlpVaeConfig {
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
         Box::new(VaeNets::new(self.clone(), self.init(device)))
-    }
-
-    fn clone_box(&self) -> Box<dyn ArchConfig> {
-        Box::new(self.clone())
     }
 }
 

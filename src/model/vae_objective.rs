@@ -11,8 +11,8 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
 use super::family::{
-    ArchConfig, Batch, Capabilities, Nets, Objective, PlotGroup, SectionReader, StepTerms, Trainer,
-    TrainerSetup,
+    fast_or_burn, ArchConfig, Batch, Capabilities, Nets, Objective, PlotGroup, SectionReader,
+    StepTerms, Trainer, TrainerSetup,
 };
 use super::losses::{bce_logits_per_image, kl_per_dim};
 use super::tensors::{
@@ -168,30 +168,32 @@ impl<A: VaeArch> Nets for VaeNets<A> {
             Some(o) => o,
             None => adam(setup.config),
         };
-        let mut fused_off = None;
-        if setup.fused {
-            let bytes = optim_bytes(&optim)?;
-            match self.arch.fused(&self.model, bytes, setup.seed) {
-                Some(Ok(net)) => {
-                    return Ok((
-                        Box::new(FusedVaeTrainer {
-                            arch: self.arch.clone(),
-                            net,
-                            device: setup.device.clone(),
-                        }),
-                        None,
-                    ))
-                }
-                Some(Err(e)) => fused_off = Some(e.to_string()),
-                None => {}
-            }
-        }
-        let trainer = BurnVaeTrainer {
-            nets: self.clone(),
-            optim,
-            device: setup.device.clone(),
+        let bytes = if setup.fused {
+            optim_bytes(&optim)?
+        } else {
+            Vec::new()
         };
-        Ok((Box::new(trainer), fused_off))
+        let device = setup.device.clone();
+        Ok(fast_or_burn(
+            setup.fused,
+            || {
+                let net = self.arch.fused(&self.model, bytes, setup.seed)?;
+                Some(net.map(|net| {
+                    Box::new(FusedVaeTrainer {
+                        arch: self.arch.clone(),
+                        net,
+                        device: device.clone(),
+                    }) as Box<dyn Trainer>
+                }))
+            },
+            || {
+                Box::new(BurnVaeTrainer {
+                    nets: self.clone(),
+                    optim,
+                    device: device.clone(),
+                })
+            },
+        ))
     }
 
     fn as_any(&self) -> &dyn Any {
