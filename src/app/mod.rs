@@ -356,7 +356,14 @@ impl LatentLabApp {
 
     /// Run what was asked for during this frame, in order.
     fn execute(&mut self, ctx: &egui::Context, frame: Option<&eframe::Frame>) {
+        let mut repaint = false;
         for cmd in std::mem::take(&mut self.shared.commands) {
+            // What the worker and the decoder answer wakes the UI by itself; the rest
+            // changes what the window shows, and this frame is drawn already.
+            repaint |= !matches!(
+                cmd,
+                AppCommand::Worker(_) | AppCommand::Decoder(..) | AppCommand::ApplyHyperparameters
+            );
             match cmd {
                 AppCommand::Worker(c) => self.shared.send(c),
                 AppCommand::Decoder(slot, job) => self.shared.decoder.request(slot, job),
@@ -383,6 +390,9 @@ impl LatentLabApp {
                 }
                 AppCommand::ShowTab(id) => self.shared.tab = id,
             }
+        }
+        if repaint {
+            ctx.request_repaint();
         }
     }
 
