@@ -362,10 +362,8 @@ where
 
 fn gui(a: GuiArgs) -> Result<()> {
     let tab = match &a.tab {
-        Some(t) => Some(crate::app::Tab::parse(t).ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown tab '{t}' (training, explorer, interpolation, manifold, scatter)"
-            )
+        Some(t) => Some(crate::app::tab_id(t).ok_or_else(|| {
+            anyhow::anyhow!("unknown tab '{t}' ({})", crate::app::tab_ids().join(", "))
         })?),
         None => None,
     };

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use egui_kittest::kittest::Queryable;
-use latent_lab::app::{FileAction, Status, Tab};
+use latent_lab::app::{AppCommand, FileAction, Status};
 
 mod common;
-use common::ui::{app, harness, has_marker, pump};
+use common::ui::{app, explorer, harness, has_marker, pump};
 
 #[test]
 fn train_button_runs_the_worker_and_the_plot_grows() {
@@ -51,22 +51,22 @@ fn slider_changes_the_decoded_image_and_lr_changes_mid_run() {
     pump(&mut h, "snapshot", |a| {
         a.shared.decoder.has_model() && a.shared.run.step >= 30
     });
-    h.state_mut().shared.tab = Tab::Explorer;
-    pump(&mut h, "first decode", |a| a.explorer.image().is_some());
+    h.state_mut().shared.tab = "explorer";
+    pump(&mut h, "first decode", |a| explorer(a).image().is_some());
     // Pause so that only the slider changes the image.
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    pump(&mut h, "settled decode", |a| a.explorer.image().is_some());
+    pump(&mut h, "settled decode", |a| explorer(a).image().is_some());
     for _ in 0..20 {
         h.step();
     }
-    let before = h.state().explorer.image().unwrap().pixels.clone();
+    let before = explorer(h.state()).image().unwrap().pixels.clone();
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "z0")
         .set_value_accesskit(2.5);
     pump(&mut h, "new image", |a| {
-        a.explorer.image().is_some_and(|i| i.pixels != before)
+        explorer(a).image().is_some_and(|i| i.pixels != before)
     });
-    assert!((h.state().explorer.z[0] - 2.5).abs() < 1e-3);
+    assert!((h.state().shared.latent.z[0] - 2.5).abs() < 1e-3);
     assert!(h.state().shared.decode_ms.last().is_some());
 
     // Learning rate changed mid-run: sent to the worker, marked on the plot.
@@ -132,12 +132,23 @@ fn every_tab_draws_with_a_trained_model() {
         !a.shared.run.history.test.is_empty()
     });
     h.get_by_label("Pause").click();
-    for tab in Tab::ALL {
-        h.get_by_label(tab.name()).click();
+    let tabs: Vec<(&str, &str)> = h.state().tabs.iter().map(|p| (p.id(), p.title())).collect();
+    // These ids are what `--tab` takes; every other tab is drawn too.
+    for id in [
+        "training",
+        "explorer",
+        "interpolation",
+        "manifold",
+        "scatter",
+    ] {
+        assert!(tabs.iter().any(|t| t.0 == id), "no tab {id}");
+    }
+    for (id, title) in tabs {
+        h.get_by_label(title).click();
         for _ in 0..3 {
             h.step();
         }
-        assert_eq!(h.state().shared.tab, tab);
+        assert_eq!(h.state().shared.tab, id);
     }
     // KL bars beside the sliders once an epoch finished.
     h.get_by_label("Latent explorer").click();
@@ -187,4 +198,21 @@ fn a_loaded_checkpoint_keeps_its_hyperparameters_even_outside_the_usual_ranges()
     assert_eq!(a.shared.settings.learning_rate, 1000.0);
     // Nothing was "changed" by the controls displaying the values.
     assert!(!has_marker(a, |t| t.starts_with("lr =")));
+}
+
+#[test]
+fn what_panels_ask_for_runs_after_the_frame_is_drawn_in_order() {
+    let mut h = harness(app());
+    h.step();
+    assert_eq!(h.state().shared.tab, "training");
+    h.state_mut().shared.push(AppCommand::ShowTab("manifold"));
+    h.state_mut()
+        .shared
+        .push(AppCommand::ShowTab("interpolation"));
+    // Queued, not done: nothing happens until a frame has drawn.
+    assert_eq!(h.state().shared.tab, "training");
+    h.step();
+    assert_eq!(h.state().shared.tab, "interpolation");
+    h.step();
+    h.get_by_label("Train or load a model to interpolate in its latent space.");
 }

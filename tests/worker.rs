@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use latent_lab::backend::BackendChoice;
+use latent_lab::backend::{Backend, BackendChoice};
+use latent_lab::checkpoint::Checkpoint;
 use latent_lab::data::DataSource;
+use latent_lab::infer::Inference;
 use latent_lab::model::{ModelKind, ModelOverrides};
 use latent_lab::train::TrainConfig;
 use latent_lab::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
@@ -21,6 +23,19 @@ fn wait_for(w: &WorkerHandle, what: &str, mut pred: impl FnMut(&Event) -> bool) 
         }
     }
     panic!("timed out waiting for {what}");
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(a: &[f32], b: &[f32]) {
+    let d = max_diff(a, b);
+    assert!(d < 1e-4, "differ by {d}");
 }
 
 fn request(kind: ModelKind) -> TrainRequest {
@@ -98,29 +113,27 @@ fn worker_trains_pauses_steps_saves_and_reloads() {
     };
     assert!(step >= 20);
 
-    // Decode / encode with the newest weights.
-    w.send(Command::Decode {
-        id: 7,
-        latents: vec![0.0; 40],
-    })
-    .unwrap();
-    let Event::Decoded { id, images } =
-        wait_for(&w, "decoded", |e| matches!(e, Event::Decoded { .. }))
-    else {
+    // The UI decodes and encodes only on snapshots (the worker never decodes on the training
+    // device): step to the next snapshot; it must carry the weights of that very step.
+    let target = step + 10 - step % 10;
+    assert!(
+        target < 70,
+        "paused at {step}: too late to step to a snapshot"
+    );
+    w.send(Command::Step(target - step)).unwrap();
+    let Event::Snapshot(newest) = wait_for(
+        &w,
+        "snapshot of the step",
+        |e| matches!(e, Event::Snapshot(s) if s.step == target),
+    ) else {
         unreachable!()
     };
-    assert_eq!((id, images.count()), (7, 2));
-    w.send(Command::Encode {
-        id: 8,
-        images: vec![0.5; 784],
-    })
-    .unwrap();
-    let Event::Encoded { id, mu, logvar } =
-        wait_for(&w, "encoded", |e| matches!(e, Event::Encoded { .. }))
-    else {
-        unreachable!()
-    };
-    assert_eq!((id, mu.len(), logvar.len()), (8, 20, 20));
+    wait_for(
+        &w,
+        "paused at the snapshot",
+        |e| matches!(e, Event::Paused { step } if *step == target),
+    );
+    let step = target;
 
     // Save, then run to the end of the epoch: test metrics and Finished.
     w.send(Command::Save(ckpt.clone())).unwrap();
@@ -129,6 +142,22 @@ fn worker_trains_pauses_steps_saves_and_reloads() {
         "saved",
         |e| matches!(e, Event::Saved { step: s, .. } if *s == step),
     );
+    // The snapshot decodes and encodes as the checkpoint of its step does, and its weights
+    // are newer than those of the first snapshot.
+    let saved =
+        Inference::from_checkpoint(&Checkpoint::load(&ckpt).unwrap(), &Backend::cpu().device)
+            .unwrap();
+    let z: Vec<f32> = (0..40).map(|i| 2.0 * (i as f32 * 0.37).sin()).collect();
+    let decoded = newest.decode(&z).unwrap();
+    assert_eq!(decoded.count(), 2);
+    assert_close(&decoded.pixels, &saved.decode(&z).unwrap().pixels);
+    assert!(max_diff(&decoded.pixels, &snap.decode(&z).unwrap().pixels) > 1e-4);
+    let x = &decoded.pixels[..784];
+    let (mu, logvar) = newest.encode(x).unwrap();
+    assert_eq!((mu.len(), logvar.len()), (20, 20));
+    let (saved_mu, saved_logvar) = saved.encode(x).unwrap();
+    assert_close(&mu, &saved_mu);
+    assert_close(&logvar, &saved_logvar);
     w.send(Command::Train).unwrap();
     let Event::TestMetrics(t) =
         wait_for(&w, "test metrics", |e| matches!(e, Event::TestMetrics(_)))

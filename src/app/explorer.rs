@@ -8,20 +8,23 @@ use std::time::Instant;
 use super::colormap::{grid_image, to_color_image};
 use super::gpu_image::ColormapCallback;
 use super::settings::Colormap;
-use super::Shared;
+use super::{AppCommand, Panel, Shared};
 use crate::eval::EvalReport;
 use crate::images::ImageBatch;
 use crate::infer::normal_latents;
 use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::RunInfo;
 
+/// This tab's id (other panels send the user here).
+pub const ID: &str = "explorer";
 /// Dataset thumbnails shown for encoding.
 const THUMBS: usize = 48;
 const THUMB_COLS: usize = 12;
 /// KL (nats) under which a dimension counts as inactive (posterior collapsed to the prior).
 const INACTIVE_KL: f64 = 0.02;
 
+/// The latent itself is [`super::Latent`] in `Shared` (the manifold and the scatter use it).
 pub struct Explorer {
-    pub z: Vec<f32>,
     /// GAN truncation: latents are scaled by this before decoding.
     pub truncation: f32,
     image: Option<ImageBatch>,
@@ -29,76 +32,47 @@ pub struct Explorer {
     version: u64,
     /// When the newest pending request was made (for the latency measurement).
     requested_at: Option<Instant>,
+    /// The latent of the newest request (a different one needs a decode).
+    requested: Vec<f32>,
     dirty: bool,
     thumbs_key: Option<usize>,
     randomize_seed: u64,
-    /// Test image chosen as the start point (for the label under the image).
-    pub source: Option<String>,
 }
 
 impl Default for Explorer {
     fn default() -> Self {
         Self {
-            z: Vec::new(),
             truncation: 1.0,
             image: None,
             gray: Arc::new(Vec::new()),
             version: 0,
             requested_at: None,
+            requested: Vec::new(),
             dirty: true,
             thumbs_key: None,
             randomize_seed: 1,
-            source: None,
         }
     }
 }
 
-impl Explorer {
-    pub fn reset(&mut self, latent_dim: usize) {
-        if self.z.len() != latent_dim {
-            self.z = vec![0.0; latent_dim];
-            self.image = None;
-        }
-        self.thumbs_key = None;
-        self.dirty = true;
+impl Panel for Explorer {
+    fn id(&self) -> &'static str {
+        ID
     }
 
-    pub fn set_latent(&mut self, z: Vec<f32>) {
-        if z.len() == self.z.len() {
-            self.z = z;
-            self.dirty = true;
-        }
+    fn title(&self) -> &'static str {
+        "Latent explorer"
     }
 
-    /// The decoded image currently shown.
-    pub fn image(&self) -> Option<&ImageBatch> {
-        self.image.as_ref()
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::Explorer, Slot::EncodeImage]
     }
 
-    /// Benchmark hook: move slider 0 as a user dragging it would.
-    pub fn drag_for_benchmark(&mut self, t: f64) {
-        if let Some(v) = self.z.first_mut() {
-            *v = (3.0 * (t * 2.0).sin()) as f32;
-            self.dirty = true;
-        }
+    fn on_run_ready(&mut self, info: &RunInfo, shared: &mut Shared) {
+        self.reset(info.spec.latent_dim(), shared);
     }
 
-    fn request_decode(&mut self, shared: &mut Shared) {
-        if self.z.is_empty() {
-            return;
-        }
-        let scale = if shared.run.capabilities().encoder {
-            1.0
-        } else {
-            self.truncation
-        };
-        let z: Vec<f32> = self.z.iter().map(|v| v * scale).collect();
-        shared.decoder.request(Slot::Explorer, Job::Decode(z));
-        self.requested_at = Some(Instant::now());
-        self.dirty = false;
-    }
-
-    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+    fn on_decoded(&mut self, out: Output, shared: &mut Shared) {
         match out {
             Output::Decoded {
                 images,
@@ -119,56 +93,20 @@ impl Explorer {
                 self.image = Some(images);
                 self.version += 1;
             }
-            Output::Encoded { mu, .. } => {
-                self.set_latent(mu);
-            }
+            Output::Encoded { mu, .. } => shared.latent.set(mu),
             Output::Failed { message, .. } => shared.run.errors.push(message),
         }
     }
 
-    /// Encode an image file (dropped on the window) and start from its latent.
-    pub fn encode_file(&mut self, path: &Path, shared: &mut Shared) {
-        let Some(info) = &shared.run.info else {
-            shared
-                .run
-                .errors
-                .push("load or train a model before dropping images on it".into());
-            return;
-        };
-        if !info.spec.has_encoder() {
-            shared
-                .run
-                .errors
-                .push("a GAN has no encoder; drop images on a VAE".into());
-            return;
-        }
-        let s = info.spec.shape;
-        if s.height != s.width {
-            shared
-                .run
-                .errors
-                .push("only square models can encode image files".into());
-            return;
-        }
-        match crate::data::folder::decode_image(path, s.height, s.channels) {
-            Ok(px) => {
-                let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
-                shared.decoder.request(Slot::EncodeImage, Job::Encode(x));
-                self.source = Some(path.display().to_string());
-            }
-            Err(e) => shared.run.errors.push(format!("{}: {e}", path.display())),
-        }
-    }
-
-    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let Some(info) = shared.run.info.as_ref() else {
             ui.label("Train or load a model to explore its latent space.");
             return;
         };
         let is_vae = info.spec.has_encoder();
         let d = info.spec.latent_dim();
-        if self.z.len() != d {
-            self.reset(d);
+        if shared.latent.z.len() != d {
+            self.reset(d, shared);
         }
         if shared.run.new_weights || (self.image.is_none() && shared.decoder.has_model()) {
             self.dirty = true;
@@ -199,9 +137,46 @@ impl Explorer {
                 }
             });
         });
+        // Whoever moved the latent (a slider, an encoded image, a scatter click, the UI
+        // benchmark), it is decoded once.
+        if shared.latent.z != self.requested {
+            self.dirty = true;
+        }
         if self.dirty && shared.decoder.has_model() {
             self.request_decode(shared);
         }
+    }
+}
+
+impl Explorer {
+    fn reset(&mut self, latent_dim: usize, shared: &mut Shared) {
+        if shared.latent.z.len() != latent_dim {
+            shared.latent.z = vec![0.0; latent_dim];
+            self.image = None;
+        }
+        self.thumbs_key = None;
+        self.dirty = true;
+    }
+
+    /// The decoded image currently shown.
+    pub fn image(&self) -> Option<&ImageBatch> {
+        self.image.as_ref()
+    }
+
+    fn request_decode(&mut self, shared: &mut Shared) {
+        if shared.latent.z.is_empty() {
+            return;
+        }
+        let scale = if shared.run.capabilities().encoder {
+            1.0
+        } else {
+            self.truncation
+        };
+        let z: Vec<f32> = shared.latent.z.iter().map(|v| v * scale).collect();
+        shared.push(AppCommand::Decoder(Slot::Explorer, Job::Decode(z)));
+        self.requested.clone_from(&shared.latent.z);
+        self.requested_at = Some(Instant::now());
+        self.dirty = false;
     }
 
     fn controls_ui(
@@ -214,14 +189,13 @@ impl Explorer {
         ui.horizontal_wrapped(|ui| {
             if ui.button("Randomize").clicked() {
                 self.randomize_seed += 1;
-                self.z = normal_latents(1, self.z.len(), self.randomize_seed);
-                self.dirty = true;
-                self.source = None;
+                let z = &mut shared.latent;
+                z.z = normal_latents(1, z.z.len(), self.randomize_seed);
+                z.source = None;
             }
             if ui.button("Zero").clicked() {
-                self.z.iter_mut().for_each(|v| *v = 0.0);
-                self.dirty = true;
-                self.source = None;
+                shared.latent.z.iter_mut().for_each(|v| *v = 0.0);
+                shared.latent.source = None;
             }
             if is_vae {
                 ui.checkbox(&mut shared.settings.sort_by_kl, "order by KL");
@@ -231,7 +205,7 @@ impl Explorer {
                     .then(|| self.dirty = true);
             }
         });
-        let mut order: Vec<usize> = (0..self.z.len()).collect();
+        let mut order: Vec<usize> = (0..shared.latent.z.len()).collect();
         if let (true, Some(kl)) = (shared.settings.sort_by_kl && is_vae, kl) {
             order.sort_by(|&a, &b| {
                 kl.get(b)
@@ -251,13 +225,12 @@ impl Explorer {
                 for i in order {
                     ui.horizontal(|ui| {
                         let r = ui.add(
-                            egui::Slider::new(&mut self.z[i], -3.0..=3.0)
+                            egui::Slider::new(&mut shared.latent.z[i], -3.0..=3.0)
                                 .text(format!("z{i}"))
                                 .fixed_decimals(2),
                         );
                         if r.changed() {
-                            self.dirty = true;
-                            self.source = None;
+                            shared.latent.source = None;
                         }
                         if let Some(k) = kl.and_then(|k| k.get(i)) {
                             let (rect, _) = ui
@@ -346,7 +319,7 @@ impl Explorer {
             .last()
             .map(|v| format!("decoded in {v:.1} ms"))
             .unwrap_or_default();
-        ui.weak(match &self.source {
+        ui.weak(match &shared.latent.source {
             Some(s) => format!("from {s} · {latency}"),
             None => latency,
         });
@@ -395,27 +368,61 @@ impl Explorer {
                 let row = ((rel.y * rows as f32) as usize).min(rows - 1);
                 let i = row * THUMB_COLS + col;
                 if i < n {
-                    self.encode_preview(i, shared);
+                    Self::encode_preview(i, shared);
                 }
             }
         }
     }
 
     /// Encode test image `i` of the run's preview and move the sliders to its latent.
-    pub fn encode_preview(&mut self, i: usize, shared: &mut Shared) {
+    fn encode_preview(i: usize, shared: &mut Shared) {
         let Some(info) = &shared.run.info else { return };
         let p = info.test_preview.shape.numel();
-        if let Some(x) = info.test_preview.pixels.get(i * p..(i + 1) * p) {
-            shared
-                .decoder
-                .request(Slot::EncodeImage, Job::Encode(x.to_vec()));
-            let label = info
-                .test_preview_labels
-                .get(i)
-                .and_then(|l| info.label_names.get(*l as usize))
-                .map(|l| format!(" (label {l})"))
-                .unwrap_or_default();
-            self.source = Some(format!("test image {i}{label}"));
+        let Some(x) = info.test_preview.pixels.get(i * p..(i + 1) * p) else {
+            return;
+        };
+        let x = x.to_vec();
+        let label = info
+            .test_preview_labels
+            .get(i)
+            .and_then(|l| info.label_names.get(*l as usize))
+            .map(|l| format!(" (label {l})"))
+            .unwrap_or_default();
+        shared.push(AppCommand::Decoder(Slot::EncodeImage, Job::Encode(x)));
+        shared.latent.source = Some(format!("test image {i}{label}"));
+    }
+}
+
+/// Encode an image file (dropped on the window) and start the explorer from its latent.
+pub fn encode_file(path: &Path, shared: &mut Shared) {
+    let Some(info) = &shared.run.info else {
+        shared
+            .run
+            .errors
+            .push("load or train a model before dropping images on it".into());
+        return;
+    };
+    if !info.spec.has_encoder() {
+        shared
+            .run
+            .errors
+            .push("a GAN has no encoder; drop images on a VAE".into());
+        return;
+    }
+    let s = info.spec.shape;
+    if s.height != s.width {
+        shared
+            .run
+            .errors
+            .push("only square models can encode image files".into());
+        return;
+    }
+    match crate::data::folder::decode_image(path, s.height, s.channels) {
+        Ok(px) => {
+            let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
+            shared.push(AppCommand::Decoder(Slot::EncodeImage, Job::Encode(x)));
+            shared.latent.source = Some(path.display().to_string());
         }
+        Err(e) => shared.run.errors.push(format!("{}: {e}", path.display())),
     }
 }

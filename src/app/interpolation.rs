@@ -4,11 +4,12 @@
 use std::time::{Duration, Instant};
 
 use super::colormap::{grid_image, to_color_image};
-use super::files::{FileAction, Files};
-use super::Shared;
+use super::files::FileAction;
+use super::{AppCommand, Panel, Shared};
 use crate::images::ImageBatch;
 use crate::infer::{lerp, normal_latents, slerp};
 use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::RunInfo;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
@@ -56,12 +57,6 @@ impl Default for Interpolation {
 }
 
 impl Interpolation {
-    pub fn reset(&mut self) {
-        self.ends = None;
-        self.strip = None;
-        self.dirty = true;
-    }
-
     fn latents(&self) -> Option<Vec<f32>> {
         let (a, b) = self.ends.as_ref()?;
         let mut out = Vec::with_capacity(self.steps * a.len());
@@ -91,23 +86,43 @@ impl Interpolation {
             );
             let mut x = info.test_preview.pixels[a * p..(a + 1) * p].to_vec();
             x.extend_from_slice(&info.test_preview.pixels[b * p..(b + 1) * p]);
-            shared.decoder.request(Slot::Interpolation, Job::Encode(x));
+            shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Encode(x)));
             self.dirty = false;
             return;
         }
         if let Some(z) = self.latents() {
-            shared.decoder.request(Slot::Interpolation, Job::Decode(z));
+            shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Decode(z)));
         }
         self.dirty = false;
     }
+}
 
-    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+impl Panel for Interpolation {
+    fn id(&self) -> &'static str {
+        "interpolation"
+    }
+
+    fn title(&self) -> &'static str {
+        "Interpolation"
+    }
+
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::Interpolation]
+    }
+
+    fn on_run_ready(&mut self, _info: &RunInfo, _shared: &mut Shared) {
+        self.ends = None;
+        self.strip = None;
+        self.dirty = true;
+    }
+
+    fn on_decoded(&mut self, out: Output, shared: &mut Shared) {
         match out {
             Output::Encoded { mu, .. } => {
                 let d = mu.len() / 2;
                 self.ends = Some((mu[..d].to_vec(), mu[d..].to_vec()));
                 if let Some(z) = self.latents() {
-                    shared.decoder.request(Slot::Interpolation, Job::Decode(z));
+                    shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Decode(z)));
                 }
             }
             Output::Decoded { images, .. } => {
@@ -119,13 +134,7 @@ impl Interpolation {
         }
     }
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        shared: &mut Shared,
-        files: &mut Files,
-        frame: Option<&eframe::Frame>,
-    ) {
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let Some(info) = shared.run.info.as_ref() else {
             ui.label("Train or load a model to interpolate in its latent space.");
             return;
@@ -220,10 +229,10 @@ impl Interpolation {
         ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(side, side)));
         ui.horizontal(|ui| {
             if ui.button("Export PNG strip…").clicked() {
-                files.open(FileAction::ExportPng(strip.clone()), frame, ui.ctx());
+                shared.push(AppCommand::ChoosePath(FileAction::ExportPng(strip.clone())));
             }
             if ui.button("Export GIF…").clicked() {
-                files.open(FileAction::ExportGif(strip.clone()), frame, ui.ctx());
+                shared.push(AppCommand::ChoosePath(FileAction::ExportGif(strip.clone())));
             }
         });
     }

@@ -2,7 +2,7 @@
 //! Welling's figure); the other dimensions come from the explorer's sliders.
 
 use super::colormap::grid_image;
-use super::Shared;
+use super::{AppCommand, Panel, Shared};
 use crate::images::ImageBatch;
 use crate::worker::decoder::{Job, Output, Slot};
 
@@ -50,8 +50,20 @@ pub fn grid_latents(base: &[f32], dx: usize, dy: usize, n: usize, span: f32) -> 
     out
 }
 
-impl Manifold {
-    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+impl Panel for Manifold {
+    fn id(&self) -> &'static str {
+        "manifold"
+    }
+
+    fn title(&self) -> &'static str {
+        "Manifold"
+    }
+
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::Manifold]
+    }
+
+    fn on_decoded(&mut self, out: Output, shared: &mut Shared) {
         match out {
             Output::Decoded { images, .. } => {
                 self.grid = Some(images);
@@ -62,7 +74,7 @@ impl Manifold {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, explorer_z: &[f32]) {
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let Some(info) = shared.run.info.as_ref() else {
             ui.label("Train or load a model to draw its latent manifold.");
             return;
@@ -101,8 +113,8 @@ impl Manifold {
             );
             return;
         }
-        let base: Vec<f32> = if explorer_z.len() == d {
-            explorer_z.to_vec()
+        let base: Vec<f32> = if shared.latent.z.len() == d {
+            shared.latent.z.clone()
         } else {
             vec![0.0; d]
         };
@@ -112,7 +124,7 @@ impl Manifold {
         }
         if (self.dirty || shared.run.new_weights) && shared.decoder.has_model() {
             let z = grid_latents(&base, self.dim_x, self.dim_y, self.n, self.span);
-            shared.decoder.request(Slot::Manifold, Job::Decode(z));
+            shared.push(AppCommand::Decoder(Slot::Manifold, Job::Decode(z)));
             self.dirty = false;
         }
         let Some(grid) = &self.grid else {

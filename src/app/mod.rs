@@ -1,14 +1,18 @@
 //! The desktop app (eframe/egui). It drives the engine only through the worker's
 //! messages and the decoder thread; it never holds a tensor.
 //!
-//! One file per panel; each panel is a struct with a `ui(&mut self, ui, &mut Shared)`.
+//! One file per panel, each behind the [`Panel`] trait; the tabs are listed once, in
+//! [`panels`]. Panels push [`AppCommand`]s while drawing; [`LatentLabApp`] runs them after
+//! every panel has drawn.
 
+mod automation;
 pub mod colormap;
 mod explorer;
 mod files;
 pub mod gpu_image;
 mod interpolation;
 mod manifold;
+mod panel;
 mod recovery;
 mod run_state;
 mod scatter;
@@ -23,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+pub use explorer::Explorer;
 pub use files::FileAction;
+pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
 pub use settings::Settings;
 
-use crate::worker::decoder::{DecoderHandle, Output, Slot};
+use crate::worker::decoder::{DecoderHandle, Output};
 use crate::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use stats::Rolling;
 
@@ -44,8 +48,8 @@ pub struct AppOptions {
     pub autostart: bool,
     /// Open this checkpoint at start.
     pub open: Option<PathBuf>,
-    /// Open on this tab.
-    pub tab: Option<Tab>,
+    /// Open on the tab with this id (see [`tab_id`]).
+    pub tab: Option<&'static str>,
     /// Drag the first latent slider every frame for this many seconds while training,
     /// then write frame-time and decode-latency percentiles to `bench_out` and exit.
     pub bench_secs: Option<f64>,
@@ -56,53 +60,52 @@ pub struct AppOptions {
     pub autosave_dir: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Tab {
-    #[default]
-    Training,
-    Explorer,
-    Interpolation,
-    Manifold,
-    Scatter,
+/// The tabs, in menu order. A new tab is a file with a [`Panel`] (and its `mod` line
+/// above) plus one line here.
+pub fn panels() -> Vec<Box<dyn Panel>> {
+    vec![
+        Box::new(training_view::TrainingView::default()),
+        Box::new(explorer::Explorer::default()),
+        Box::new(interpolation::Interpolation::default()),
+        Box::new(manifold::Manifold::default()),
+        Box::new(scatter::Scatter::default()),
+    ]
 }
 
-impl Tab {
-    pub const ALL: [Tab; 5] = [
-        Tab::Training,
-        Tab::Explorer,
-        Tab::Interpolation,
-        Tab::Manifold,
-        Tab::Scatter,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Tab::Training => "Training",
-            Tab::Explorer => "Latent explorer",
-            Tab::Interpolation => "Interpolation",
-            Tab::Manifold => "Manifold",
-            Tab::Scatter => "Scatter",
-        }
+/// The ids of the tabs, in menu order.
+pub fn tab_ids() -> Vec<&'static str> {
+    panels().iter().map(|p| p.id()).collect()
+}
+
+/// The tab `name` means: an id (`training`, `explorer`, `interpolation`, `manifold`,
+/// `scatter`) or any prefix of one, in any case.
+pub fn tab_id(name: &str) -> Option<&'static str> {
+    let s = name.trim().to_lowercase();
+    if s.is_empty() {
+        return None;
     }
-    /// `training`, `explorer`, `interpolation`, `manifold` or `scatter` (any prefix).
-    pub fn parse(s: &str) -> Option<Tab> {
-        let s = s.trim().to_lowercase();
-        if s.is_empty() {
-            return None;
-        }
-        Tab::ALL.into_iter().find(|t| t.key().starts_with(&s))
-    }
-    fn key(self) -> &'static str {
-        match self {
-            Tab::Training => "training",
-            Tab::Explorer => "explorer",
-            Tab::Interpolation => "interpolation",
-            Tab::Manifold => "manifold",
-            Tab::Scatter => "scatter",
+    tab_ids().into_iter().find(|id| id.starts_with(&s))
+}
+
+/// The latent point of the explorer: its sliders edit it, the manifold fills the dimensions
+/// it does not draw from it, a scatter click or an encoded image moves it.
+#[derive(Clone, Debug, Default)]
+pub struct Latent {
+    pub z: Vec<f32>,
+    /// Where it came from (a test image, a file), shown under the explorer's image.
+    pub source: Option<String>,
+}
+
+impl Latent {
+    /// Move to `z` when it has the current latent size.
+    pub fn set(&mut self, z: Vec<f32>) {
+        if z.len() == self.z.len() {
+            self.z = z;
         }
     }
 }
 
-/// State every panel may read or change.
+/// State every panel may read or change, and the queue of what they ask for.
 pub struct Shared {
     pub settings: Settings,
     pub worker: WorkerHandle,
@@ -120,11 +123,20 @@ pub struct Shared {
     /// The WGSL colour-map pipeline is installed (eframe on wgpu).
     pub gpu_colormap: bool,
     textures: HashMap<String, egui::TextureHandle>,
-    pub tab: Tab,
+    /// The id of the tab shown.
+    pub tab: &'static str,
+    pub latent: Latent,
+    commands: Vec<AppCommand>,
 }
 
 impl Shared {
-    /// Send a command to the worker, reporting a dead worker in the window.
+    /// Ask for something; it runs after this frame's panels have drawn.
+    pub fn push(&mut self, cmd: AppCommand) {
+        self.commands.push(cmd);
+    }
+
+    /// Send a command to the worker now, reporting a dead worker in the window. For the
+    /// app's own command execution and tests; panels push [`AppCommand::Worker`].
     pub fn send(&mut self, cmd: Command) {
         if let Err(e) = self.worker.send(cmd) {
             self.run.errors.push(e.to_string());
@@ -158,19 +170,15 @@ impl Shared {
 
 pub struct LatentLabApp {
     pub shared: Shared,
-    pub train_panel: train_panel::TrainPanel,
-    pub training: training_view::TrainingView,
-    pub explorer: explorer::Explorer,
-    pub interpolation: interpolation::Interpolation,
-    pub manifold: manifold::Manifold,
-    pub scatter: scatter::Scatter,
+    /// The left-hand controls (model, hyperparameters, data, run buttons).
+    pub controls: train_panel::TrainPanel,
+    /// The tabs, from [`panels`].
+    pub tabs: Vec<Box<dyn Panel>>,
     pub files: files::Files,
     pub recovery: recovery::Recovery,
-    opts: AppOptions,
-    frames: u64,
-    bench_started: Option<Instant>,
-    screenshot_requested: bool,
-    exit_after_screenshot: bool,
+    /// Smoke-test, screenshot and benchmark hooks, when a flag asks for them.
+    automation: Option<automation::Automation>,
+    fresh_settings: bool,
 }
 
 impl LatentLabApp {
@@ -187,7 +195,11 @@ impl LatentLabApp {
             waker: Some(waker.clone()),
         })?;
         let decoder = DecoderHandle::spawn(Some(waker))?;
-        let tab = opts.tab.unwrap_or_default();
+        let tabs = panels();
+        let tab = opts
+            .tab
+            .or_else(|| tabs.first().map(|p| p.id()))
+            .unwrap_or_default();
         let (recovery, autosave_problem) = recovery::Recovery::new(opts.autosave_dir.clone());
         let mut app = Self {
             shared: Shared {
@@ -203,36 +215,40 @@ impl LatentLabApp {
                 gpu_colormap: false,
                 textures: HashMap::new(),
                 tab,
+                latent: Latent::default(),
+                commands: Vec::new(),
             },
-            train_panel: Default::default(),
-            training: Default::default(),
-            explorer: Default::default(),
-            interpolation: Default::default(),
-            manifold: Default::default(),
-            scatter: Default::default(),
+            controls: Default::default(),
+            tabs,
             files: files::Files::new(),
             recovery,
-            opts,
-            frames: 0,
-            bench_started: None,
-            screenshot_requested: false,
-            exit_after_screenshot: false,
+            automation: automation::Automation::from_options(&opts),
+            fresh_settings: opts.fresh_settings,
         };
         app.shared.run.notices.extend(autosave_problem);
-        if app.opts.bench_secs.is_some() {
-            // Training must outlast the measurement.
-            app.shared.settings.epochs = 1000;
+        let benchmark = app.automation.as_ref().is_some_and(|a| a.trains());
+        if let Some(a) = &app.automation {
+            a.prepare(&mut app.shared);
         }
-        if let Some(path) = app.opts.open.clone() {
+        if let Some(path) = opts.open {
             app.on_file_chosen(FileAction::OpenCheckpoint, path);
-            if app.opts.autostart {
+            if opts.autostart {
                 // The worker takes commands in order: the run is loaded before this arrives.
                 app.shared.send(Command::Train);
             }
-        } else if app.opts.autostart || app.opts.bench_secs.is_some() {
-            app.train_panel.start_new(&mut app.shared, true);
+        } else if opts.autostart || benchmark {
+            app.controls.start_new(&mut app.shared, true);
+            app.execute(ctx, None);
         }
         Ok(app)
+    }
+
+    /// The tab panel of type `T` (tests look inside panels this way).
+    pub fn panel<T: Panel + std::any::Any>(&self) -> Option<&T> {
+        self.tabs.iter().find_map(|p| {
+            let p: &dyn Panel = p.as_ref();
+            p.as_any().downcast_ref::<T>()
+        })
     }
 
     /// Drain worker events and decoder results, at most ~8 ms per frame.
@@ -256,9 +272,9 @@ impl LatentLabApp {
                     st.batch_size = info.config.batch_size;
                     st.epochs = info.config.epochs;
                     st.seed = info.config.seed;
-                    self.explorer.reset(info.spec.latent_dim());
-                    self.scatter.reset();
-                    self.interpolation.reset();
+                    for p in &mut self.tabs {
+                        p.on_run_ready(&info, &mut self.shared);
+                    }
                     self.shared.run.apply(Event::Ready(info));
                 }
                 Event::Saved { path, step } if self.recovery.owns(&path) => {
@@ -278,13 +294,14 @@ impl LatentLabApp {
                 | Output::Encoded { slot, .. }
                 | Output::Failed { slot, .. } => *slot,
             };
-            match slot {
-                Slot::Explorer | Slot::EncodeImage => {
-                    self.explorer.on_output(out, &mut self.shared)
+            match self.tabs.iter_mut().find(|p| p.slots().contains(&slot)) {
+                Some(p) => p.on_decoded(out, &mut self.shared),
+                // No panel asks for this slot; only a failure is news.
+                None => {
+                    if let Output::Failed { message, .. } = out {
+                        self.shared.run.errors.push(message);
+                    }
                 }
-                Slot::Interpolation => self.interpolation.on_output(out, &mut self.shared),
-                Slot::Manifold => self.manifold.on_output(out, &mut self.shared),
-                Slot::EncodeSet => self.scatter.on_output(out, &mut self.shared),
             }
         }
         if let Some(done) = self.files.poll() {
@@ -295,7 +312,7 @@ impl LatentLabApp {
         }
     }
 
-    /// What a file dialog's answer does (also called directly by tests and the path prompt).
+    /// What a file dialog's answer does (also called directly by tests).
     pub fn on_file_chosen(&mut self, action: FileAction, path: PathBuf) {
         files::apply(self, action, path);
     }
@@ -303,44 +320,33 @@ impl LatentLabApp {
     /// The whole UI; `frame` is `None` under egui_kittest.
     pub fn draw(&mut self, ui: &mut egui::Ui, frame: Option<&eframe::Frame>) {
         self.poll();
-        self.shortcuts(ui, frame);
-        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui, frame));
+        self.shortcuts(ui);
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| status_bar::status_ui(ui, &self.shared));
         egui::Panel::left("controls")
             .resizable(true)
             .default_size(270.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    self.train_panel
-                        .ui(ui, &mut self.shared, &mut self.files, frame);
+                    self.controls.ui(ui, &mut self.shared);
                     ui.separator();
                     self.recovery.settings_ui(ui, &mut self.shared.settings);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
             self.messages_ui(ui);
-            match self.shared.tab {
-                Tab::Training => self.training.ui(ui, &mut self.shared),
-                Tab::Explorer => self.explorer.ui(ui, &mut self.shared),
-                Tab::Interpolation => {
-                    self.interpolation
-                        .ui(ui, &mut self.shared, &mut self.files, frame)
-                }
-                Tab::Manifold => self.manifold.ui(ui, &mut self.shared, &self.explorer.z),
-                Tab::Scatter => {
-                    if let Some(z) = self.scatter.ui(ui, &mut self.shared) {
-                        self.explorer.set_latent(z);
-                        self.shared.tab = Tab::Explorer;
-                    }
-                }
+            let shown = self.shared.tab;
+            if let Some(p) = self.tabs.iter_mut().find(|p| p.id() == shown) {
+                p.ui(ui, &mut self.shared);
             }
         });
         self.files.prompt_ui(ui.ctx());
-        if let Some(done) = self.files.take_prompt_answer() {
-            self.on_file_chosen(done.0, done.1);
+        if let Some((action, path)) = self.files.take_prompt_answer() {
+            self.shared.push(AppCommand::FileChosen(action, path));
         }
         self.dropped_files(ui);
         self.recovery.tick(&mut self.shared);
+        self.execute(ui.ctx(), frame);
         self.shared.run.new_weights = false;
         // Keep the clock in the status bar and the progress line moving while training.
         if self.shared.run.status == Status::Running {
@@ -348,72 +354,118 @@ impl LatentLabApp {
         }
     }
 
-    fn shortcuts(&mut self, ui: &mut egui::Ui, frame: Option<&eframe::Frame>) {
+    /// Run what was asked for during this frame, in order.
+    fn execute(&mut self, ctx: &egui::Context, frame: Option<&eframe::Frame>) {
+        let mut repaint = false;
+        for cmd in std::mem::take(&mut self.shared.commands) {
+            // What the worker and the decoder answer wakes the UI by itself; the rest
+            // changes what the window shows, and this frame is drawn already.
+            repaint |= !matches!(
+                cmd,
+                AppCommand::Worker(_) | AppCommand::Decoder(..) | AppCommand::ApplyHyperparameters
+            );
+            match cmd {
+                AppCommand::Worker(c) => self.shared.send(c),
+                AppCommand::Decoder(slot, job) => self.shared.decoder.request(slot, job),
+                AppCommand::StartRun { request, train } => {
+                    let s = &mut self.shared;
+                    s.run.errors.clear();
+                    s.run.status = Status::Preparing;
+                    s.decoder.set_model(None);
+                    s.send(Command::Start(request));
+                    if train {
+                        s.send(Command::Train);
+                    }
+                }
+                AppCommand::ApplyHyperparameters => {
+                    train_panel::TrainPanel::apply_changes(&mut self.shared)
+                }
+                AppCommand::ChoosePath(action) => self.files.open(action, frame, ctx),
+                AppCommand::PromptPath(action) => self.files.prompt(action),
+                AppCommand::FileChosen(action, path) => self.on_file_chosen(action, path),
+                AppCommand::RestoreAutosave(path) => {
+                    self.on_file_chosen(FileAction::OpenCheckpoint, path.clone());
+                    // Autosaves rotate away; they do not belong in the recent-files list.
+                    self.shared.settings.recent.retain(|p| p != &path);
+                }
+                AppCommand::ShowTab(id) => self.shared.tab = id,
+            }
+        }
+        if repaint {
+            ctx.request_repaint();
+        }
+    }
+
+    fn shortcuts(&mut self, ui: &mut egui::Ui) {
         use egui::{Key, KeyboardShortcut, Modifiers};
         let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
         let save = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
         if ui.input_mut(|i| i.consume_shortcut(&open)) {
-            self.files.open(FileAction::OpenCheckpoint, frame, ui.ctx());
+            self.shared
+                .push(AppCommand::ChoosePath(FileAction::OpenCheckpoint));
         }
         if ui.input_mut(|i| i.consume_shortcut(&save)) && self.shared.run.info.is_some() {
-            self.files.open(FileAction::SaveCheckpoint, frame, ui.ctx());
+            self.shared
+                .push(AppCommand::ChoosePath(FileAction::SaveCheckpoint));
         }
     }
 
-    fn menu_ui(&mut self, ui: &mut egui::Ui, frame: Option<&eframe::Frame>) {
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        let shared = &mut self.shared;
+        let mut asked = None;
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui.button("Open checkpoint…  (Ctrl+O)").clicked() {
-                    self.files.open(FileAction::OpenCheckpoint, frame, ui.ctx());
-                    ui.close();
+                    asked = Some(AppCommand::ChoosePath(FileAction::OpenCheckpoint));
                 }
-                let has_run = self.shared.run.info.is_some();
+                let has_run = shared.run.info.is_some();
                 if ui
                     .add_enabled(has_run, egui::Button::new("Save checkpoint…  (Ctrl+S)"))
                     .clicked()
                 {
-                    self.files.open(FileAction::SaveCheckpoint, frame, ui.ctx());
-                    ui.close();
+                    asked = Some(AppCommand::ChoosePath(FileAction::SaveCheckpoint));
                 }
                 ui.separator();
                 if ui.button("Open IDX file…").clicked() {
-                    self.files.open(FileAction::OpenIdx, frame, ui.ctx());
-                    ui.close();
+                    asked = Some(AppCommand::ChoosePath(FileAction::OpenIdx));
                 }
                 if ui.button("Open image folder…").clicked() {
-                    self.files.open(FileAction::OpenFolder, frame, ui.ctx());
-                    ui.close();
+                    asked = Some(AppCommand::ChoosePath(FileAction::OpenFolder));
                 }
                 if ui.button("Type a path…").clicked() {
-                    self.files.prompt(FileAction::OpenCheckpoint);
-                    ui.close();
+                    asked = Some(AppCommand::PromptPath(FileAction::OpenCheckpoint));
                 }
-                let recent = self.shared.settings.recent.clone();
-                if !recent.is_empty() {
+                if !shared.settings.recent.is_empty() {
                     ui.separator();
                     ui.label("Recent checkpoints");
-                    for p in recent {
+                    for p in &shared.settings.recent {
                         if ui.button(p.display().to_string()).clicked() {
-                            self.on_file_chosen(FileAction::OpenCheckpoint, p);
-                            ui.close();
+                            asked = Some(AppCommand::FileChosen(
+                                FileAction::OpenCheckpoint,
+                                p.clone(),
+                            ));
                         }
                     }
                 }
+                if asked.is_some() {
+                    ui.close();
+                }
             });
             ui.separator();
-            for t in Tab::ALL {
-                ui.selectable_value(&mut self.shared.tab, t, t.name());
+            for p in &self.tabs {
+                ui.selectable_value(&mut shared.tab, p.id(), p.title());
             }
         });
+        if let Some(cmd) = asked {
+            shared.push(cmd);
+        }
     }
 
     fn messages_ui(&mut self, ui: &mut egui::Ui) {
-        if let Some(path) = self.recovery.offer_ui(ui) {
-            self.on_file_chosen(FileAction::OpenCheckpoint, path.clone());
-            // Autosaves rotate away; they do not belong in the recent-files list.
-            self.shared.settings.recent.retain(|p| p != &path);
-        }
         let shared = &mut self.shared;
+        if let Some(path) = self.recovery.offer_ui(ui) {
+            shared.push(AppCommand::RestoreAutosave(path));
+        }
         if let Some(e) = shared.run.errors.last().cloned() {
             let diverged = matches!(shared.run.status, Status::Diverged { .. });
             let lr = shared
@@ -436,14 +488,14 @@ impl LatentLabApp {
                                 .clicked()
                             {
                                 // The same path as an edited rate (sent, marked, mirrored),
-                                // before `Train`, so no step runs with the old rate.
+                                // queued before `Train`, so no step runs with the old rate.
                                 shared.settings.learning_rate = lower;
-                                train_panel::TrainPanel::apply_changes(shared);
-                                shared.send(Command::Train);
+                                shared.push(AppCommand::ApplyHyperparameters);
+                                shared.push(AppCommand::Worker(Command::Train));
                                 shared.run.errors.clear();
                             }
                             if ui.button("Resume as is").clicked() {
-                                shared.send(Command::Train);
+                                shared.push(AppCommand::Worker(Command::Train));
                                 shared.run.errors.clear();
                             }
                         }
@@ -477,93 +529,12 @@ impl LatentLabApp {
                 .extension()
                 .is_some_and(|e| e == crate::checkpoint::EXTENSION);
             if is_ckpt {
-                self.on_file_chosen(FileAction::OpenCheckpoint, p);
+                self.shared
+                    .push(AppCommand::FileChosen(FileAction::OpenCheckpoint, p));
             } else {
-                self.explorer.encode_file(&p, &mut self.shared);
-                self.shared.tab = Tab::Explorer;
+                explorer::encode_file(&p, &mut self.shared);
+                self.shared.push(AppCommand::ShowTab(explorer::ID));
             }
-        }
-    }
-
-    /// Window-test and benchmark hooks, run once per frame.
-    fn automation(&mut self, ctx: &egui::Context) {
-        self.frames += 1;
-        if let Some(secs) = self.opts.bench_secs {
-            // Wait until training runs, then drag slider 0 back and forth every frame.
-            let running =
-                self.shared.run.status == Status::Running && self.shared.decoder.has_model();
-            if running || self.bench_started.is_some() {
-                let t0 = *self.bench_started.get_or_insert_with(Instant::now);
-                let t = t0.elapsed().as_secs_f64();
-                self.shared.tab = Tab::Explorer;
-                self.explorer.drag_for_benchmark(t);
-                if t > secs {
-                    self.write_bench();
-                    self.finish(ctx);
-                }
-            }
-            ctx.request_repaint();
-        }
-        if let Some(n) = self.opts.smoke_frames {
-            if self.frames >= n {
-                self.finish(ctx);
-            } else {
-                ctx.request_repaint();
-            }
-        }
-    }
-
-    fn finish(&mut self, ctx: &egui::Context) {
-        match self.opts.screenshot.clone() {
-            Some(path) if !self.screenshot_requested => {
-                self.screenshot_requested = true;
-                let c = ctx.clone();
-                ctx.request_screenshot(move |img| {
-                    let size = [img.size[0] as u32, img.size[1] as u32];
-                    let bytes: Vec<u8> = img.pixels.iter().flat_map(|p| p.to_array()).collect();
-                    if let Some(buf) = image::RgbaImage::from_raw(size[0], size[1], bytes) {
-                        if let Err(e) = crate::images::save_png(&buf, &path) {
-                            eprintln!("error: screenshot: {e}");
-                        }
-                    }
-                    c.send_viewport_cmd(egui::ViewportCommand::Close);
-                });
-                self.exit_after_screenshot = true;
-                ctx.request_repaint();
-            }
-            Some(_) => ctx.request_repaint(),
-            None => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
-        }
-    }
-
-    fn write_bench(&self) {
-        let s = &self.shared;
-        let pct = |r: &Rolling, p| r.percentile(p).unwrap_or(f64::NAN);
-        let v = serde_json::json!({
-            "frames": s.frame_ms.total,
-            "frame_ms_p50": pct(&s.frame_ms, 50.0),
-            "frame_ms_p99": pct(&s.frame_ms, 99.0),
-            "frame_ms_max": pct(&s.frame_ms, 100.0),
-            "decodes": s.decode_ms.total,
-            "decode_ms_p50": pct(&s.decode_ms, 50.0),
-            "decode_ms_p99": pct(&s.decode_ms, 99.0),
-            "decode_ms_max": pct(&s.decode_ms, 100.0),
-            "decode_to_frame_ms_p50": pct(&s.decode_to_frame_ms, 50.0),
-            "decode_to_frame_ms_p99": pct(&s.decode_to_frame_ms, 99.0),
-            "frame_interval_ms_p50": pct(&s.frame_interval_ms, 50.0),
-            "frame_interval_ms_p99": pct(&s.frame_interval_ms, 99.0),
-            "training_step": s.run.step,
-            "images_per_sec": s.run.last_point.as_ref().map(|p| p.images_per_sec),
-            "gpu_colormap": s.gpu_colormap,
-        });
-        let text = v.to_string();
-        match &self.opts.bench_out {
-            Some(p) => {
-                if let Err(e) = std::fs::write(p, &text) {
-                    eprintln!("error: {}: {e}", p.display());
-                }
-            }
-            None => println!("{text}"),
         }
     }
 }
@@ -580,11 +551,13 @@ impl eframe::App for LatentLabApp {
                 .push((now - t).as_secs_f64() * 1000.0);
         }
         self.draw(ui, Some(frame));
-        self.automation(ui.ctx());
+        if let Some(a) = &mut self.automation {
+            a.after_frame(&mut self.shared, ui.ctx());
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        if !self.opts.fresh_settings {
+        if !self.fresh_settings {
             eframe::set_value(storage, eframe::APP_KEY, &self.shared.settings);
         }
     }
@@ -632,4 +605,54 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
         }),
     );
     result.map_err(|e| anyhow::anyhow!("cannot open the window: {e} (is a display available? set DISPLAY or run under xvfb-run)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::decoder::Slot;
+
+    #[test]
+    fn tab_names_of_the_command_line_keep_working() {
+        for (name, id) in [
+            ("training", "training"),
+            ("explorer", "explorer"),
+            ("interpolation", "interpolation"),
+            ("manifold", "manifold"),
+            ("scatter", "scatter"),
+            ("t", "training"),
+            ("e", "explorer"),
+            ("i", "interpolation"),
+            ("m", "manifold"),
+            ("s", "scatter"),
+            (" Explo ", "explorer"),
+        ] {
+            assert_eq!(tab_id(name), Some(id), "{name}");
+        }
+        assert_eq!(tab_id(""), None);
+        assert_eq!(tab_id("plots"), None);
+    }
+
+    #[test]
+    fn tab_ids_are_unique_and_every_decoder_slot_has_one_tab() {
+        let tabs = panels();
+        let mut ids: Vec<&str> = tabs.iter().map(|p| p.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), tabs.len(), "two tabs share an id");
+        let mut slots: Vec<Slot> = tabs.iter().flat_map(|p| p.slots().to_vec()).collect();
+        let all = slots.len();
+        slots.sort();
+        slots.dedup();
+        assert_eq!(slots.len(), all, "two tabs claim one decoder slot");
+        for s in [
+            Slot::Explorer,
+            Slot::EncodeImage,
+            Slot::Interpolation,
+            Slot::Manifold,
+            Slot::EncodeSet,
+        ] {
+            assert!(slots.contains(&s), "no tab receives {s:?}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Settings, Shared, Status};
+use super::{AppCommand, Settings, Shared, Status};
 use crate::autosave::{Autosave, AutosaveEntry, PreviousSession};
 use crate::worker::Command;
 
@@ -81,7 +81,7 @@ impl Recovery {
         self.store.as_ref().is_some_and(|s| s.owns(path))
     }
 
-    /// Once per frame: ask the worker for an autosave when one is due.
+    /// Once per frame: ask for an autosave (on the worker) when one is due.
     pub fn tick(&mut self, shared: &mut Shared) {
         let Some(store) = &self.store else {
             return;
@@ -105,7 +105,7 @@ impl Recovery {
         let path = store.path_for(run.step);
         self.last_step = Some(run.step);
         self.last_save = Instant::now();
-        shared.send(Command::Save(path));
+        shared.push(AppCommand::Worker(Command::Save(path)));
     }
 
     /// An autosave was written: keep only the newest few.

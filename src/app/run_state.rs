@@ -223,7 +223,6 @@ impl RunState {
                 self.errors.push(e);
             }
             Event::Snapshot(_) => self.new_weights = true,
-            Event::Decoded { .. } | Event::Encoded { .. } => {}
         }
     }
 }

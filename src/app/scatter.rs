@@ -3,9 +3,10 @@
 
 use egui_plot::{Legend, Plot, PlotPoints, Points};
 
-use super::Shared;
+use super::{explorer, AppCommand, Panel, Shared};
 use crate::eval::EvalReport;
 use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::RunInfo;
 
 #[derive(Default)]
 pub struct Scatter {
@@ -34,15 +35,27 @@ fn label_color(i: usize) -> egui::Color32 {
     C[i % C.len()]
 }
 
-impl Scatter {
-    pub fn reset(&mut self) {
+impl Panel for Scatter {
+    fn id(&self) -> &'static str {
+        "scatter"
+    }
+
+    fn title(&self) -> &'static str {
+        "Scatter"
+    }
+
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::EncodeSet]
+    }
+
+    fn on_run_ready(&mut self, _info: &RunInfo, _shared: &mut Shared) {
         self.mu.clear();
         self.requested_step = None;
         self.dim_y = 1;
         self.axes_chosen = false;
     }
 
-    pub fn on_output(&mut self, out: Output, shared: &mut Shared) {
+    fn on_decoded(&mut self, out: Output, shared: &mut Shared) {
         match out {
             Output::Encoded { mu, .. } => {
                 self.mu = mu;
@@ -52,8 +65,18 @@ impl Scatter {
         }
     }
 
+    /// A click on a point moves the explorer's latent there and shows the explorer.
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        if let Some(z) = self.plot_ui(ui, shared) {
+            shared.latent.set(z);
+            shared.push(AppCommand::ShowTab(explorer::ID));
+        }
+    }
+}
+
+impl Scatter {
     /// Returns a latent when the user clicked a point.
-    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) -> Option<Vec<f32>> {
+    fn plot_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) -> Option<Vec<f32>> {
         let info = shared.run.info.as_ref()?;
         if !info.spec.has_encoder() {
             ui.label(
@@ -100,16 +123,15 @@ impl Scatter {
             ));
         });
         if self.requested_step.is_none() && shared.decoder.has_model() {
-            shared.decoder.request(
-                Slot::EncodeSet,
-                Job::Encode(info.test_preview.pixels.clone()),
-            );
+            let pixels = info.test_preview.pixels.clone();
+            shared.push(AppCommand::Decoder(Slot::EncodeSet, Job::Encode(pixels)));
             self.requested_step = Some(shared.run.step);
         }
         if self.mu.len() != n * d {
             ui.spinner();
             return None;
         }
+        let info = shared.run.info.as_ref()?;
         let labels = &info.test_preview_labels;
         let names = &info.label_names;
         let (dx, dy) = (self.dim_x.min(d - 1), self.dim_y.min(d - 1));

@@ -1,7 +1,7 @@
 //! Left panel: model, hyperparameters, dataset, backend and the run buttons.
 
-use super::files::{FileAction, Files};
-use super::{Shared, Status};
+use super::files::FileAction;
+use super::{AppCommand, Panel, Shared, Status};
 use crate::backend::BackendChoice;
 use crate::data::DataSource;
 use crate::model::{ModelKind, ModelOverrides};
@@ -46,21 +46,19 @@ impl TrainPanel {
         })
     }
 
-    /// Start a fresh model with the current settings; `train` also starts training.
+    /// Ask for a fresh model with the current settings; `train` also starts training.
     pub fn start_new(&mut self, shared: &mut Shared, train: bool) {
         if let Some(req) = self.request(shared) {
-            shared.run.errors.clear();
-            shared.run.status = Status::Preparing;
-            shared.decoder.set_model(None);
-            shared.send(Command::Start(Box::new(req)));
-            if train {
-                shared.send(Command::Train);
-            }
+            shared.push(AppCommand::StartRun {
+                request: Box::new(req),
+                train,
+            });
         }
     }
 
     /// Send learning-rate, β and epoch changes the running session does not have yet
-    /// (also used by the divergence banner's "lower the learning rate").
+    /// ([`AppCommand::ApplyHyperparameters`]; the divergence banner's "lower the learning
+    /// rate" queues it too).
     pub fn apply_changes(shared: &mut Shared) {
         let Some(cfg) = shared.run.config.clone() else {
             return;
@@ -101,14 +99,18 @@ impl TrainPanel {
             }
         }
     }
+}
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        shared: &mut Shared,
-        files: &mut Files,
-        frame: Option<&eframe::Frame>,
-    ) {
+impl Panel for TrainPanel {
+    fn id(&self) -> &'static str {
+        "controls"
+    }
+
+    fn title(&self) -> &'static str {
+        "Controls"
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let status = shared.run.status;
         let has_run = shared.run.info.is_some();
         let running = status == Status::Running;
@@ -203,7 +205,8 @@ impl TrainPanel {
                 .iter()
                 .any(|r| r.dragged() || r.has_focus());
             if has_run && !editing {
-                Self::apply_changes(shared);
+                // A no-op when nothing changed.
+                shared.push(AppCommand::ApplyHyperparameters);
             }
         });
 
@@ -235,10 +238,10 @@ impl TrainPanel {
             }
             ui.horizontal(|ui| {
                 if ui.button("Open IDX file…").clicked() {
-                    files.open(FileAction::OpenIdx, frame, ui.ctx());
+                    shared.push(AppCommand::ChoosePath(FileAction::OpenIdx));
                 }
                 if ui.button("Open image folder…").clicked() {
-                    files.open(FileAction::OpenFolder, frame, ui.ctx());
+                    shared.push(AppCommand::ChoosePath(FileAction::OpenFolder));
                 }
             });
         });
@@ -267,7 +270,7 @@ impl TrainPanel {
                 }
             } else if running {
                 if ui.button("Pause").clicked() {
-                    shared.send(Command::Pause);
+                    shared.push(AppCommand::Worker(Command::Pause));
                 }
             } else {
                 let label = if status == Status::Ready {
@@ -280,7 +283,7 @@ impl TrainPanel {
                     .clicked()
                 {
                     shared.run.errors.clear();
-                    shared.send(Command::Train);
+                    shared.push(AppCommand::Worker(Command::Train));
                 }
             }
             if ui
@@ -288,13 +291,13 @@ impl TrainPanel {
                 .on_hover_text("run one optimiser step")
                 .clicked()
             {
-                shared.send(Command::Step(1));
+                shared.push(AppCommand::Worker(Command::Step(1)));
             }
             if ui
                 .add_enabled(has_run && !idle, egui::Button::new("Stop"))
                 .clicked()
             {
-                shared.send(Command::Stop);
+                shared.push(AppCommand::Worker(Command::Stop));
             }
             if ui
                 .button("Reset")

@@ -4,7 +4,7 @@
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
 
 use super::colormap::grid_image;
-use super::Shared;
+use super::{Panel, Shared};
 use crate::train::metrics::MetricsHistory;
 
 /// Points drawn per series at most; longer histories are averaged into buckets.
@@ -46,8 +46,16 @@ fn series(h: &MetricsHistory, term: usize, log: bool) -> Vec<[f64; 2]> {
     downsample(&pts, MAX_DRAWN)
 }
 
-impl TrainingView {
-    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+impl Panel for TrainingView {
+    fn id(&self) -> &'static str {
+        "training"
+    }
+
+    fn title(&self) -> &'static str {
+        "Training"
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let run = &shared.run;
         let Some(info) = run.info.as_ref() else {
             ui.vertical_centered(|ui| {
@@ -104,7 +112,9 @@ impl TrainingView {
             });
         });
     }
+}
 
+impl TrainingView {
     fn plots_ui(&mut self, ui: &mut egui::Ui, shared: &Shared, log: bool) {
         let h = &shared.run.history;
         // The family's plot groups, by term name (no family is named here); before a run,

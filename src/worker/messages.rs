@@ -40,16 +40,6 @@ pub enum Command {
     SetLearningRate(f64),
     SetBeta(f64),
     SetEpochs(usize),
-    /// Decode `n × latent_dim` latents with the newest weights on the training device.
-    Decode {
-        id: u64,
-        latents: Vec<f32>,
-    },
-    /// Encode `n × pixels` images (values in [0, 1]).
-    Encode {
-        id: u64,
-        images: Vec<f32>,
-    },
     /// Save a checkpoint (atomically).
     Save(PathBuf),
     /// Evaluate on the test split now.
@@ -126,7 +116,9 @@ pub enum Event {
         originals: ImageBatch,
         reconstructions: ImageBatch,
     },
-    /// A frozen CPU copy of the model for live decoding off the training device.
+    /// A frozen CPU copy of the model for live decoding off the training device. The UI
+    /// decodes and encodes only on these (on [`super::decoder`]'s thread); the worker never
+    /// decodes for it.
     Snapshot(Arc<Inference>),
     ConfigChanged(TrainConfig),
     /// A loss became NaN/inf at `step`; training paused with the weights of `restored_step`.
@@ -138,15 +130,6 @@ pub enum Event {
     Saved {
         path: PathBuf,
         step: u64,
-    },
-    Decoded {
-        id: u64,
-        images: ImageBatch,
-    },
-    Encoded {
-        id: u64,
-        mu: Vec<f32>,
-        logvar: Vec<f32>,
     },
     /// Something failed; the message is meant for the user.
     Error(String),

@@ -304,22 +304,6 @@ impl Worker {
                     Ok(())
                 });
             }
-            Command::Decode { id, latents } => {
-                let r = self
-                    .with_session(|s| s.inference(&s.backend().device.clone()).decode(&latents));
-                match r {
-                    Ok(images) => self.emit(Event::Decoded { id, images }),
-                    Err(e) => self.emit(Event::Error(e.to_string())),
-                }
-            }
-            Command::Encode { id, images } => {
-                let r =
-                    self.with_session(|s| s.inference(&s.backend().device.clone()).encode(&images));
-                match r {
-                    Ok((mu, logvar)) => self.emit(Event::Encoded { id, mu, logvar }),
-                    Err(e) => self.emit(Event::Error(e.to_string())),
-                }
-            }
             Command::Save(path) => {
                 self.flush_pending();
                 let r = self.with_session(|s| {

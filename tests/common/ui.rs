@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use latent_lab::app::{AppOptions, LatentLabApp, Settings};
+use latent_lab::app::{AppOptions, Explorer, LatentLabApp, Settings};
 use latent_lab::backend::BackendChoice;
 
 pub fn app_with(opts: AppOptions, configure: impl FnOnce(&mut Settings)) -> LatentLabApp {
@@ -59,4 +59,9 @@ pub fn training(app: LatentLabApp, min_step: u64) -> Harness<'static, LatentLabA
 /// Whether the loss plot carries a marker whose text satisfies `f`.
 pub fn has_marker(app: &LatentLabApp, f: impl Fn(&str) -> bool) -> bool {
     app.shared.run.history.markers.iter().any(|m| f(&m.text))
+}
+
+/// The explorer tab of `app`.
+pub fn explorer(app: &LatentLabApp) -> &Explorer {
+    app.panel::<Explorer>().expect("the explorer is a tab")
 }
