@@ -357,6 +357,13 @@ fn the_fast_single_latent_decode_matches_the_tensor_path() {
         let fast = plain.clone().with_fast_decode();
         for n in [1, 3, 9] {
             let z = normal_latents(n, plain.latent_dim(), n as u64);
+            // The family's plain-Rust decoder really is used for a few latents.
+            assert_eq!(
+                fast.decodes_without_backend(z.len()),
+                n <= 4,
+                "{kind:?} n={n}"
+            );
+            assert!(!plain.decodes_without_backend(z.len()));
             let a = plain.decode(&z).unwrap();
             let b = fast.decode(&z).unwrap();
             assert_eq!(a.shape, b.shape);

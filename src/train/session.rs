@@ -76,6 +76,8 @@ pub struct Session {
     interval_images: usize,
     /// Why a model the fused path supports trains through burn's path instead.
     fused_off: Option<String>,
+    /// The fast CPU path was asked for (the CPU backend, not opted out).
+    fused_asked: bool,
 }
 
 impl Session {
@@ -203,6 +205,7 @@ impl Session {
             interval_start: Instant::now(),
             interval_images: 0,
             fused_off,
+            fused_asked: fused,
         })
     }
 
@@ -223,10 +226,16 @@ impl Session {
     }
     /// The backend and, on the CPU, whether the fused training path is in use.
     pub fn describe_backend(&self) -> String {
+        let b = self.backend.describe();
         match (self.trainer.path(), &self.fused_off) {
-            (Some(path), _) => format!("{}, {path}", self.backend.describe()),
-            (None, Some(why)) => format!("{} (fused path off: {why})", self.backend.describe()),
-            (None, None) => self.backend.describe(),
+            (Some(path), _) => format!("{b}, {path}"),
+            (None, Some(why)) => format!("{b} (fused path off: {why})"),
+            // A family without a fast CPU path says so rather than looking slow for no reason.
+            (None, None) if self.fused_asked => format!(
+                "{b}, burn autodiff training ({} has no fast CPU path)",
+                self.spec.family().id()
+            ),
+            (None, None) => b,
         }
     }
     pub fn step_count(&self) -> u64 {
