@@ -3,13 +3,13 @@
 
 The networks, losses, pixel ranges, optimisers and step order mirror the Rust code:
 
-* ``vae``   - src/model/vae.rs (784-400-20, ReLU, Bernoulli logits), src/train/losses.rs,
-              ``vae_step`` in src/train/session.rs; pixels in [0, 1]; Adam lr 1e-3, betas (0.9, 0.999).
+* ``vae``   - src/model/vae.rs (784-400-20, ReLU, Bernoulli logits), src/model/losses.rs,
+              ``vae_step`` in src/model/vae_objective.rs; pixels in [0, 1]; Adam lr 1e-3, betas (0.9, 0.999).
 * ``gan``   - src/model/gan.rs (G z100 -> 128-256-512 -> 784 tanh, D 784 -> 512-256-128 -> 1,
               LeakyReLU 0.2 on every hidden layer of both); pixels in [-1, 1].
 * ``dcgan`` - src/model/dcgan.rs with the 4x4 / stride 2 / pad 1 convolutions of
               src/model/conv_vae.rs (``down_conv`` / ``up_conv``); width 32, latent 100.
-  GANs: Adam lr 2e-4, betas (0.5, 0.999); ``gan_step``: one z, D on real and on detached fake
+  GANs: Adam lr 2e-4, betas (0.5, 0.999); ``gan_step_with_latents`` (src/model/gan_objective.rs): one z, D on real and on detached fake
   (two separate forward passes, loss = mean BCE(real, 1) + mean BCE(fake, 0)), D update, then
   G with the non-saturating loss through the *updated* D on the same fake batch.
 All Adam optimisers use eps 1e-8 and no weight decay.

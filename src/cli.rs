@@ -185,6 +185,9 @@ pub struct TrainArgs {
     /// Stop after this many optimiser steps (for quick checks)
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// List every file an image folder skipped (default: the first few)
+    #[arg(long)]
+    pub show_skipped: bool,
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +206,9 @@ pub struct EvalArgs {
     pub backend: BackendArg,
     #[arg(long)]
     pub json: bool,
+    /// List every file an image folder skipped (default: the first few)
+    #[arg(long)]
+    pub show_skipped: bool,
 }
 
 #[derive(Args, Debug)]
@@ -494,6 +500,18 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(n) = &info.backend_notice {
         eprintln!("note: {n}");
     }
+    report_skipped(
+        &info.data_source.describe(),
+        &info.data_skipped,
+        info.data_skipped.len(),
+        a.show_skipped,
+    );
+    if info.train_images < TOO_FEW_TO_LEARN {
+        eprintln!(
+            "warning: only {} training image(s): too few to learn from ({TOO_FEW_TO_LEARN} or more recommended)",
+            info.train_images
+        );
+    }
     let total_steps = (epochs as u64) * info.batches_per_epoch as u64;
     eprintln!(
         "training {} on {} ({} train / {} test images) with {}; {} steps per epoch",
@@ -612,6 +630,43 @@ fn save_and_wait(worker: &WorkerHandle, path: &Path) -> Result<u64> {
     }
 }
 
+/// Skipped files listed by default; `--show-skipped` lists them all.
+const SKIPPED_SHOWN: usize = 5;
+/// Fewer training images than this get a warning.
+const TOO_FEW_TO_LEARN: usize = 64;
+
+/// On stderr: how many files the dataset skipped and why (the first few, or all).
+fn report_skipped(description: &str, lines: &[String], total: usize, show_all: bool) {
+    if total == 0 {
+        return;
+    }
+    eprintln!("warning: {description}: {total} file(s) could not be read and were skipped:");
+    let shown = if show_all {
+        lines.len()
+    } else {
+        SKIPPED_SHOWN.min(lines.len())
+    };
+    for l in &lines[..shown] {
+        eprintln!("  {l}");
+    }
+    if total > shown {
+        eprintln!(
+            "  … and {} more (--show-skipped lists them all)",
+            total - shown
+        );
+    }
+}
+
+/// [`report_skipped`] for a loaded dataset.
+fn report_dataset(data: &crate::data::Dataset, show_all: bool) {
+    report_skipped(
+        &data.source.describe(),
+        &data.skipped_report(usize::MAX),
+        data.skipped.len(),
+        show_all,
+    );
+}
+
 fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::load(path)?)
 }
@@ -630,6 +685,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         None => ckpt.header.data.clone(),
     };
     let data = source.load()?;
+    report_dataset(&data, a.show_skipped);
     let shape = crate::model::ImageShape::new(data.channels, data.height, data.width);
     if shape != ckpt.header.model.shape {
         bail!(
@@ -736,6 +792,7 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let d = inf.latent_dim();
     let (za, zb) = if ckpt.header.model.has_encoder() {
         let data = ckpt.header.data.load()?;
+        report_dataset(&data, false);
         let split = data.split(ckpt.header.train.seed)?;
         let (i, j) = (a.from_index.unwrap_or(0), a.to_index.unwrap_or(1));
         let n = split.test.len();

@@ -216,3 +216,54 @@ fn what_panels_ask_for_runs_after_the_frame_is_drawn_in_order() {
     h.step();
     h.get_by_label("Train or load a model to interpolate in its latent space.");
 }
+
+#[test]
+fn the_progress_numbers_sit_beside_the_bar_not_on_it() {
+    let mut h = common::ui::training(app(), 5);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    let bar = h
+        .get_by_role(egui::accesskit::Role::ProgressIndicator)
+        .rect();
+    let numbers = h.get_by_label_contains("elapsed").rect();
+    assert!(
+        !bar.intersects(numbers),
+        "the progress numbers {numbers:?} overlap the bar {bar:?}"
+    );
+}
+
+#[test]
+fn an_opened_checkpoint_shows_its_own_model_and_data_in_the_controls() {
+    // An old conv-VAE checkpoint trained on 8-pixel shapes with latent 4 and width 2.
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1/conv-vae.llck");
+    let mut h = harness(app());
+    h.step();
+    assert_eq!(
+        h.state().shared.settings.data,
+        latent_lab::data::DataSource::Mnist
+    );
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenCheckpoint, path);
+    pump(&mut h, "loaded", |a| a.shared.run.status == Status::Ready);
+    let s = &h.state().shared.settings;
+    assert_eq!(s.model.name(), "conv-vae");
+    assert_eq!(s.latent_dim, Some(4));
+    assert_eq!(s.hidden, "2");
+    assert!(
+        matches!(s.data, latent_lab::data::DataSource::Shapes { size: 8, .. }),
+        "{:?}",
+        s.data
+    );
+    h.get_by_label_contains("shapes, 8×8 px");
+
+    // A dataset that cannot be reached any more says so in words.
+    let gone = std::path::PathBuf::from("/nonexistent/moved-folder");
+    h.state_mut().shared.settings.data = latent_lab::data::DataSource::Folder {
+        path: gone,
+        size: 28,
+        channels: 1,
+    };
+    h.step();
+    h.get_by_label_contains("cannot be reached any more");
+}

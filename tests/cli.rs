@@ -426,3 +426,62 @@ fn bench_reports_throughput_decode_latency_and_memory() {
     assert_fails(&run(&["bench", "--threads", "0"]), 1, "--threads");
     assert_fails(&run(&["bench", "--model", "nope"]), 2, "nope");
 }
+
+#[test]
+fn skipped_files_are_reported_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pics");
+    std::fs::create_dir(&data).unwrap();
+    for (i, v) in [30u8, 220].into_iter().enumerate() {
+        image::GrayImage::from_pixel(8, 8, image::Luma([v]))
+            .save(data.join(format!("good{i}.png")))
+            .unwrap();
+    }
+    std::fs::write(data.join("broken.png"), b"hello").unwrap();
+    std::fs::write(data.join("notes.txt"), b"not an image").unwrap();
+    let ckpt = dir.path().join("y.llck");
+    let o = run(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        p(&data),
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "1",
+        "--backend",
+        "cpu",
+        "--out",
+        p(&ckpt),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 file(s) could not be read"), "{err}");
+    assert!(
+        err.contains("broken.png") && err.contains("notes.txt"),
+        "{err}"
+    );
+    assert!(err.contains("too few to learn from"), "{err}");
+
+    // The checkpoint's dataset description keeps the count.
+    let o = run(&["info", p(&ckpt)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("2 unreadable files skipped"), "{out}");
+
+    // Any command that loads the folder says so too.
+    let o = run(&[
+        "eval",
+        "--checkpoint",
+        p(&ckpt),
+        "--data",
+        p(&data),
+        "--iw-samples",
+        "0",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 file(s) could not be read"), "{err}");
+}

@@ -272,6 +272,20 @@ impl LatentLabApp {
                     st.batch_size = info.config.batch_size;
                     st.epochs = info.config.epochs;
                     st.seed = info.config.seed;
+                    // …and its architecture and data, so that Train or Reset from here trains
+                    // what the run is (not what the controls showed before).
+                    let o = info.spec.overrides();
+                    st.latent_dim = o.latent_dim;
+                    st.hidden = o
+                        .hidden
+                        .map(|h| {
+                            h.iter()
+                                .map(|w| w.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    st.data = info.data_source.clone();
                     for p in &mut self.tabs {
                         p.on_run_ready(&info, &mut self.shared);
                     }

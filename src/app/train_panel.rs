@@ -233,8 +233,21 @@ impl Panel for TrainPanel {
                     seed: 0,
                 };
             }
-            if let DataSource::Idx { .. } | DataSource::Folder { .. } = d {
-                ui.label(format!("file: {}", d.describe()));
+            if let DataSource::Shapes { size, .. } = &*d {
+                ui.label(format!("shapes, {size}×{size} px"));
+            }
+            if let DataSource::Idx { images: path, .. } | DataSource::Folder { path, .. } = &*d {
+                ui.label(format!("file: {}", d.describe()))
+                    .on_hover_text(path.display().to_string());
+                if !path.exists() {
+                    ui.colored_label(
+                        ui.visuals().error_fg_color,
+                        format!(
+                            "{} cannot be reached any more (moved or deleted?)",
+                            path.display()
+                        ),
+                    );
+                }
             }
             ui.horizontal(|ui| {
                 if ui.button("Open IDX file…").clicked() {

@@ -78,19 +78,24 @@ impl Panel for TrainingView {
                 info.data, info.train_images, info.test_images
             ));
         });
-        ui.add(
-            egui::ProgressBar::new((run.step as f32 / total.max(1) as f32).min(1.0)).text(format!(
-                "epoch {:.2} / {}   step {} / {}   elapsed {}   ETA {}",
-                epoch_f,
-                cfg.epochs,
+        // The bar carries only the epoch; the numbers go on their own line beside it, where
+        // they can never be drawn over the bar's fill.
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::ProgressBar::new((run.step as f32 / total.max(1) as f32).min(1.0))
+                    .desired_width((ui.available_width() - 330.0).max(120.0))
+                    .text(format!("epoch {:.2} / {}", epoch_f, cfg.epochs)),
+            );
+            ui.label(format!(
+                "step {} / {}   elapsed {}   ETA {}",
                 run.step,
                 total,
                 fmt_secs(run.elapsed().as_secs_f64()),
                 run.eta()
                     .map(|d| fmt_secs(d.as_secs_f64()))
                     .unwrap_or_else(|| "–".into())
-            )),
-        );
+            ));
+        });
         ui.horizontal(|ui| {
             ui.checkbox(&mut shared.settings.log_scale, "log scale");
             if let Some(p) = &shared.run.last_point {

@@ -304,6 +304,31 @@ impl Dataset {
     }
 
     /// channels * height * width.
+    /// The source's description, with the number of files an image folder skipped
+    /// (e.g. `digits/ (28px, gray), 2 unreadable files skipped`).
+    pub fn describe(&self) -> String {
+        match self.skipped.len() {
+            0 => self.source.describe(),
+            1 => format!("{}, 1 unreadable file skipped", self.source.describe()),
+            n => format!("{}, {n} unreadable files skipped", self.source.describe()),
+        }
+    }
+
+    /// The skipped files as `path: reason` lines: the first `first`, then a line saying how
+    /// many more there are (all of them with `first == usize::MAX`).
+    pub fn skipped_report(&self, first: usize) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .skipped
+            .iter()
+            .take(first)
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect();
+        if self.skipped.len() > first {
+            lines.push(format!("… and {} more", self.skipped.len() - first));
+        }
+        lines
+    }
+
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }

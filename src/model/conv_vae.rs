@@ -173,6 +173,13 @@ impl ArchConfig for ConvVaeConfig {
             && (1..=MAX_WIDTH).contains(&self.dense))
     }
 
+    fn overrides(&self) -> ModelOverrides {
+        ModelOverrides {
+            latent_dim: Some(self.latent),
+            hidden: Some(vec![self.width]),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("conv {}, z {}", self.width, self.latent)
     }

@@ -174,6 +174,13 @@ impl ArchConfig for DcganConfig {
             && (1..=1024).contains(&self.width))
     }
 
+    fn overrides(&self) -> ModelOverrides {
+        ModelOverrides {
+            latent_dim: Some(self.latent),
+            hidden: Some(vec![self.width]),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("conv {}, z {}", self.width, self.latent)
     }

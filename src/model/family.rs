@@ -90,6 +90,8 @@ pub trait ArchConfig: ConfigBase + Debug + Send + Sync + 'static {
     fn validate(&self, shape: ImageShape) -> Result<bool, ModelError>;
     /// Short description of the layers, e.g. `784-400-20`.
     fn describe(&self) -> String;
+    /// This configuration as the overrides a user gives (`--latent-dim`, `--hidden`).
+    fn overrides(&self) -> ModelOverrides;
     /// Fresh networks on `device` (lazy: nothing is allocated until first use).
     fn networks(&self, device: &Device) -> Box<dyn Nets>;
 }

@@ -188,6 +188,13 @@ impl ArchConfig for MlpGanConfig {
             && latent_ok(self.latent))
     }
 
+    fn overrides(&self) -> ModelOverrides {
+        ModelOverrides {
+            latent_dim: Some(self.latent),
+            hidden: Some(self.g_hidden.clone()),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "z {} → {:?} → {}; D {:?}",

@@ -335,6 +335,19 @@ impl ModelSpec {
         format!("{} ({})", self.kind, self.arch.config().describe())
     }
 
+    /// The overrides of the preset that give this spec: only what differs from the preset's
+    /// own latent size and widths (what the app's Model controls show for a loaded run).
+    pub fn overrides(&self) -> ModelOverrides {
+        let mine = self.arch.config().overrides();
+        let preset = ModelSpec::new(self.kind, self.shape, &ModelOverrides::default())
+            .map(|s| s.arch.config().overrides())
+            .unwrap_or_default();
+        ModelOverrides {
+            latent_dim: mine.latent_dim.filter(|l| preset.latent_dim != Some(*l)),
+            hidden: mine.hidden.filter(|h| preset.hidden.as_ref() != Some(h)),
+        }
+    }
+
     /// Initialise fresh networks on `device`.
     pub fn init(&self, device: &Device) -> Box<dyn Nets> {
         self.arch.config().networks(device)

@@ -169,6 +169,13 @@ impl ArchConfig for MlpVaeConfig {
         Ok(self.input == shape.numel() && widths_ok(&self.hidden) && latent_ok(self.latent))
     }
 
+    fn overrides(&self) -> ModelOverrides {
+        ModelOverrides {
+            latent_dim: Some(self.latent),
+            hidden: Some(self.hidden.clone()),
+        }
+    }
+
     fn describe(&self) -> String {
         let widths: Vec<String> = std::iter::once(self.input)
             .chain(self.hidden.iter().copied())

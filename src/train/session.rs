@@ -515,7 +515,7 @@ impl Session {
             app_version: env!("CARGO_PKG_VERSION").to_string(),
             model: self.spec.clone(),
             data: self.data.source.clone(),
-            data_description: self.data.source.describe(),
+            data_description: self.data.describe(),
             train: self.config.clone(),
             step: self.step,
             epoch: self.epoch,

@@ -65,6 +65,8 @@ pub struct RunInfo {
     pub spec: ModelSpec,
     pub config: TrainConfig,
     pub data: String,
+    /// Where the data comes from (the app's Data controls show it).
+    pub data_source: DataSource,
     /// Files of an image folder that could not be read, with the reason.
     pub data_skipped: Vec<String>,
     pub label_names: Vec<String>,

@@ -414,12 +414,9 @@ impl Worker {
         let info = RunInfo {
             spec: session.spec().clone(),
             config: session.config().clone(),
-            data: data.source.describe(),
-            data_skipped: data
-                .skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.path.display(), s.reason))
-                .collect(),
+            data: data.describe(),
+            data_source: data.source.clone(),
+            data_skipped: data.skipped_report(usize::MAX),
             label_names: data.label_names.clone(),
             backend: session.describe_backend(),
             backend_notice: session.backend().notice.clone(),
