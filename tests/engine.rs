@@ -425,3 +425,59 @@ fn labels_reach_the_step_and_inference_checks_conditions() {
     let err = inf.decode_labelled(&z, &[3]).unwrap_err().to_string();
     assert!(err.contains("not a conditional model"), "{err}");
 }
+
+#[test]
+fn a_rollback_snapshot_shares_no_state_with_the_trainer_on_either_path() {
+    // Batch-norm running statistics are shared between clones of a burn module; a snapshot
+    // must not move when the trainer it came from keeps training (any family, both paths).
+    use latent_lab::model::{Batch, TrainerSetup};
+    let cpu = Backend::cpu();
+    let device = cpu.device.clone().autodiff();
+    let data = mnist();
+    let idx: Vec<usize> = (0..16).collect();
+    let batch = Batch {
+        data: &data,
+        idx: &idx,
+    };
+    for name in ["vae", "conv-vae", "gan", "dcgan"] {
+        let spec = ModelSpec::new(
+            kind(name),
+            ImageShape::new(1, 28, 28),
+            &ModelOverrides {
+                latent_dim: Some(4),
+                hidden: Some(vec![4]),
+            },
+        )
+        .unwrap();
+        let config = TrainConfig::for_kind(kind(name));
+        for fused in [false, true] {
+            let (mut trainer, off) = spec
+                .init(&device)
+                .trainer(TrainerSetup {
+                    config: &config,
+                    device: &device,
+                    optims: None,
+                    fused,
+                    seed: 1,
+                })
+                .unwrap();
+            assert!(off.is_none(), "{name}: {off:?}");
+            assert_eq!(trainer.path().is_some(), fused, "{name} fused={fused}");
+            let mut buf = Vec::new();
+            trainer.step(&batch, &config, &mut buf).unwrap();
+            let snap = trainer.snapshot().unwrap();
+            let saved = snap.nets().save().unwrap();
+            for _ in 0..2 {
+                trainer.step(&batch, &config, &mut buf).unwrap();
+            }
+            assert!(
+                snap.nets().save().unwrap() == saved,
+                "{name} fused={fused}: the snapshot changed while the trainer trained"
+            );
+            assert!(
+                trainer.nets().save().unwrap() != saved,
+                "{name} fused={fused}: the trainer did not train"
+            );
+        }
+    }
+}

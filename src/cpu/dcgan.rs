@@ -1,7 +1,7 @@
 //! DCGAN step over plain buffers: the same layers, batch-norm statistics (three running
 //! updates of D's batch norm per step, in burn's order) and losses as `model::gan_objective`'s step.
 
-use burn::module::RunningState;
+use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
@@ -21,8 +21,23 @@ pub(crate) struct Bn {
     pub(crate) beta: ParamBuf,
     pub(crate) running_mean: Vec<f32>,
     pub(crate) running_var: Vec<f32>,
+    /// Parameter ids of the running mean and variance.
+    pub(crate) ids: (ParamId, ParamId),
     pub(crate) momentum: f32,
     pub(crate) eps: f32,
+}
+
+/// The parameter id of a running statistic.
+fn state_id(s: &RunningState<Tensor<1>>) -> ParamId {
+    struct Id(Option<ParamId>);
+    impl ModuleVisitor for Id {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.get_or_insert(p.id);
+        }
+    }
+    let mut v = Id(None);
+    s.visit(&mut v);
+    v.0.unwrap_or_default()
 }
 
 /// Statistics of one batch-norm pass (for its backward pass), and the backward pass's
@@ -45,6 +60,9 @@ impl Bn {
             beta: ParamBuf::from_param(&bn.beta, format!("{path}.beta"), state)?,
             running_mean: super::read_param(&bn.running_mean.value_sync())?,
             running_var: super::read_param(&bn.running_var.value_sync())?,
+            // The statistics keep their ids, so that every conversion back to burn records
+            // the same module (a new id per conversion made equal weights differ).
+            ids: (state_id(&bn.running_mean), state_id(&bn.running_var)),
             momentum: bn.momentum as f32,
             eps: bn.epsilon as f32,
         })
@@ -56,8 +74,8 @@ impl Bn {
         BatchNorm {
             gamma: self.gamma.to_param(device),
             beta: self.beta.to_param(device),
-            running_mean: RunningState::new(t(&self.running_mean)),
-            running_var: RunningState::new(t(&self.running_var)),
+            running_mean: RunningState::with_id(self.ids.0, t(&self.running_mean)),
+            running_var: RunningState::with_id(self.ids.1, t(&self.running_var)),
             ..shell.clone()
         }
     }
