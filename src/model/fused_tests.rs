@@ -122,8 +122,15 @@ fn check_vae_steps<M: VaeModule + AllWeights, E: Encoder, D: Decoder>(
     let burn_step = |model: M, optim: &mut ModuleOptimizer, x: &[f32], eps: &[f32]| {
         let xt = tensor(x, rows, device);
         let enc = model.encode(xt.clone());
-        let (m, terms) =
-            vae_step_with_noise(model, optim, xt, enc, tensor(eps, rows, device), lr, beta);
+        let (m, terms) = vae_step_with_noise(
+            model,
+            optim,
+            (xt, None),
+            enc,
+            tensor(eps, rows, device),
+            lr,
+            beta,
+        );
         (m, read_f32(terms).unwrap())
     };
     for step in 0..4 {
@@ -279,7 +286,7 @@ fn full_size_steps<M: VaeModule, E: Encoder, D: Decoder>(
         let xt = tensor(&x, rows, device);
         let enc = model.encode(xt.clone());
         let eps_t = tensor(&eps, rows, device);
-        let (m, terms) = vae_step_with_noise(model, optim, xt, enc, eps_t, lr, beta);
+        let (m, terms) = vae_step_with_noise(model, optim, (xt, None), enc, eps_t, lr, beta);
         model = m;
         let want = read_f32(terms).unwrap();
         let got = fused.step_with_noise(&x, rows, &eps, lr as f32, beta as f32, H);
@@ -344,7 +351,7 @@ fn unusable_optimiser_records_are_errors_not_panics() {
     let x = tensor(&[0.5; 24], 2, &device);
     let enc = a.encode(x.clone());
     let eps = tensor(&[0.1; 6], 2, &device);
-    let (a, _) = vae_step_with_noise(a, &mut optim, x, enc, eps, 1e-3, 1.0);
+    let (a, _) = vae_step_with_noise(a, &mut optim, (x, None), enc, eps, 1e-3, 1.0);
     let record = optim_bytes(&optim).unwrap();
     assert!(FusedMlpVae::new(&a, record.clone(), 0).is_ok());
 

@@ -45,11 +45,51 @@ pub static VAE_OBJECTIVE: Objective = Objective {
 const EVAL_BATCH: usize = 250;
 
 /// A VAE family's burn module: encoder to (mean, log-variance), decoder to Bernoulli logits.
+///
+/// A conditional family (Sohn et al. 2015) returns its class count from `classes` and
+/// overrides `encode_with` / `decode_logits_with`: the objective then hands it each batch's
+/// one-hot labels (`cond`, `[batch, classes]`), in training, evaluation and inference alike.
 pub trait VaeModule: Module + Send + Sync + 'static {
     /// `x: [batch, pixels]` in [0, 1] → `(mu, logvar)`, each `[batch, latent]`.
     fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>);
     /// `z: [batch, latent]` → logits `[batch, pixels]`.
     fn decode_logits(&self, z: Tensor<2>) -> Tensor<2>;
+    /// The number of classes the module is conditioned on; `None` (the default) for an
+    /// unconditional VAE.
+    fn classes(&self) -> Option<usize> {
+        None
+    }
+    /// [`VaeModule::encode`] given the one-hot condition (conditional families).
+    fn encode_with(&self, x: Tensor<2>, cond: Option<Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
+        let _ = cond;
+        self.encode(x)
+    }
+    /// [`VaeModule::decode_logits`] given the one-hot condition (conditional families).
+    fn decode_logits_with(&self, z: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
+        let _ = cond;
+        self.decode_logits(z)
+    }
+}
+
+/// The one-hot condition of images `idx` of `data` for `model`: `None` for an unconditional
+/// model, an error when a conditional one meets data without labels.
+fn condition<M: VaeModule>(
+    model: &M,
+    data: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<Option<Tensor<2>>, TrainError> {
+    let Some(k) = model.classes() else {
+        return Ok(None);
+    };
+    let batch = Batch { data, idx };
+    match batch.one_hot(k, device) {
+        Some(c) => Ok(Some(c)),
+        None => Err(TrainError::Invalid(format!(
+            "a conditional model needs class labels, and {} has none",
+            data.source.describe()
+        ))),
+    }
 }
 
 /// A VAE family's configuration: builds its module, and its fast CPU paths if it has them.
@@ -122,6 +162,26 @@ impl<A: VaeArch> Nets for VaeNets<A> {
 
     fn encode(&self, x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
         Some(self.model.encode(x))
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.model.classes()
+    }
+
+    fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
+        let cond = self
+            .model
+            .classes()
+            .map(|k| super::tensors::one_hot(labels, k, &z.device()));
+        sigmoid(self.model.decode_logits_with(z, cond))
+    }
+
+    fn encode_labelled(&self, x: Tensor<2>, labels: &[u32]) -> Option<(Tensor<2>, Tensor<2>)> {
+        let cond = self
+            .model
+            .classes()
+            .map(|k| super::tensors::one_hot(labels, k, &x.device()));
+        Some(self.model.encode_with(x, cond))
     }
 
     fn save(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
@@ -217,8 +277,15 @@ impl<A: VaeArch> Trainer for BurnVaeTrainer<A> {
         buf: &mut Vec<f32>,
     ) -> Result<StepTerms, TrainError> {
         let x = images_to_tensor(batch.data, batch.idx, buf, &self.device, PixelRange::Unit);
+        let cond = condition(&self.nets.model, batch.data, batch.idx, &self.device)?;
         let model = self.nets.model.clone();
-        let (model, terms) = vae_step(model, &mut self.optim, x, config.learning_rate, config.beta);
+        let (model, terms) = vae_step(
+            model,
+            &mut self.optim,
+            (x, cond),
+            config.learning_rate,
+            config.beta,
+        );
         self.nets.model = model;
         Ok(StepTerms::Device(Box::new(terms)))
     }
@@ -306,20 +373,20 @@ impl<A: VaeArch> Trainer for FusedVaeTrainer<A> {
 fn vae_step<M: VaeModule>(
     model: M,
     optim: &mut ModuleOptimizer,
-    x: Tensor<2>,
+    (x, cond): (Tensor<2>, Option<Tensor<2>>),
     lr: f64,
     beta: f64,
 ) -> (M, Tensor<1>) {
-    let (mu, logvar) = model.encode(x.clone()); // [b, latent] each
+    let (mu, logvar) = model.encode_with(x.clone(), cond.clone()); // [b, latent] each
     let eps = mu.random_like(Distribution::Normal(0.0, 1.0));
-    vae_step_with_noise(model, optim, x, (mu, logvar), eps, lr, beta)
+    vae_step_with_noise(model, optim, (x, cond), (mu, logvar), eps, lr, beta)
 }
 
 /// [`vae_step`] after the encoder ran, with given noise `eps` `[b, latent]`.
 pub(crate) fn vae_step_with_noise<M: VaeModule>(
     model: M,
     optim: &mut ModuleOptimizer,
-    x: Tensor<2>,
+    (x, cond): (Tensor<2>, Option<Tensor<2>>),
     (mu, logvar): (Tensor<2>, Tensor<2>),
     eps: Tensor<2>,
     lr: f64,
@@ -327,7 +394,7 @@ pub(crate) fn vae_step_with_noise<M: VaeModule>(
 ) -> (M, Tensor<1>) {
     let b = x.dims()[0] as f64;
     let std = logvar.clone().mul_scalar(0.5).exp();
-    let logits = model.decode_logits(mu.clone() + eps * std); // [b, pixels]
+    let logits = model.decode_logits_with(mu.clone() + eps * std, cond); // [b, pixels]
     let recon = bce_logits_per_image(logits, x).sum().div_scalar(b);
     let kl = kl_per_dim(mu, logvar).sum().div_scalar(b);
     let loss = recon.clone() + kl.clone().mul_scalar(beta);
@@ -355,10 +422,11 @@ pub fn eval_vae<M: VaeModule>(
     let mut mu_sq_sum: Vec<f64> = Vec::new();
     for chunk in idx.chunks(EVAL_BATCH) {
         let x = images_to_tensor(data, chunk, &mut buf, device, PixelRange::Unit);
-        let (mu, logvar) = model.encode(x.clone());
+        let cond = condition(model, data, chunk, device)?;
+        let (mu, logvar) = model.encode_with(x.clone(), cond.clone());
         let std = logvar.clone().mul_scalar(0.5).exp();
         let eps = std.random_like(Distribution::Normal(0.0, 1.0));
-        let logits = model.decode_logits(mu.clone() + eps * std);
+        let logits = model.decode_logits_with(mu.clone() + eps * std, cond.clone());
         let recon = bce_logits_per_image(logits, x.clone()).sum();
         let kl = kl_per_dim(mu.clone(), logvar.clone()).sum_dim(0);
         let mu_s = mu.clone().sum_dim(0);
@@ -368,7 +436,7 @@ pub fn eval_vae<M: VaeModule>(
         accumulate(&mut mu_sum, &read_f32(mu_s)?);
         accumulate(&mut mu_sq_sum, &read_f32(mu_sq)?);
         if iw_samples > 0 {
-            let nll = iwae_nll_batch(model, x, mu, logvar, iw_samples);
+            let nll = iwae_nll_batch(model, (x, cond), mu, logvar, iw_samples);
             iwae_sum += read_f32(nll.sum())?[0] as f64;
         }
     }
@@ -408,7 +476,7 @@ fn accumulate(acc: &mut Vec<f64>, v: &[f32]) {
 /// −log p(x) ≈ −log (1/K Σ_k p(x|z_k) p(z_k) / q(z_k|x)), `[batch]`.
 fn iwae_nll_batch<M: VaeModule>(
     model: &M,
-    x: Tensor<2>,
+    (x, cond): (Tensor<2>, Option<Tensor<2>>),
     mu: Tensor<2>,
     logvar: Tensor<2>,
     k: usize,
@@ -416,12 +484,13 @@ fn iwae_nll_batch<M: VaeModule>(
     let [b, _] = x.dims();
     // Rows are K copies of the batch: row r is image r % b.
     let x = x.repeat_dim(0, k);
+    let cond = cond.map(|c| c.repeat_dim(0, k));
     let mu = mu.repeat_dim(0, k);
     let logvar = logvar.repeat_dim(0, k);
     let std = logvar.clone().mul_scalar(0.5).exp();
     let eps = std.random_like(Distribution::Normal(0.0, 1.0));
     let z = mu + eps.clone() * std;
-    let log_px_z = bce_logits_per_image(model.decode_logits(z.clone()), x).neg();
+    let log_px_z = bce_logits_per_image(model.decode_logits_with(z.clone(), cond), x).neg();
     // log p(z) − log q(z|x); the 2π terms cancel.
     let log_ratio = (eps.powi_scalar(2) + logvar - z.powi_scalar(2))
         .sum_dim(1)

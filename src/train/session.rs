@@ -162,6 +162,24 @@ impl Session {
         let split = data.split(config.seed)?;
         let plan = BatchPlan::new(split.train.clone(), config.batch_size, config.seed);
         let fixed_noise = normal_latents(SAMPLE_GRID, spec.latent_dim(), config.seed ^ 0x5A3D_11FE);
+        if let Some(k) = nets.classes() {
+            match &data.labels {
+                None => {
+                    return Err(TrainError::Invalid(format!(
+                        "{} is a conditional model and needs class labels; {} has none",
+                        spec.kind,
+                        data.source.describe()
+                    )))
+                }
+                Some(l) if l.iter().any(|&c| c as usize >= k) => {
+                    return Err(TrainError::Invalid(format!(
+                        "{} has labels outside the model's {k} classes",
+                        data.source.describe()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         let terms = spec.objective().terms;
         if history.names.len() != terms.len() {
             return Err(TrainError::Invalid(format!(
