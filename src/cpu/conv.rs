@@ -31,7 +31,7 @@ impl ConvGeom {
     /// The square geometry of a burn convolution's settings; anything the fast path does not
     /// implement (non-square kernels, groups, dilation) is an error naming the layer.
     #[allow(clippy::too_many_arguments)]
-    fn of(
+    pub(crate) fn of(
         path: &str,
         c_in: usize,
         c_out: usize,
@@ -76,22 +76,22 @@ impl ConvGeom {
         }
     }
 
-    fn in_len(&self) -> usize {
+    pub(crate) fn in_len(&self) -> usize {
         self.c_in * self.h_in * self.w_in
     }
-    fn out_len(&self) -> usize {
+    pub(crate) fn out_len(&self) -> usize {
         self.c_out * self.h_out * self.w_out
     }
-    fn col_rows(&self) -> usize {
+    pub(crate) fn col_rows(&self) -> usize {
         self.c_in * self.k * self.k
     }
-    fn positions(&self) -> usize {
+    pub(crate) fn positions(&self) -> usize {
         self.h_out * self.w_out
     }
 
     /// For each (kernel offset, output index) the input index, or `None` in the padding.
     #[inline(always)]
-    fn src(&self, o: usize, kk: usize, n: usize) -> Option<usize> {
+    pub(crate) fn src(&self, o: usize, kk: usize, n: usize) -> Option<usize> {
         let i = (o * self.s + kk).checked_sub(self.p)?;
         (i < n).then_some(i)
     }
@@ -117,17 +117,17 @@ fn valid_range(g: &ConvGeom, kk: usize, n_in: usize, n_out: usize) -> std::ops::
 /// tap and image, and only these planes (about 2.3× the input for 4×4 / stride 2, against
 /// 4× for the columns) need strided reads.
 impl ConvGeom {
-    fn tap_rows(&self) -> usize {
+    pub(crate) fn tap_rows(&self) -> usize {
         self.h_out + (self.k - 1) / self.s
     }
-    fn tap_plane(&self) -> usize {
+    pub(crate) fn tap_plane(&self) -> usize {
         self.tap_rows() * self.w_out
     }
-    fn taps_len(&self) -> usize {
+    pub(crate) fn taps_len(&self) -> usize {
         self.s.min(self.k) * self.k * self.tap_plane()
     }
     /// Where tap `(ky, kx)`'s block starts in the tap planes.
-    fn tap_offset(&self, ky: usize, kx: usize) -> usize {
+    pub(crate) fn tap_offset(&self, ky: usize, kx: usize) -> usize {
         ((ky % self.s) * self.k + kx) * self.tap_plane() + (ky / self.s) * self.w_out
     }
 }
@@ -290,7 +290,7 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
-    fn new(
+    pub(crate) fn new(
         weight: &Param<Tensor<4>>,
         bias: &Option<Param<Tensor<1>>>,
         path: &str,
@@ -472,7 +472,11 @@ const CHUNK_FLOATS: usize = 1 << 19;
 impl ConvGeom {
     /// The batch as chunks of images (row ranges) with at most `floats` column floats each
     /// (and at least one image).
-    fn chunks(&self, rows: usize, floats: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    pub(crate) fn chunks(
+        &self,
+        rows: usize,
+        floats: usize,
+    ) -> impl Iterator<Item = std::ops::Range<usize>> {
         let per = (floats / (self.col_rows() * self.positions()).max(1)).max(1);
         (0..rows.div_ceil(per)).map(move |i| i * per..((i + 1) * per).min(rows))
     }
@@ -480,7 +484,7 @@ impl ConvGeom {
 
 impl Epilogue<'_> {
     /// The same epilogue for the images from `r0` on.
-    fn skip_rows(self, r0: usize, in_len: usize) -> Self {
+    pub(crate) fn skip_rows(self, r0: usize, in_len: usize) -> Self {
         match self {
             Epilogue::ActGrad(act, y) => Epilogue::ActGrad(act, &y[r0 * in_len..]),
             other => other,

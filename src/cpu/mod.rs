@@ -21,23 +21,18 @@
 //! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
 //! here equals a step through burn's autodiff.
 
+mod bn;
 mod conv;
-mod dcgan;
-mod gan;
-mod math;
+pub mod math;
 mod vae;
 
 mod plain;
 
-pub use conv::{ConvGeom, ConvLayer};
-pub(crate) use dcgan::Bn;
-pub use dcgan::FusedDcgan;
-pub use gan::FusedGan;
+pub(crate) use bn::{Bn, BnStats};
+pub use conv::{ConvGeom, ConvLayer, ConvScratch, Epilogue};
 pub use plain::{PlainMlp, PlainOut};
-pub use vae::{
-    ConvDecoder, ConvEncoder, Decoder, Encoder, FusedConvVae, FusedMlpVae, FusedVae, MlpDecoder,
-    MlpEncoder,
-};
+pub(crate) use vae::clone_empty;
+pub use vae::{dense_params, dense_params_mut, Decoder, Encoder, FusedVae, Params};
 
 use std::collections::HashMap;
 
@@ -122,7 +117,7 @@ impl Act {
     }
 
     /// `y ← act(x + shift)`.
-    fn apply(self, x: &[f32], shift: f32, y: &mut [f32]) {
+    pub(crate) fn apply(self, x: &[f32], shift: f32, y: &mut [f32]) {
         with_act!(self, shift, |f| y
             .iter_mut()
             .zip(x)
@@ -130,14 +125,14 @@ impl Act {
     }
 
     /// `x ← act(x + shift)`.
-    fn apply_in_place(self, x: &mut [f32], shift: f32) {
+    pub(crate) fn apply_in_place(self, x: &mut [f32], shift: f32) {
         with_act!(self, shift, |f| x.iter_mut().for_each(|x| *x = f(*x)))
     }
 
     /// `dy ← dy · act'(·)`, from the activation's output `y`. A NaN output passes its
     /// gradient on (as burn does), so a NaN weight cannot hide behind a zero gradient.
     /// Large inputs are split over the thread pool.
-    fn backward(self, y: &[f32], dy: &mut [f32]) {
+    pub(crate) fn backward(self, y: &[f32], dy: &mut [f32]) {
         const PIECE: usize = 1 << 14;
         if self == Act::Identity {
         } else if dy.len() >= 4 * PIECE {
@@ -149,7 +144,7 @@ impl Act {
         }
     }
 
-    fn backward_serial(self, y: &[f32], dy: &mut [f32]) {
+    pub(crate) fn backward_serial(self, y: &[f32], dy: &mut [f32]) {
         match self {
             Act::Identity => {}
             Act::Relu => dy
@@ -320,11 +315,11 @@ impl Dense {
         }
     }
 
-    fn params(&self) -> [&ParamBuf; 2] {
+    pub(crate) fn params(&self) -> [&ParamBuf; 2] {
         [&self.w, &self.b]
     }
 
-    fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
+    pub(crate) fn params_mut(&mut self) -> [&mut ParamBuf; 2] {
         [&mut self.w, &mut self.b]
     }
 }
@@ -554,7 +549,7 @@ impl AdamState {
     }
 
     /// The moments of parameter `id` of shape `shape` (zeros and step 0 when absent).
-    fn take(
+    pub(crate) fn take(
         &mut self,
         id: ParamId,
         shape: &[usize],
@@ -595,7 +590,15 @@ struct RecordParts {
 }
 
 impl RecordParts {
-    fn push(&mut self, id: ParamId, path: String, m: &[f32], v: &[f32], shape: &[usize], t: usize) {
+    pub(crate) fn push(
+        &mut self,
+        id: ParamId,
+        path: String,
+        m: &[f32],
+        v: &[f32],
+        shape: &[usize],
+        t: usize,
+    ) {
         let id = id.val();
         self.paths.push((id.to_string(), path));
         let bytes =
@@ -617,7 +620,7 @@ impl RecordParts {
         ));
     }
 
-    fn into_bytes(self) -> Result<Vec<u8>, TrainError> {
+    pub(crate) fn into_bytes(self) -> Result<Vec<u8>, TrainError> {
         let mut w = burn_pack::Writer::new(self.tensors);
         for (k, v) in &self.scalars {
             w = w.with_scalar(k, *v);
@@ -691,7 +694,7 @@ impl ParamBuf {
     /// burn's parameter with these values and the original id, trainable like the one it
     /// came from (a no-op without autodiff).
     /// A layer's weight and bias must have taken the same number of Adam steps.
-    fn same_steps(w: &ParamBuf, b: &ParamBuf) -> Result<(), TrainError> {
+    pub(crate) fn same_steps(w: &ParamBuf, b: &ParamBuf) -> Result<(), TrainError> {
         if w.t != b.t {
             return Err(TrainError::Invalid(format!(
                 "optimiser state out of step ({} vs {} updates in one layer)",

@@ -1,13 +1,10 @@
 //! The VAE step over plain buffers: the same loss as `model::vae_objective`'s step (Bernoulli NLL
-//! summed over pixels + β·KL, both averaged over the batch), for the MLP VAE and the
-//! conv-VAE (one step, two pairs of [`Encoder`] / [`Decoder`]).
+//! summed over pixels + β·KL, both averaged over the batch), over any [`Encoder`] / [`Decoder`]
+//! pair a family composes from the layers of this module (the MLP VAE's in `model/vae.rs`, the
+//! conv-VAE's in `model/conv_vae.rs`).
 
-use super::conv::{ConvLayer, ConvScratch, Epilogue};
 use super::math::{self, LANES};
-use super::{
-    adam_record_bytes_of, backward_chain, fill_normal, forward_chain, Act, AdamHyper, Dense,
-    ParamBuf,
-};
+use super::{adam_record_bytes_of, fill_normal, Act, AdamHyper, Dense, ParamBuf};
 use crate::data::SplitMix64;
 use crate::error::TrainError;
 
@@ -45,11 +42,6 @@ pub struct FusedVae<E, D> {
     work: Work,
 }
 
-/// The MLP VAE on the fused path.
-pub type FusedMlpVae = FusedVae<MlpEncoder, MlpDecoder>;
-/// The conv-VAE on the fused path.
-pub type FusedConvVae = FusedVae<ConvEncoder, ConvDecoder>;
-
 /// Activations and gradients of one step, kept between steps to avoid allocation.
 #[derive(Default)]
 struct Work {
@@ -83,223 +75,16 @@ macro_rules! clone_empty {
         })*
     };
 }
+pub(crate) use clone_empty;
 
-/// The MLP VAE's encoder: dense layers, each followed by ReLU.
-#[derive(Clone)]
-pub struct MlpEncoder {
-    pub(crate) layers: Vec<Dense>,
-    /// The activation after each layer.
-    pub(crate) act: Act,
-    pub(crate) buf: MlpBufs,
-}
-
-/// The MLP VAE's decoder: dense layers with ReLU, then the logits layer.
-#[derive(Clone)]
-pub struct MlpDecoder {
-    pub(crate) layers: Vec<Dense>,
-    /// The activation after each hidden layer.
-    pub(crate) act: Act,
-    pub(crate) out: Dense,
-    pub(crate) buf: MlpBufs,
-}
-
-#[derive(Default)]
-pub(crate) struct MlpBufs {
-    pub(crate) acts: Vec<Vec<f32>>,
-    pub(crate) d: Vec<f32>,
-    pub(crate) scratch: Vec<f32>,
-}
-
-fn dense_params<'a>(layers: impl IntoIterator<Item = &'a Dense>) -> Vec<&'a ParamBuf> {
+pub fn dense_params<'a>(layers: impl IntoIterator<Item = &'a Dense>) -> Vec<&'a ParamBuf> {
     layers.into_iter().flat_map(Dense::params).collect()
 }
 
-fn dense_params_mut<'a>(layers: impl IntoIterator<Item = &'a mut Dense>) -> Vec<&'a mut ParamBuf> {
+pub fn dense_params_mut<'a>(
+    layers: impl IntoIterator<Item = &'a mut Dense>,
+) -> Vec<&'a mut ParamBuf> {
     layers.into_iter().flat_map(Dense::params_mut).collect()
-}
-
-impl Params for MlpEncoder {
-    fn params(&self) -> Vec<&ParamBuf> {
-        dense_params(&self.layers)
-    }
-    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
-        dense_params_mut(&mut self.layers)
-    }
-}
-
-impl Encoder for MlpEncoder {
-    fn forward(&mut self, x: &[f32], rows: usize) {
-        forward_chain(&self.layers, x, rows, &mut self.buf.acts, self.act);
-    }
-    fn output<'a>(&'a self, x: &'a [f32]) -> &'a [f32] {
-        self.buf.acts.last().map_or(x, |v| v)
-    }
-    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
-        let (b, act) = (&mut self.buf, self.act);
-        let layers = &mut self.layers;
-        backward_chain(
-            layers,
-            x,
-            rows,
-            &b.acts,
-            act,
-            dy,
-            &mut b.scratch,
-            true,
-            false,
-        );
-    }
-}
-
-impl Params for MlpDecoder {
-    fn params(&self) -> Vec<&ParamBuf> {
-        dense_params(self.layers.iter().chain([&self.out]))
-    }
-    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
-        dense_params_mut(self.layers.iter_mut().chain([&mut self.out]))
-    }
-}
-
-impl Decoder for MlpDecoder {
-    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
-        forward_chain(&self.layers, z, rows, &mut self.buf.acts, self.act);
-        let h: &[f32] = self.buf.acts.last().map_or(z, |v| v);
-        self.out.forward(h, rows, logits, Act::Identity);
-    }
-    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
-        let (b, act) = (&mut self.buf, self.act);
-        let h: &[f32] = b.acts.last().map_or(z, |v| v);
-        let d = &mut b.d;
-        self.out
-            .backward(h, rows, dlogits, Some(false), Some((&mut *d, false)));
-        let layers = &mut self.layers;
-        backward_chain(layers, z, rows, &b.acts, act, d, &mut b.scratch, true, true);
-        dz.clear();
-        dz.extend_from_slice(d);
-    }
-}
-
-/// The conv-VAE's encoder: conv → ReLU → conv → ReLU → dense → ReLU.
-#[derive(Clone)]
-pub struct ConvEncoder {
-    pub(crate) c1: ConvLayer,
-    pub(crate) c2: ConvLayer,
-    pub(crate) fc: Dense,
-    pub(crate) buf: ConvEncoderBufs,
-}
-
-#[derive(Default)]
-pub(crate) struct ConvEncoderBufs {
-    pub(crate) a1: Vec<f32>,
-    pub(crate) a2: Vec<f32>,
-    pub(crate) h: Vec<f32>,
-    pub(crate) cc1: ConvScratch,
-    pub(crate) cc2: ConvScratch,
-    pub(crate) d2: Vec<f32>,
-    pub(crate) d1: Vec<f32>,
-}
-
-/// The conv-VAE's decoder: dense → ReLU → dense → ReLU → transposed conv → ReLU →
-/// transposed conv (the logits).
-#[derive(Clone)]
-pub struct ConvDecoder {
-    pub(crate) fc1: Dense,
-    pub(crate) fc2: Dense,
-    pub(crate) t1: ConvLayer,
-    pub(crate) t2: ConvLayer,
-    pub(crate) buf: ConvDecoderBufs,
-}
-
-#[derive(Default)]
-pub(crate) struct ConvDecoderBufs {
-    pub(crate) h1: Vec<f32>,
-    pub(crate) h2: Vec<f32>,
-    pub(crate) n1: Vec<f32>,
-    pub(crate) ct1: ConvScratch,
-    pub(crate) ct2: ConvScratch,
-    pub(crate) e1: Vec<f32>,
-    pub(crate) e2: Vec<f32>,
-    pub(crate) e3: Vec<f32>,
-}
-
-clone_empty!(MlpBufs, ConvEncoderBufs, ConvDecoderBufs);
-
-impl Params for ConvEncoder {
-    fn params(&self) -> Vec<&ParamBuf> {
-        let convs = self.c1.params().into_iter().chain(self.c2.params());
-        convs.chain(self.fc.params()).collect()
-    }
-    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
-        let convs = self.c1.params_mut().into_iter().chain(self.c2.params_mut());
-        convs.chain(self.fc.params_mut()).collect()
-    }
-}
-
-impl Encoder for ConvEncoder {
-    fn forward(&mut self, x: &[f32], rows: usize) {
-        let (relu, b) = (Act::Relu, &mut self.buf);
-        self.c1.forward(x, rows, relu, &mut b.a1, &mut b.cc1, true);
-        self.c2
-            .forward(&b.a1, rows, relu, &mut b.a2, &mut b.cc2, true);
-        self.fc.forward(&b.a2, rows, &mut b.h, relu);
-    }
-    fn output<'a>(&'a self, _: &'a [f32]) -> &'a [f32] {
-        &self.buf.h
-    }
-    fn backward(&mut self, _: &[f32], rows: usize, dy: &mut Vec<f32>) {
-        let b = &mut self.buf;
-        Act::Relu.backward(&b.h, dy);
-        self.fc
-            .backward(&b.a2, rows, dy, Some(false), Some((&mut b.d2, false)));
-        Act::Relu.backward(&b.a2, &mut b.d2);
-        let dx = Some((&mut b.d1, Epilogue::ActGrad(Act::Relu, &b.a1)));
-        self.c2.backward(rows, &b.d2, true, dx, &mut b.cc2);
-        self.c1.backward(rows, &b.d1, true, None, &mut b.cc1);
-    }
-}
-
-impl Params for ConvDecoder {
-    fn params(&self) -> Vec<&ParamBuf> {
-        let dense = self.fc1.params().into_iter().chain(self.fc2.params());
-        dense
-            .chain(self.t1.params())
-            .chain(self.t2.params())
-            .collect()
-    }
-    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
-        let dense = self
-            .fc1
-            .params_mut()
-            .into_iter()
-            .chain(self.fc2.params_mut());
-        dense
-            .chain(self.t1.params_mut())
-            .chain(self.t2.params_mut())
-            .collect()
-    }
-}
-
-impl Decoder for ConvDecoder {
-    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
-        let (relu, b) = (Act::Relu, &mut self.buf);
-        self.fc1.forward(z, rows, &mut b.h1, relu);
-        self.fc2.forward(&b.h1, rows, &mut b.h2, relu);
-        self.t1.t_forward(&b.h2, rows, relu, &mut b.n1, &mut b.ct1);
-        self.t2
-            .t_forward(&b.n1, rows, Act::Identity, logits, &mut b.ct2);
-    }
-    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
-        let b = &mut self.buf;
-        let dx = Some((&mut b.e1, Act::Relu));
-        self.t2.t_backward(&b.n1, rows, dlogits, dx, &mut b.ct2);
-        let dx = Some((&mut b.e2, Act::Relu));
-        self.t1.t_backward(&b.h2, rows, &b.e1, dx, &mut b.ct1);
-        self.fc2
-            .backward(&b.h1, rows, &b.e2, Some(false), Some((&mut b.e3, false)));
-        Act::Relu.backward(&b.h1, &mut b.e3);
-        self.fc1
-            .backward(z, rows, &b.e3, Some(false), Some((dz, false)));
-    }
 }
 
 impl<E: Encoder, D: Decoder> FusedVae<E, D> {

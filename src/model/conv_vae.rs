@@ -13,7 +13,10 @@ use super::checks::{conv_shape, latent_ok, MAX_WIDTH};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
-use crate::cpu::{AdamHyper, AdamState, ConvDecoder, ConvEncoder, ConvLayer, Dense, FusedConvVae};
+use crate::cpu::{
+    clone_empty, Act, AdamHyper, AdamState, ConvLayer, ConvScratch, Decoder, Dense, Encoder,
+    Epilogue, FusedVae, ParamBuf, Params,
+};
 use crate::error::TrainError;
 use crate::run::TrainDefaults;
 
@@ -207,6 +210,134 @@ impl VaeArch for ConvVaeConfig {
             shell: model.clone(),
         });
         Some(fast.map(|f| Box::new(f) as Box<dyn FusedVaeNet<ConvVae>>))
+    }
+}
+
+// ---- the fast CPU path: the same layers as `crate::cpu` layers ------------------------------
+
+/// The conv-VAE's layers on the fast CPU path.
+pub(crate) type FusedConvVae = FusedVae<ConvEncoder, ConvDecoder>;
+
+/// The conv-VAE's encoder: conv → ReLU → conv → ReLU → dense → ReLU.
+#[derive(Clone)]
+pub(crate) struct ConvEncoder {
+    pub(crate) c1: ConvLayer,
+    pub(crate) c2: ConvLayer,
+    pub(crate) fc: Dense,
+    pub(crate) buf: ConvEncoderBufs,
+}
+
+#[derive(Default)]
+pub(crate) struct ConvEncoderBufs {
+    pub(crate) a1: Vec<f32>,
+    pub(crate) a2: Vec<f32>,
+    pub(crate) h: Vec<f32>,
+    pub(crate) cc1: ConvScratch,
+    pub(crate) cc2: ConvScratch,
+    pub(crate) d2: Vec<f32>,
+    pub(crate) d1: Vec<f32>,
+}
+
+/// The conv-VAE's decoder: dense → ReLU → dense → ReLU → transposed conv → ReLU →
+/// transposed conv (the logits).
+#[derive(Clone)]
+pub(crate) struct ConvDecoder {
+    pub(crate) fc1: Dense,
+    pub(crate) fc2: Dense,
+    pub(crate) t1: ConvLayer,
+    pub(crate) t2: ConvLayer,
+    pub(crate) buf: ConvDecoderBufs,
+}
+
+#[derive(Default)]
+pub(crate) struct ConvDecoderBufs {
+    pub(crate) h1: Vec<f32>,
+    pub(crate) h2: Vec<f32>,
+    pub(crate) n1: Vec<f32>,
+    pub(crate) ct1: ConvScratch,
+    pub(crate) ct2: ConvScratch,
+    pub(crate) e1: Vec<f32>,
+    pub(crate) e2: Vec<f32>,
+    pub(crate) e3: Vec<f32>,
+}
+
+clone_empty!(ConvEncoderBufs, ConvDecoderBufs);
+
+impl Params for ConvEncoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        let convs = self.c1.params().into_iter().chain(self.c2.params());
+        convs.chain(self.fc.params()).collect()
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        let convs = self.c1.params_mut().into_iter().chain(self.c2.params_mut());
+        convs.chain(self.fc.params_mut()).collect()
+    }
+}
+
+impl Encoder for ConvEncoder {
+    fn forward(&mut self, x: &[f32], rows: usize) {
+        let (relu, b) = (Act::Relu, &mut self.buf);
+        self.c1.forward(x, rows, relu, &mut b.a1, &mut b.cc1, true);
+        self.c2
+            .forward(&b.a1, rows, relu, &mut b.a2, &mut b.cc2, true);
+        self.fc.forward(&b.a2, rows, &mut b.h, relu);
+    }
+    fn output<'a>(&'a self, _: &'a [f32]) -> &'a [f32] {
+        &self.buf.h
+    }
+    fn backward(&mut self, _: &[f32], rows: usize, dy: &mut Vec<f32>) {
+        let b = &mut self.buf;
+        Act::Relu.backward(&b.h, dy);
+        self.fc
+            .backward(&b.a2, rows, dy, Some(false), Some((&mut b.d2, false)));
+        Act::Relu.backward(&b.a2, &mut b.d2);
+        let dx = Some((&mut b.d1, Epilogue::ActGrad(Act::Relu, &b.a1)));
+        self.c2.backward(rows, &b.d2, true, dx, &mut b.cc2);
+        self.c1.backward(rows, &b.d1, true, None, &mut b.cc1);
+    }
+}
+
+impl Params for ConvDecoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        let dense = self.fc1.params().into_iter().chain(self.fc2.params());
+        dense
+            .chain(self.t1.params())
+            .chain(self.t2.params())
+            .collect()
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        let dense = self
+            .fc1
+            .params_mut()
+            .into_iter()
+            .chain(self.fc2.params_mut());
+        dense
+            .chain(self.t1.params_mut())
+            .chain(self.t2.params_mut())
+            .collect()
+    }
+}
+
+impl Decoder for ConvDecoder {
+    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
+        let (relu, b) = (Act::Relu, &mut self.buf);
+        self.fc1.forward(z, rows, &mut b.h1, relu);
+        self.fc2.forward(&b.h1, rows, &mut b.h2, relu);
+        self.t1.t_forward(&b.h2, rows, relu, &mut b.n1, &mut b.ct1);
+        self.t2
+            .t_forward(&b.n1, rows, Act::Identity, logits, &mut b.ct2);
+    }
+    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
+        let b = &mut self.buf;
+        let dx = Some((&mut b.e1, Act::Relu));
+        self.t2.t_backward(&b.n1, rows, dlogits, dx, &mut b.ct2);
+        let dx = Some((&mut b.e2, Act::Relu));
+        self.t1.t_backward(&b.h2, rows, &b.e1, dx, &mut b.ct1);
+        self.fc2
+            .backward(&b.h1, rows, &b.e2, Some(false), Some((&mut b.e3, false)));
+        Act::Relu.backward(&b.h1, &mut b.e3);
+        self.fc1
+            .backward(z, rows, &b.e3, Some(false), Some((dz, false)));
     }
 }
 

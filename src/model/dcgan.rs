@@ -14,7 +14,10 @@ use super::conv_vae::{down_conv, up_conv};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
-use crate::cpu::{Act, AdamHyper, AdamState, Bn, ConvLayer, Dense, FusedDcgan};
+use crate::cpu::{
+    adam_record_bytes_of, disc_loss_and_grad, fill_normal, gan_terms, gen_loss_and_grad, Act,
+    AdamHyper, AdamState, Bn, BnStats, ConvLayer, ConvScratch, Dense, Epilogue,
+};
 use crate::data::SplitMix64;
 use crate::error::TrainError;
 use crate::run::TrainDefaults;
@@ -215,6 +218,314 @@ impl GanArch for DcganConfig {
     ) -> Option<Result<Box<dyn FusedGanNet<DcGenerator, DcDiscriminator>>, TrainError>> {
         let fast = DcganFast::new(gen, disc, opt_g, opt_d, seed);
         Some(fast.map(|f| Box::new(f) as Box<dyn FusedGanNet<_, _>>))
+    }
+}
+
+// ---- the fast CPU path: the same layers as `crate::cpu` layers ------------------------------
+//
+// The step over plain buffers takes the same layers, batch-norm statistics (three running
+// updates of D's batch norm per step, in burn's order) and losses as `gan_objective`'s step.
+
+/// Back through one generator block, `t(relu(bn(a)))` with `t_in = relu(bn(a))`, from
+/// `d_out` (the gradient w.r.t. t's output) via `d_in` (w.r.t. `t_in`) to `d_a` (w.r.t.
+/// `a`); t's and bn's parameter gradients are set.
+#[allow(clippy::too_many_arguments)]
+fn up_block_backward(
+    t: &mut ConvLayer,
+    bn: &mut Bn,
+    t_in: &[f32],
+    a: &[f32],
+    st: &mut BnStats,
+    rows: usize,
+    d_out: &[f32],
+    d_in: &mut Vec<f32>,
+    d_a: &mut Vec<f32>,
+    scratch: &mut ConvScratch,
+) {
+    t.t_backward(t_in, rows, d_out, Some((&mut *d_in, Act::Relu)), scratch);
+    d_a.resize(d_in.len(), 0.0);
+    bn.gamma.zero_grad();
+    bn.beta.zero_grad();
+    let hw = t.geom.h_out * t.geom.w_out;
+    bn.backward(a, rows, hw, d_in, st, d_a, true);
+}
+
+/// One pass through D: its activations, gradients and convolution scratch. The D step's
+/// pass (over 2·B images) and the G step's (over B) each have their own, as every buffer in
+/// [`Work`] has one use, so that none changes size from step to step (growing a `Vec` zeroes
+/// the new part: megabytes per step, on one core).
+#[derive(Default)]
+pub(crate) struct DPass {
+    a3: Vec<f32>,
+    a4: Vec<f32>,
+    n4: Vec<f32>,
+    logits: Vec<f32>,
+    s_real: BnStats,
+    s_fake: BnStats,
+    /// The columns of the forward pass, reused by the backward pass.
+    cc1: ConvScratch,
+    cc2: ConvScratch,
+    d1: Vec<f32>,
+    d2: Vec<f32>,
+    d3: Vec<f32>,
+    /// Gradient w.r.t. D's input (when asked for).
+    dx: Vec<f32>,
+}
+
+#[derive(Default)]
+pub(crate) struct Work {
+    z: Vec<f32>,
+    // generator
+    a0: Vec<f32>,
+    n0: Vec<f32>,
+    a1: Vec<f32>,
+    n1: Vec<f32>,
+    fake: Vec<f32>,
+    s0: BnStats,
+    s1: BnStats,
+    ct1: ConvScratch,
+    ct2: ConvScratch,
+    // generator gradients: w.r.t. n1, a1, n0, a0
+    e_n1: Vec<f32>,
+    e_a1: Vec<f32>,
+    e_n0: Vec<f32>,
+    e_a0: Vec<f32>,
+    // discriminator: [real; fake] in the D step, fake in the G step
+    both: Vec<f32>,
+    d_step: DPass,
+    g_step: DPass,
+}
+
+impl Clone for Work {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// DCGAN generator and discriminator with their Adam states.
+#[derive(Clone)]
+pub(crate) struct FusedDcgan<S> {
+    pub(crate) fc: Dense,
+    pub(crate) bn0: Bn,
+    pub(crate) t1: ConvLayer,
+    pub(crate) bn1: Bn,
+    pub(crate) t2: ConvLayer,
+    pub(crate) c1: ConvLayer,
+    pub(crate) c2: ConvLayer,
+    pub(crate) bn2: Bn,
+    pub(crate) out: Dense,
+    /// The burn modules the weights go back into (configuration, padding).
+    pub(crate) shells: S,
+    /// (channels, size) of the images.
+    pub(crate) dims: (usize, usize),
+    /// D's activation (the family's, read from its description).
+    pub(crate) leaky: Act,
+    pub(crate) rng: SplitMix64,
+    pub(crate) work: Work,
+}
+
+impl<S: Clone> FusedDcgan<S> {
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    pub fn optim_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        let g = adam_record_bytes_of(
+            [&self.fc],
+            self.t1
+                .params()
+                .into_iter()
+                .chain(self.t2.params())
+                .chain(self.bn0.params())
+                .chain(self.bn1.params()),
+        )?;
+        let d = adam_record_bytes_of(
+            [&self.out],
+            self.c1
+                .params()
+                .into_iter()
+                .chain(self.c2.params())
+                .chain(self.bn2.params()),
+        )?;
+        Ok((g, d))
+    }
+
+    pub fn step(&mut self, real: &[f32], rows: usize, lr: f32, h: AdamHyper) -> [f32; 4] {
+        let latent = self.fc.inp;
+        let mut z = std::mem::take(&mut self.work.z);
+        fill_normal(&mut self.rng, &mut z, rows * latent);
+        let terms = self.step_with_latents(real, rows, &z, lr, h);
+        self.work.z = z;
+        terms
+    }
+
+    /// D's layers up to the logits on `x` (`rows` images), in the D step's pass or the G
+    /// step's. With `split = Some(k)`, batch norm takes its statistics separately over the
+    /// first `k` rows and the rest (burn runs D once on the real and once on the fake batch).
+    fn d_forward(&mut self, x: &[f32], rows: usize, split: Option<usize>, d_step: bool) {
+        let leaky = self.leaky;
+        let w = if d_step {
+            &mut self.work.d_step
+        } else {
+            &mut self.work.g_step
+        };
+        // Only the D step computes D's weight gradients, from the columns kept here.
+        let keep = d_step;
+        self.c1.forward(x, rows, leaky, &mut w.a3, &mut w.cc1, keep);
+        let id = Act::Identity;
+        self.c2
+            .forward(&w.a3, rows, id, &mut w.a4, &mut w.cc2, keep);
+        let g2 = &self.c2.geom;
+        let hw = g2.h_out * g2.w_out;
+        let per = g2.c_out * hw;
+        w.n4.resize(rows * per, 0.0);
+        match split {
+            Some(k) => {
+                let (x1, x2) = w.a4.split_at(k * per);
+                let (y1, y2) = w.n4.split_at_mut(k * per);
+                self.bn2.forward(x1, k, hw, leaky, y1, &mut w.s_real);
+                self.bn2.forward(x2, rows - k, hw, leaky, y2, &mut w.s_fake);
+            }
+            None => self
+                .bn2
+                .forward(&w.a4, rows, hw, leaky, &mut w.n4, &mut w.s_fake),
+        }
+        self.out.forward(&w.n4, rows, &mut w.logits, Act::Identity);
+    }
+
+    /// Back through D from the pass's `logits` (holding d loss / d logits) to its input. In
+    /// the D step D's parameter gradients are set; in the G step the input gradient goes
+    /// into the pass's `dx` instead (no parameter gradients).
+    fn d_backward(&mut self, rows: usize, split: Option<usize>, d_step: bool) {
+        let leaky = self.leaky;
+        let params = d_step;
+        let w = if d_step {
+            &mut self.work.d_step
+        } else {
+            &mut self.work.g_step
+        };
+        self.out.backward(
+            &w.n4,
+            rows,
+            &w.logits,
+            params.then_some(false),
+            Some((&mut w.d1, false)),
+        );
+        leaky.backward(&w.n4, &mut w.d1);
+        let hw = self.c2.geom.h_out * self.c2.geom.w_out;
+        let per = self.c2.geom.c_out * hw;
+        w.d2.resize(rows * per, 0.0);
+        if params {
+            self.bn2.gamma.zero_grad();
+            self.bn2.beta.zero_grad();
+        }
+        match split {
+            Some(k) => {
+                let (x1, x2) = w.a4.split_at(k * per);
+                let (g1, g2) = w.d1.split_at(k * per);
+                let (o1, o2) = w.d2.split_at_mut(k * per);
+                self.bn2.backward(x1, k, hw, g1, &mut w.s_real, o1, params);
+                self.bn2
+                    .backward(x2, rows - k, hw, g2, &mut w.s_fake, o2, params);
+            }
+            None => self
+                .bn2
+                .backward(&w.a4, rows, hw, &w.d1, &mut w.s_fake, &mut w.d2, params),
+        }
+        // d a4 in d2 → c2 → leaky → d (pre-leaky h3) in d3 → c1 (params, or input into
+        // dx). The columns d_forward left in cc1/cc2 are reused.
+        let dx = Some((&mut w.d3, Epilogue::ActGrad(leaky, &w.a3)));
+        self.c2.backward(rows, &w.d2, params, dx, &mut w.cc2);
+        let dx = (!params).then_some((&mut w.dx, Epilogue::None));
+        self.c1.backward(rows, &w.d3, params, dx, &mut w.cc1);
+    }
+
+    pub fn step_with_latents(
+        &mut self,
+        real: &[f32],
+        rows: usize,
+        z: &[f32],
+        lr: f32,
+        h: AdamHyper,
+    ) -> [f32; 4] {
+        let (channels, size) = self.dims;
+        let q = size / 4;
+        assert_eq!(real.len(), rows * channels * size * size, "batch size");
+
+        // G(z), train-mode batch norm.
+        {
+            let w = &mut self.work;
+            self.fc.forward(z, rows, &mut w.a0, Act::Identity);
+            w.n0.resize(w.a0.len(), 0.0);
+            self.bn0
+                .forward(&w.a0, rows, q * q, Act::Relu, &mut w.n0, &mut w.s0);
+            let id = Act::Identity;
+            self.t1.t_forward(&w.n0, rows, id, &mut w.a1, &mut w.ct1);
+            w.n1.resize(w.a1.len(), 0.0);
+            self.bn1
+                .forward(&w.a1, rows, 4 * q * q, Act::Relu, &mut w.n1, &mut w.s1);
+            let tanh = Act::Tanh;
+            self.t2
+                .t_forward(&w.n1, rows, tanh, &mut w.fake, &mut w.ct2);
+            w.both.clear();
+            w.both.extend_from_slice(real);
+            w.both.extend_from_slice(&w.fake);
+        }
+
+        // D on real, then on the detached fake (separate batch statistics).
+        let both = std::mem::take(&mut self.work.both);
+        self.d_forward(&both, 2 * rows, Some(rows), true);
+        let d_sums = disc_loss_and_grad(&mut self.work.d_step.logits, rows);
+        self.d_backward(2 * rows, Some(rows), true);
+        self.work.both = both;
+        self.c1.adam(lr, h);
+        self.c2.adam(lr, h);
+        self.bn2.adam(lr, h);
+        self.out.adam(lr, h);
+
+        // G through the updated D.
+        let fake = std::mem::take(&mut self.work.fake);
+        self.d_forward(&fake, rows, None, false);
+        let g_loss = gen_loss_and_grad(&mut self.work.g_step.logits);
+        self.d_backward(rows, None, false);
+        {
+            let w = &mut self.work;
+            let d_fake = &mut w.g_step.dx;
+            Act::Tanh.backward(&fake, d_fake); // d a2
+            up_block_backward(
+                &mut self.t2,
+                &mut self.bn1,
+                &w.n1,
+                &w.a1,
+                &mut w.s1,
+                rows,
+                d_fake,
+                &mut w.e_n1,
+                &mut w.e_a1,
+                &mut w.ct2,
+            );
+            up_block_backward(
+                &mut self.t1,
+                &mut self.bn0,
+                &w.n0,
+                &w.a0,
+                &mut w.s0,
+                rows,
+                &w.e_a1,
+                &mut w.e_n0,
+                &mut w.e_a0,
+                &mut w.ct1,
+            );
+            self.fc.backward(z, rows, &w.e_a0, Some(false), None);
+        }
+        self.work.fake = fake;
+        self.fc.adam(lr, h);
+        self.t1.adam(lr, h);
+        self.t2.adam(lr, h);
+        self.bn0.adam(lr, h);
+        self.bn1.adam(lr, h);
+
+        gan_terms(&d_sums, g_loss, rows)
     }
 }
 

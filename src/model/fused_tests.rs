@@ -5,11 +5,14 @@ use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
+use super::conv_vae::FusedConvVae;
+use super::gan::FusedGan;
 use super::gan_objective::gan_step_with_latents;
 use super::tensors::{optim_bytes, read_f32};
+use super::vae::FusedMlpVae;
 use super::vae_objective::{vae_step_with_noise, VaeModule};
 use super::{ConvVae, ConvVaeConfig, MlpGanConfig, MlpVae, MlpVaeConfig};
-use crate::cpu::{AdamHyper, Decoder, Encoder, FusedConvVae, FusedGan, FusedMlpVae, FusedVae};
+use crate::cpu::{AdamHyper, Decoder, Encoder, FusedVae};
 use crate::data::SplitMix64;
 use crate::infer::normal_latents;
 

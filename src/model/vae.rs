@@ -10,7 +10,8 @@ use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{
-    Act, AdamHyper, AdamState, Dense, FusedMlpVae, MlpDecoder, MlpEncoder, PlainMlp, PlainOut,
+    backward_chain, clone_empty, dense_params, dense_params_mut, forward_chain, Act, AdamHyper,
+    AdamState, Decoder, Dense, Encoder, FusedVae, ParamBuf, Params, PlainMlp, PlainOut,
 };
 use crate::error::TrainError;
 use crate::run::TrainDefaults;
@@ -213,6 +214,100 @@ impl VaeArch for MlpVaeConfig {
         PlainMlp::from_layers(&model.decoder_layers(), HIDDEN, PlainOut::Sigmoid).ok()
     }
 }
+
+// ---- the fast CPU path: the same layers as dense layers of `crate::cpu` ---------------------
+
+/// The MLP VAE on the fast CPU path.
+pub(crate) type FusedMlpVae = FusedVae<MlpEncoder, MlpDecoder>;
+
+/// The MLP VAE's encoder: dense layers, each followed by ReLU.
+#[derive(Clone)]
+pub(crate) struct MlpEncoder {
+    pub(crate) layers: Vec<Dense>,
+    /// The activation after each layer.
+    pub(crate) act: Act,
+    pub(crate) buf: MlpBufs,
+}
+
+/// The MLP VAE's decoder: dense layers with ReLU, then the logits layer.
+#[derive(Clone)]
+pub(crate) struct MlpDecoder {
+    pub(crate) layers: Vec<Dense>,
+    /// The activation after each hidden layer.
+    pub(crate) act: Act,
+    pub(crate) out: Dense,
+    pub(crate) buf: MlpBufs,
+}
+
+#[derive(Default)]
+pub(crate) struct MlpBufs {
+    pub(crate) acts: Vec<Vec<f32>>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) scratch: Vec<f32>,
+}
+
+impl Params for MlpEncoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        dense_params(&self.layers)
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        dense_params_mut(&mut self.layers)
+    }
+}
+
+impl Encoder for MlpEncoder {
+    fn forward(&mut self, x: &[f32], rows: usize) {
+        forward_chain(&self.layers, x, rows, &mut self.buf.acts, self.act);
+    }
+    fn output<'a>(&'a self, x: &'a [f32]) -> &'a [f32] {
+        self.buf.acts.last().map_or(x, |v| v)
+    }
+    fn backward(&mut self, x: &[f32], rows: usize, dy: &mut Vec<f32>) {
+        let (b, act) = (&mut self.buf, self.act);
+        let layers = &mut self.layers;
+        backward_chain(
+            layers,
+            x,
+            rows,
+            &b.acts,
+            act,
+            dy,
+            &mut b.scratch,
+            true,
+            false,
+        );
+    }
+}
+
+impl Params for MlpDecoder {
+    fn params(&self) -> Vec<&ParamBuf> {
+        dense_params(self.layers.iter().chain([&self.out]))
+    }
+    fn params_mut(&mut self) -> Vec<&mut ParamBuf> {
+        dense_params_mut(self.layers.iter_mut().chain([&mut self.out]))
+    }
+}
+
+impl Decoder for MlpDecoder {
+    fn forward(&mut self, z: &[f32], rows: usize, logits: &mut Vec<f32>) {
+        forward_chain(&self.layers, z, rows, &mut self.buf.acts, self.act);
+        let h: &[f32] = self.buf.acts.last().map_or(z, |v| v);
+        self.out.forward(h, rows, logits, Act::Identity);
+    }
+    fn backward(&mut self, z: &[f32], rows: usize, dlogits: &[f32], dz: &mut Vec<f32>) {
+        let (b, act) = (&mut self.buf, self.act);
+        let h: &[f32] = b.acts.last().map_or(z, |v| v);
+        let d = &mut b.d;
+        self.out
+            .backward(h, rows, dlogits, Some(false), Some((&mut *d, false)));
+        let layers = &mut self.layers;
+        backward_chain(layers, z, rows, &b.acts, act, d, &mut b.scratch, true, true);
+        dz.clear();
+        dz.extend_from_slice(d);
+    }
+}
+
+clone_empty!(MlpBufs);
 
 impl FusedVaeNet<MlpVae> for FusedMlpVae {
     fn step(&mut self, x: &[f32], rows: usize, lr: f32, beta: f32, h: AdamHyper) -> [f32; 3] {
