@@ -484,4 +484,23 @@ fn skipped_files_are_reported_and_recorded() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("2 file(s) could not be read"), "{err}");
+
+    // The folder moved: resuming says so, in one line.
+    std::fs::rename(&data, dir.path().join("moved")).unwrap();
+    let o = run(&[
+        "train",
+        "--resume",
+        p(&ckpt),
+        "--max-steps",
+        "2",
+        "--backend",
+        "cpu",
+        "--out",
+        p(&dir.path().join("z.llck")),
+    ]);
+    assert_fails(
+        &o,
+        1,
+        "the run's dataset cannot be loaded (moved or deleted?)",
+    );
 }

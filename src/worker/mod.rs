@@ -388,8 +388,13 @@ impl Worker {
     ) -> Result<(), TrainError> {
         let ckpt = Checkpoint::load(&path)?;
         let backend = Backend::select(backend).map_err(|e| TrainError::Device(e.to_string()))?;
-        let data = Arc::new(ckpt.header.data.load()?);
-        let session = Session::from_checkpoint(&ckpt, data, backend)?;
+        let data = ckpt.header.data.load().map_err(|e| {
+            TrainError::Invalid(format!(
+                "{}: the run's dataset cannot be loaded (moved or deleted?): {e}",
+                path.display()
+            ))
+        })?;
+        let session = Session::from_checkpoint(&ckpt, Arc::new(data), backend)?;
         self.running = false;
         self.steps_left = None;
         self.ready(session);
