@@ -111,12 +111,23 @@ impl Checkpoint {
         // Fresh networks are still lazy (nothing allocated): each section must pay for the
         // parameters the (untrusted) header describes before anything is built.
         let fresh = self.header.model.init(device);
-        fresh
-            .load(&|name| self.blob(name))
-            .map_err(|msg| CheckpointError::Weights {
+        // A missing section is its own error, not "weights do not fit".
+        let missing = std::cell::RefCell::new(None);
+        let read = |name: &str| {
+            self.blob(name).inspect_err(|_| {
+                *missing.borrow_mut() = Some(name.to_string());
+            })
+        };
+        fresh.load(&read).map_err(|msg| match missing.take() {
+            Some(name) => CheckpointError::MissingBlob {
+                path: self.path.clone(),
+                name,
+            },
+            None => CheckpointError::Weights {
                 path: self.path.clone(),
                 msg,
-            })
+            },
+        })
     }
 
     /// Restore optimiser `name` into `fresh` (a newly initialised optimiser of the same kind).

@@ -112,7 +112,7 @@ impl Inference {
 
     /// `labels` fit this conditional model and `n` rows; the number of classes.
     fn check_labels(&self, labels: &[u32], n: usize) -> Result<usize, TrainError> {
-        let Some(k) = self.classes() else {
+        let Some(k) = self.classes().filter(|&k| k > 0) else {
             return Err(TrainError::Invalid(format!(
                 "{} is not a conditional model: it takes no class",
                 self.spec.kind

@@ -267,3 +267,44 @@ fn an_opened_checkpoint_shows_its_own_model_and_data_in_the_controls() {
     h.step();
     h.get_by_label_contains("cannot be reached any more");
 }
+
+#[test]
+fn settings_saved_by_the_previous_version_still_load() {
+    // 50d17fd persisted `model` as a unit variant of an enum: a bare (raw) identifier in RON,
+    // which eframe's persistence uses.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum OldKind {
+        Vae,
+        ConvVae,
+        SeedGan,
+    }
+    #[derive(serde::Serialize)]
+    struct Old {
+        model: OldKind,
+        epochs: usize,
+    }
+    for (old, name) in [
+        (OldKind::Vae, "vae"),
+        (OldKind::ConvVae, "conv-vae"),
+        (OldKind::SeedGan, "seed-gan"),
+    ] {
+        let text = ron::to_string(&Old {
+            model: old,
+            epochs: 7,
+        })
+        .unwrap();
+        let s: latent_lab::app::Settings =
+            ron::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!((s.model.name(), s.epochs), (name, 7), "{text}");
+        // Today's settings are written the same way and read back.
+        let again = ron::to_string(&s).unwrap();
+        let model_field = text.trim_start_matches('(').split(',').next().unwrap();
+        assert!(again.contains(model_field), "{model_field} not in {again}");
+        let back: latent_lab::app::Settings = ron::from_str(&again).unwrap();
+        assert_eq!(back.model, s.model);
+    }
+    // Checkpoints (JSON) keep the plain string.
+    let kind = latent_lab::model::ModelKind::parse("seed-vae").unwrap();
+    assert_eq!(serde_json::to_string(&kind).unwrap(), "\"seed-vae\"");
+}

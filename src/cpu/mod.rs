@@ -1,8 +1,8 @@
 //! The fast CPU path: a library of layers (dense, convolution, transposed convolution, batch
 //! norm, activations, the VAE and GAN losses, Adam) with forward and backward passes over
-//! plain `f32` buffers, and the compositions the families train with (the MLP and conv VAEs,
-//! the MLP GAN and the DCGAN). It depends on no other engine module but `data` (the RNG) and
-//! the error types: a family (in `model/`) takes its layers over from its burn modules —
+//! plain `f32` buffers, and the VAE step over any encoder/decoder pair. It names no family and
+//! depends on no other engine module but `data` (the RNG) and the error types: each family (in
+//! `model/`) composes its fast path from these layers, taking them over from its burn modules —
 //! widths, kernels, strides and padding read from the modules themselves — and gives them
 //! back.
 //!
@@ -18,8 +18,8 @@
 //! Weights come from burn
 //! modules and go back into them (same parameter ids) for inference and checkpoints, and the
 //! Adam state is read from and written to burn's optimiser record format, so a run can move
-//! between this path and burn's at any checkpoint. Tests in `tests.rs` check that a step
-//! here equals a step through burn's autodiff.
+//! between this path and burn's at any checkpoint. `model/fused_tests.rs` checks that every
+//! family's fast step equals its step through burn's autodiff; the layer tests are here.
 
 mod bn;
 mod conv;

@@ -303,7 +303,6 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// channels * height * width.
     /// The source's description, with the number of files an image folder skipped
     /// (e.g. `digits/ (28px, gray), 2 unreadable files skipped`).
     pub fn describe(&self) -> String {
@@ -329,6 +328,7 @@ impl Dataset {
         lines
     }
 
+    /// channels * height * width.
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }

@@ -171,14 +171,14 @@ pub trait Nets: Debug + Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// The fast CPU trainer when one was asked for and the family built one, else the burn
-/// trainer; with the reason the fast path is off when building it failed.
+/// The fast CPU trainer when the family built one (`fast`: `None` when it was not asked for
+/// or the family has none), else the burn trainer; with the reason the fast path is off when
+/// building it failed.
 pub fn fast_or_burn(
-    fused: bool,
-    fast: impl FnOnce() -> Option<Result<Box<dyn Trainer>, TrainError>>,
+    fast: Option<Result<Box<dyn Trainer>, TrainError>>,
     burn: impl FnOnce() -> Box<dyn Trainer>,
 ) -> (Box<dyn Trainer>, Option<String>) {
-    match fused.then(fast).flatten() {
+    match fast {
         Some(Ok(t)) => (t, None),
         Some(Err(e)) => (burn(), Some(e.to_string())),
         None => (burn(), None),
@@ -188,14 +188,15 @@ pub fn fast_or_burn(
 /// The serde form and copying of a family's configuration, for every `Serialize + Clone`
 /// config (so a family does not write them).
 pub trait ConfigBase {
-    /// The serde form (without the `family` tag, which [`super::Architecture`] adds).
-    fn to_json(&self) -> serde_json::Value;
+    /// The serde form as JSON text, fields in declaration order (without the `family` tag,
+    /// which [`super::Architecture`] adds).
+    fn to_json_string(&self) -> Result<String, String>;
     fn clone_box(&self) -> Box<dyn ArchConfig>;
 }
 
 impl<T: ArchConfig + serde::Serialize + Clone> ConfigBase for T {
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+    fn to_json_string(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| e.to_string())
     }
 
     fn clone_box(&self) -> Box<dyn ArchConfig> {

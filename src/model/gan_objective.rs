@@ -201,33 +201,30 @@ impl<A: GanArch> Nets for GanNets<A> {
             },
             None => (adam(setup.config), adam(setup.config)),
         };
-        let bytes = if setup.fused {
-            (optim_bytes(&opt_g)?, optim_bytes(&opt_d)?)
-        } else {
-            Default::default()
-        };
         let device = setup.device.clone();
-        Ok(fast_or_burn(
-            setup.fused,
-            || {
-                let net = self.arch.fused(&self.gen, &self.disc, bytes, setup.seed)?;
-                Some(net.map(|net| {
-                    Box::new(FusedGanTrainer {
-                        arch: self.arch.clone(),
-                        net,
-                        device: device.clone(),
-                    }) as Box<dyn Trainer>
-                }))
-            },
-            || {
-                Box::new(BurnGanTrainer {
-                    nets: self.clone(),
-                    opt_g,
-                    opt_d,
+        let fast = setup.fused.then(|| {
+            // An optimiser record the fast path cannot take leaves training on burn.
+            let bytes = match (optim_bytes(&opt_g), optim_bytes(&opt_d)) {
+                (Ok(g), Ok(d)) => (g, d),
+                (Err(e), _) | (_, Err(e)) => return Some(Err(e.into())),
+            };
+            let net = self.arch.fused(&self.gen, &self.disc, bytes, setup.seed)?;
+            Some(net.map(|net| {
+                Box::new(FusedGanTrainer {
+                    arch: self.arch.clone(),
+                    net,
                     device: device.clone(),
-                })
-            },
-        ))
+                }) as Box<dyn Trainer>
+            }))
+        });
+        Ok(fast_or_burn(fast.flatten(), || {
+            Box::new(BurnGanTrainer {
+                nets: self.clone(),
+                opt_g,
+                opt_d,
+                device: device.clone(),
+            })
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -280,8 +277,8 @@ impl<A: GanArch> Trainer for BurnGanTrainer<A> {
 
     fn snapshot(&self) -> Result<Box<dyn Trainer>, TrainError> {
         let a = &self.nets.arch;
-        let gen = deep_copy(&self.nets.gen, a.init_gen(&self.device))?;
-        let disc = deep_copy(&self.nets.disc, a.init_disc(&self.device))?;
+        let gen = deep_copy(&self.nets.gen, || a.init_gen(&self.device))?;
+        let disc = deep_copy(&self.nets.disc, || a.init_disc(&self.device))?;
         Ok(Box::new(Self {
             nets: GanNets::new(a.clone(), gen, disc),
             opt_g: self.opt_g.clone(),

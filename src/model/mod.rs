@@ -60,17 +60,21 @@ pub struct ModelKind {
 }
 
 impl ModelKind {
-    /// Every preset of every family, in menu order.
+    /// Every preset: the first preset of every family in registry order, then the others
+    /// (`vae, conv-vae, gan, dcgan, seed-vae, seed-gan`: the menu and `--model` order).
     pub fn all() -> Vec<ModelKind> {
-        FAMILIES
-            .iter()
-            .flat_map(|&family| {
-                family
-                    .presets()
-                    .iter()
-                    .map(move |preset| ModelKind { family, preset })
+        let presets = |first: bool| {
+            FAMILIES.iter().flat_map(move |&family| {
+                let p = family.presets();
+                let range = if first {
+                    &p[..p.len().min(1)]
+                } else {
+                    &p[p.len().min(1)..]
+                };
+                range.iter().map(move |preset| ModelKind { family, preset })
             })
-            .collect()
+        };
+        presets(true).chain(presets(false)).collect()
     }
 
     /// The presets' names, comma-separated (for messages).
@@ -152,16 +156,54 @@ impl std::str::FromStr for ModelKind {
     }
 }
 
+/// Written as a unit variant, as the enum it replaced was: a string in JSON (checkpoints), a
+/// bare name in RON (the app's persisted settings), so files of either kind keep loading.
 impl Serialize for ModelKind {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
+        let index = Self::all().iter().position(|k| k == self).unwrap_or(0);
+        s.serialize_unit_variant("ModelKind", index as u32, self.name())
     }
 }
 
 impl<'de> Deserialize<'de> for ModelKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Self::named(&name).map_err(serde::de::Error::custom)
+        struct Kind;
+        impl<'de> serde::de::Visitor<'de> for Kind {
+            type Value = ModelKind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a model preset ({})", ModelKind::names())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ModelKind, E> {
+                ModelKind::named(v).map_err(E::custom)
+            }
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ModelKind, A::Error> {
+                use serde::de::{Error, VariantAccess};
+                let (Name(name), variant) = a.variant()?;
+                variant.unit_variant()?;
+                ModelKind::named(&name).map_err(A::Error::custom)
+            }
+        }
+        /// A variant's name, read as an identifier (a bare name in RON).
+        struct Name(String);
+        impl<'de> Deserialize<'de> for Name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Ident;
+                impl serde::de::Visitor<'_> for Ident {
+                    type Value = Name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a model preset name")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name, E> {
+                        Ok(Name(v.to_string()))
+                    }
+                }
+                d.deserialize_identifier(Ident)
+            }
+        }
+        d.deserialize_enum("ModelKind", &[], Kind)
     }
 }
 
@@ -207,19 +249,43 @@ impl Clone for Architecture {
 
 impl Serialize for Architecture {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut v = self.0.to_json();
-        match &mut v {
-            serde_json::Value::Object(m) => {
-                // The tag first, as serde's internally tagged enums wrote it.
-                let mut tagged = serde_json::Map::new();
-                tagged.insert("family".into(), self.family().id().into());
-                tagged.extend(std::mem::take(m));
-                tagged.serialize(s)
-            }
-            _ => Err(serde::ser::Error::custom(
-                "a family config must be an object",
-            )),
+        use serde::ser::{Error, SerializeMap};
+        // The tag first and the fields in declaration order, byte for byte what the
+        // internally tagged enum of earlier versions wrote.
+        let text = self.0.to_json_string().map_err(S::Error::custom)?;
+        let fields: OrderedFields = serde_json::from_str(&text).map_err(S::Error::custom)?;
+        let mut m = s.serialize_map(Some(fields.0.len() + 1))?;
+        m.serialize_entry("family", self.family().id())?;
+        for (k, v) in &fields.0 {
+            m.serialize_entry(k, v)?;
         }
+        m.end()
+    }
+}
+
+/// A JSON object's fields in the order they were written.
+struct OrderedFields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for OrderedFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = OrderedFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a family configuration object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<OrderedFields, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = a.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(OrderedFields(out))
+            }
+        }
+        d.deserialize_map(Fields)
     }
 }
 

@@ -152,13 +152,34 @@ pub fn load_optimizer(fresh: ModuleOptimizer, blob: &[u8]) -> Result<ModuleOptim
     contained(|| fresh.from_bytes(bytes).map_err(|e| e.to_string()))
 }
 
-/// A copy of `m` that shares no state with it: tensors are immutable, but batch-norm running
-/// statistics are shared between clones, so the copy goes through a record into `fresh`
-/// (the same architecture, freshly initialised and still lazy).
-pub fn deep_copy<M: Module>(m: &M, fresh: M) -> Result<M, TrainError> {
-    fresh
+/// A copy of `m` that shares no state with it. Tensors are immutable, so a clone suffices for
+/// parameters; but state that is not trained through gradients (batch-norm running
+/// statistics) is shared between clones, so a module with such state is copied through a
+/// record into `fresh()` (the same architecture, freshly initialised). Only those pay for a
+/// fresh module (which draws from the device's RNG), so the others keep their noise stream.
+pub fn deep_copy<M: Module>(m: &M, fresh: impl FnOnce() -> M) -> Result<M, TrainError> {
+    if !has_untrained_state(m) {
+        return Ok(m.clone());
+    }
+    fresh()
         .try_load_record(m.valid().into_record())
         .map_err(|e| TrainError::Invalid(format!("copying weights: {e}")))
+}
+
+/// Whether `m` (on an autodiff device) holds float state that gradients do not train: running
+/// statistics, frozen parameters. Parameters not yet initialised hold nothing yet.
+fn has_untrained_state<M: Module>(m: &M) -> bool {
+    struct Untrained(bool);
+    impl ModuleVisitor for Untrained {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if p.is_initialized() && !p.val().is_require_grad() {
+                self.0 = true;
+            }
+        }
+    }
+    let mut v = Untrained(false);
+    m.visit(&mut v);
+    v.0
 }
 
 thread_local! {

@@ -83,13 +83,19 @@ fn condition<M: VaeModule>(
         return Ok(None);
     };
     let batch = Batch { data, idx };
-    match batch.one_hot(k, device) {
-        Some(c) => Ok(Some(c)),
-        None => Err(TrainError::Invalid(format!(
+    let Some(labels) = batch.labels() else {
+        return Err(TrainError::Invalid(format!(
             "a conditional model needs class labels, and {} has none",
             data.source.describe()
-        ))),
+        )));
+    };
+    if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+        return Err(TrainError::Invalid(format!(
+            "{} has class {bad}, outside the model's {k} classes",
+            data.source.describe()
+        )));
     }
+    Ok(Some(super::tensors::one_hot(&labels, k, device)))
 }
 
 /// A VAE family's configuration: builds its module, and its fast CPU paths if it has them.
@@ -228,32 +234,29 @@ impl<A: VaeArch> Nets for VaeNets<A> {
             Some(o) => o,
             None => adam(setup.config),
         };
-        let bytes = if setup.fused {
-            optim_bytes(&optim)?
-        } else {
-            Vec::new()
-        };
         let device = setup.device.clone();
-        Ok(fast_or_burn(
-            setup.fused,
-            || {
-                let net = self.arch.fused(&self.model, bytes, setup.seed)?;
-                Some(net.map(|net| {
-                    Box::new(FusedVaeTrainer {
-                        arch: self.arch.clone(),
-                        net,
-                        device: device.clone(),
-                    }) as Box<dyn Trainer>
-                }))
-            },
-            || {
-                Box::new(BurnVaeTrainer {
-                    nets: self.clone(),
-                    optim,
+        let fast = setup.fused.then(|| {
+            // An optimiser record the fast path cannot take leaves training on burn.
+            let bytes = match optim_bytes(&optim) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let net = self.arch.fused(&self.model, bytes, setup.seed)?;
+            Some(net.map(|net| {
+                Box::new(FusedVaeTrainer {
+                    arch: self.arch.clone(),
+                    net,
                     device: device.clone(),
-                })
-            },
-        ))
+                }) as Box<dyn Trainer>
+            }))
+        });
+        Ok(fast_or_burn(fast.flatten(), || {
+            Box::new(BurnVaeTrainer {
+                nets: self.clone(),
+                optim,
+                device: device.clone(),
+            })
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -299,7 +302,7 @@ impl<A: VaeArch> Trainer for BurnVaeTrainer<A> {
     }
 
     fn snapshot(&self) -> Result<Box<dyn Trainer>, TrainError> {
-        let fresh = self.nets.arch.init_module(&self.device);
+        let fresh = || self.nets.arch.init_module(&self.device);
         Ok(Box::new(Self {
             nets: VaeNets::new(self.nets.arch.clone(), deep_copy(&self.nets.model, fresh)?),
             optim: self.optim.clone(),

@@ -17,8 +17,8 @@ use crate::infer::{normal_latents, Inference};
 use crate::model::{adam, Batch, ModelSpec, Nets, StepTerms, Trainer, TrainerSetup};
 use crate::run::{Marker, MetricPoint, MetricsHistory, TestPoint, TrainConfig};
 
-/// Set to `burn` to train MLP models and the DCGAN on the CPU through burn's autodiff
-/// instead of the fused path (for comparisons; both give the same steps).
+/// Set to `burn` to train every family on the CPU through burn's autodiff instead of its fast
+/// path (for comparisons; both give the same steps).
 pub const CPU_TRAINING_ENV: &str = "LATENT_LAB_CPU_TRAINING";
 
 /// Latents of the fixed-noise sample grid.

@@ -388,11 +388,16 @@ impl Worker {
     ) -> Result<(), TrainError> {
         let ckpt = Checkpoint::load(&path)?;
         let backend = Backend::select(backend).map_err(|e| TrainError::Device(e.to_string()))?;
-        let data = ckpt.header.data.load().map_err(|e| {
-            TrainError::Invalid(format!(
-                "{}: the run's dataset cannot be loaded (moved or deleted?): {e}",
-                path.display()
-            ))
+        let data = ckpt.header.data.load().map_err(|e| match &e {
+            crate::data::DataError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                TrainError::Invalid(format!(
+                    "{}: the run's dataset cannot be loaded (moved or deleted?): {e}",
+                    path.display()
+                ))
+            }
+            _ => TrainError::Data(e),
         })?;
         let session = Session::from_checkpoint(&ckpt, Arc::new(data), backend)?;
         self.running = false;
