@@ -244,6 +244,32 @@ impl Batch<'_> {
     pub fn one_hot(&self, classes: usize, device: &Device) -> Option<Tensor<2>> {
         Some(super::tensors::one_hot(&self.labels()?, classes, device))
     }
+
+    /// The condition a model with `classes` (a conditional family; `None` for the others)
+    /// takes for this batch: its one-hot labels, or an error in words when the data has no
+    /// labels or labels outside the model's classes.
+    pub fn condition(
+        &self,
+        classes: Option<usize>,
+        device: &Device,
+    ) -> Result<Option<Tensor<2>>, TrainError> {
+        let Some(k) = classes else {
+            return Ok(None);
+        };
+        let Some(labels) = self.labels() else {
+            return Err(TrainError::Invalid(format!(
+                "a conditional model needs class labels, and {} has none",
+                self.data.source.describe()
+            )));
+        };
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+            return Err(TrainError::Invalid(format!(
+                "{} has class {bad}, outside the model's {k} classes",
+                self.data.source.describe()
+            )));
+        }
+        Ok(Some(super::tensors::one_hot(&labels, k, device)))
+    }
 }
 
 /// Trains one model: the family's step, weights and optimiser states.

@@ -242,7 +242,7 @@ fn gan_steps_equal_burn_autodiff_steps() {
             &mut opt_g,
             &mut opt_d,
             tensor(&real, rows, &device),
-            tensor(&z, rows, &device),
+            (tensor(&z, rows, &device), None),
             lr,
         );
         (gen, disc) = (g, d);
@@ -481,7 +481,7 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
             &mut opt_g,
             &mut opt_d,
             tensor(&real, rows, &device),
-            tensor(&z, rows, &device),
+            (tensor(&z, rows, &device), None),
             lr,
         );
         (gen, disc) = (g, d);
@@ -557,7 +557,7 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
         &mut og,
         &mut od,
         tensor(&real, rows, &device),
-        tensor(&z, rows, &device),
+        (tensor(&z, rows, &device), None),
         lr,
     );
     let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);

@@ -51,13 +51,33 @@ pub static GAN_OBJECTIVE: Objective = Objective {
 const EVAL_BATCH: usize = 250;
 
 /// A generator: `z: [batch, latent]` → images `[batch, pixels]` in [-1, 1].
+///
+/// A conditional GAN family returns its class count from `classes` and overrides the `_with`
+/// methods of its generator and discriminator: the objective then hands both each batch's
+/// one-hot labels (the fakes take the real batch's labels), in training, evaluation and
+/// labelled decoding.
 pub trait GenModule: Module + Send + Sync + 'static {
     fn forward(&self, z: Tensor<2>) -> Tensor<2>;
+    /// The number of classes the generator is conditioned on; `None` (the default) for an
+    /// unconditional GAN.
+    fn classes(&self) -> Option<usize> {
+        None
+    }
+    /// [`GenModule::forward`] given the one-hot condition (conditional families).
+    fn forward_with(&self, z: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
+        let _ = cond;
+        self.forward(z)
+    }
 }
 
 /// A discriminator: images `[batch, pixels]` in [-1, 1] → logits `[batch, 1]`.
 pub trait DiscModule: Module + Send + Sync + 'static {
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+    /// [`DiscModule::forward`] given the one-hot condition (conditional families).
+    fn forward_with(&self, x: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
+        let _ = cond;
+        self.forward(x)
+    }
 }
 
 /// A GAN family's configuration: builds its networks, and its fast CPU paths if it has them.
@@ -132,6 +152,18 @@ impl<A: GanArch> Nets for GanNets<A> {
 
     fn decode(&self, z: Tensor<2>) -> Tensor<2> {
         (self.gen.forward(z) + 1.0).mul_scalar(0.5)
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.gen.classes()
+    }
+
+    fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
+        let cond = self
+            .gen
+            .classes()
+            .map(|k| super::tensors::one_hot(labels, k, &z.device()));
+        (self.gen.forward_with(z, cond) + 1.0).mul_scalar(0.5)
     }
 
     fn encode(&self, _x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
@@ -253,13 +285,14 @@ impl<A: GanArch> Trainer for BurnGanTrainer<A> {
             Distribution::Normal(0.0, 1.0),
             &self.device,
         );
+        let cond = batch.condition(self.nets.gen.classes(), &self.device)?;
         let (gen, disc, terms) = gan_step_with_latents(
             self.nets.gen.clone(),
             self.nets.disc.clone(),
             &mut self.opt_g,
             &mut self.opt_d,
             real,
-            z,
+            (z, cond),
             config.learning_rate,
         );
         self.nets.gen = gen;
@@ -356,17 +389,17 @@ pub(crate) fn gan_step_with_latents<G: GenModule, D: DiscModule>(
     opt_g: &mut ModuleOptimizer,
     opt_d: &mut ModuleOptimizer,
     real: Tensor<2>,
-    z: Tensor<2>,
+    (z, cond): (Tensor<2>, Option<Tensor<2>>),
     lr: f64,
 ) -> (G, D, Tensor<1>) {
-    let fake = gen.forward(z); // [b, pixels]
-    let real_logits = disc.forward(real);
-    let fake_logits = disc.forward(fake.clone().detach());
+    let fake = gen.forward_with(z, cond.clone()); // [b, pixels]
+    let real_logits = disc.forward_with(real, cond.clone());
+    let fake_logits = disc.forward_with(fake.clone().detach(), cond.clone());
     let d_loss =
         bce_logits_const(real_logits.clone(), true) + bce_logits_const(fake_logits.clone(), false);
     let grads = GradientsParams::from_grads(d_loss.backward(), &disc);
     let disc = opt_d.step(lr, disc, grads);
-    let g_loss = bce_logits_const(disc.forward(fake), true);
+    let g_loss = bce_logits_const(disc.forward_with(fake, cond), true);
     let grads = GradientsParams::from_grads(g_loss.backward(), &gen);
     let gen = opt_g.step(lr, gen, grads);
     let d_real = sigmoid(real_logits.detach()).mean();
@@ -393,8 +426,10 @@ pub fn eval_gan<G: GenModule, D: DiscModule>(
         let b = chunk.len();
         let x = images_to_tensor(data, chunk, &mut buf, device, PixelRange::Signed);
         let z = Tensor::<2>::random([b, latent], Distribution::Normal(0.0, 1.0), device);
-        let real = disc.forward(x);
-        let fake = disc.forward(gen.forward(z));
+        // A conditional GAN is judged on the test images' classes, real and fake alike.
+        let cond = Batch { data, idx: chunk }.condition(gen.classes(), device)?;
+        let real = disc.forward_with(x, cond.clone());
+        let fake = disc.forward_with(gen.forward_with(z, cond.clone()), cond);
         let d_loss = bce_logits_const(real.clone(), true) + bce_logits_const(fake.clone(), false);
         let g_loss = bce_logits_const(fake.clone(), true);
         let d_real = sigmoid(real).mean();

@@ -71,31 +71,14 @@ pub trait VaeModule: Module + Send + Sync + 'static {
     }
 }
 
-/// The one-hot condition of images `idx` of `data` for `model`: `None` for an unconditional
-/// model, an error when a conditional one meets data without labels.
+/// The one-hot condition of images `idx` of `data` for `model` ([`Batch::condition`]).
 fn condition<M: VaeModule>(
     model: &M,
     data: &Dataset,
     idx: &[usize],
     device: &Device,
 ) -> Result<Option<Tensor<2>>, TrainError> {
-    let Some(k) = model.classes() else {
-        return Ok(None);
-    };
-    let batch = Batch { data, idx };
-    let Some(labels) = batch.labels() else {
-        return Err(TrainError::Invalid(format!(
-            "a conditional model needs class labels, and {} has none",
-            data.source.describe()
-        )));
-    };
-    if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
-        return Err(TrainError::Invalid(format!(
-            "{} has class {bad}, outside the model's {k} classes",
-            data.source.describe()
-        )));
-    }
-    Ok(Some(super::tensors::one_hot(&labels, k, device)))
+    Batch { data, idx }.condition(model.classes(), device)
 }
 
 /// A VAE family's configuration: builds its module, and its fast CPU paths if it has them.
