@@ -503,7 +503,6 @@ fn train(a: TrainArgs) -> Result<()> {
     report_skipped(
         &info.data_source.describe(),
         &info.data_skipped,
-        info.data_skipped.len(),
         a.show_skipped,
     );
     if info.train_images < TOO_FEW_TO_LEARN {
@@ -636,15 +635,16 @@ const SKIPPED_SHOWN: usize = 5;
 const TOO_FEW_TO_LEARN: usize = 64;
 
 /// On stderr: how many files the dataset skipped and why (the first few, or all).
-fn report_skipped(description: &str, lines: &[String], total: usize, show_all: bool) {
+fn report_skipped(description: &str, lines: &[String], show_all: bool) {
+    let total = lines.len();
     if total == 0 {
         return;
     }
     eprintln!("warning: {description}: {total} file(s) could not be read and were skipped:");
     let shown = if show_all {
-        lines.len()
+        total
     } else {
-        SKIPPED_SHOWN.min(lines.len())
+        SKIPPED_SHOWN.min(total)
     };
     for l in &lines[..shown] {
         eprintln!("  {l}");
@@ -659,12 +659,7 @@ fn report_skipped(description: &str, lines: &[String], total: usize, show_all: b
 
 /// [`report_skipped`] for a loaded dataset.
 fn report_dataset(data: &crate::data::Dataset, show_all: bool) {
-    report_skipped(
-        &data.source.describe(),
-        &data.skipped_report(usize::MAX),
-        data.skipped.len(),
-        show_all,
-    );
+    report_skipped(&data.source.describe(), &data.skipped_report(), show_all);
 }
 
 fn load_checkpoint(path: &Path) -> Result<Checkpoint> {

@@ -133,7 +133,8 @@ impl Inference {
         Ok(k)
     }
 
-    fn latents_tensor(&self, latents: &[f32]) -> Result<Tensor<2>, TrainError> {
+    /// The number of latents in `latents` (`n × latent_dim` values, `n ≥ 1`).
+    fn latent_rows(&self, latents: &[f32]) -> Result<usize, TrainError> {
         let d = self.latent_dim();
         if latents.is_empty() || latents.len() % d != 0 {
             return Err(TrainError::Invalid(format!(
@@ -141,9 +142,13 @@ impl Inference {
                 latents.len()
             )));
         }
-        let n = latents.len() / d;
+        Ok(latents.len() / d)
+    }
+
+    fn latents_tensor(&self, latents: &[f32]) -> Result<Tensor<2>, TrainError> {
+        let n = self.latent_rows(latents)?;
         Ok(Tensor::<2>::from_data(
-            TensorData::new(latents.to_vec(), [n, d]),
+            TensorData::new(latents.to_vec(), [n, self.latent_dim()]),
             &self.device,
         ))
     }
@@ -151,19 +156,11 @@ impl Inference {
     /// Decode `latents` (`n × latent_dim`, row-major) to `n` images in [0, 1]. A conditional
     /// model decodes row `i` as class `i mod classes` (the sample grid's layout).
     pub fn decode(&self, latents: &[f32]) -> Result<ImageBatch, TrainError> {
+        let n = self.latent_rows(latents)?;
         if let Some(k) = self.classes() {
-            let n = latents.len() / self.latent_dim().max(1);
             let labels: Vec<u32> = (0..n).map(|i| (i % k.max(1)) as u32).collect();
             return self.decode_labelled(latents, &labels);
         }
-        let d = self.latent_dim();
-        if latents.is_empty() || latents.len() % d != 0 {
-            return Err(TrainError::Invalid(format!(
-                "expected a multiple of {d} latent values, got {}",
-                latents.len()
-            )));
-        }
-        let n = latents.len() / d;
         if let Some(fast) = self
             .fast
             .as_ref()

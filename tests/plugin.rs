@@ -18,6 +18,13 @@ use latent_lab::run::{EvalReport, TrainConfig, TrainDefaults};
 
 mod common;
 
+/// `x` with the condition appended (zeros without one): the one-hot label joins the input of
+/// both test families' networks.
+fn join(x: Tensor<2>, cond: Option<Tensor<2>>, classes: usize) -> Tensor<2> {
+    let cond = cond.unwrap_or_else(|| Tensor::zeros([x.dims()[0], classes], &x.device()));
+    Tensor::cat(vec![x, cond], 1)
+}
+
 // ---- the family: what would be `src/model/cvae.rs` -----------------------------------------
 
 struct CondVaeFamily;
@@ -120,14 +127,6 @@ impl VaeArch for CondVaeConfig {
     }
 }
 
-impl CondVae {
-    /// `x` with the condition appended (zeros without one).
-    fn join(&self, x: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
-        let cond = cond.unwrap_or_else(|| Tensor::zeros([x.dims()[0], self.classes], &x.device()));
-        Tensor::cat(vec![x, cond], 1)
-    }
-}
-
 impl VaeModule for CondVae {
     fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         self.encode_with(x, None)
@@ -139,11 +138,12 @@ impl VaeModule for CondVae {
         Some(self.classes)
     }
     fn encode_with(&self, x: Tensor<2>, cond: Option<Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
-        let h = relu(self.enc.forward(self.join(x, cond)));
+        let h = relu(self.enc.forward(join(x, cond, self.classes)));
         (self.mu.forward(h.clone()), self.logvar.forward(h))
     }
     fn decode_logits_with(&self, z: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
-        self.out.forward(relu(self.dec.forward(self.join(z, cond))))
+        self.out
+            .forward(relu(self.dec.forward(join(z, cond, self.classes))))
     }
 }
 
@@ -377,12 +377,6 @@ impl GanArch for CondGanConfig {
             classes: self.classes,
         }
     }
-}
-
-/// `x` with the condition appended (zeros without one).
-fn join(x: Tensor<2>, cond: Option<Tensor<2>>, classes: usize) -> Tensor<2> {
-    let cond = cond.unwrap_or_else(|| Tensor::zeros([x.dims()[0], classes], &x.device()));
-    Tensor::cat(vec![x, cond], 1)
 }
 
 impl GenModule for CondGen {

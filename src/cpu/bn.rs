@@ -53,8 +53,8 @@ impl Bn {
         Ok(Self {
             gamma: ParamBuf::from_param(&bn.gamma, format!("{path}.gamma"), state)?,
             beta: ParamBuf::from_param(&bn.beta, format!("{path}.beta"), state)?,
-            running_mean: super::read_param(&bn.running_mean.value_sync())?,
-            running_var: super::read_param(&bn.running_var.value_sync())?,
+            running_mean: super::read_f32(bn.running_mean.value_sync())?,
+            running_var: super::read_f32(bn.running_var.value_sync())?,
             // The statistics keep their ids, so that every conversion back to burn records
             // the same module (a new id per conversion made equal weights differ).
             ids: (state_id(&bn.running_mean), state_id(&bn.running_var)),

@@ -361,9 +361,9 @@ fn adam_update(
     }
 }
 
-fn read_param<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, TrainError> {
-    t.clone()
-        .try_into_data()
+/// Read a tensor back as `f32`s (a device sync); device failures become errors.
+pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TrainError> {
+    t.try_into_data()
         .map_err(|e| TrainError::Device(format!("{e:?}")))?
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -677,7 +677,7 @@ impl ParamBuf {
         state: &mut AdamState,
     ) -> Result<Self, TrainError> {
         let shape = p.dims().to_vec();
-        let x = read_param(&p.val())?;
+        let x = read_f32(p.val())?;
         let (m, v, t) = state.take(p.id, &shape)?;
         Ok(Self {
             x,

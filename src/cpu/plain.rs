@@ -44,9 +44,9 @@ impl PlainMlp {
         let mut out = Vec::with_capacity(layers.len());
         for l in layers {
             let [i, o] = l.weight.val().dims();
-            let w = super::read_param(&l.weight.val())?;
+            let w = super::read_f32(l.weight.val())?;
             let b = match &l.bias {
-                Some(b) => super::read_param(&b.val())?,
+                Some(b) => super::read_f32(b.val())?,
                 None => vec![0.0; o],
             };
             out.push((i, o, w, b));

@@ -313,19 +313,12 @@ impl Dataset {
         }
     }
 
-    /// The skipped files as `path: reason` lines: the first `first`, then a line saying how
-    /// many more there are (all of them with `first == usize::MAX`).
-    pub fn skipped_report(&self, first: usize) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .skipped
+    /// The skipped files as `path: reason` lines.
+    pub fn skipped_report(&self) -> Vec<String> {
+        self.skipped
             .iter()
-            .take(first)
             .map(|s| format!("{}: {}", s.path.display(), s.reason))
-            .collect();
-        if self.skipped.len() > first {
-            lines.push(format!("… and {} more", self.skipped.len() - first));
-        }
-        lines
+            .collect()
     }
 
     /// channels * height * width.

@@ -256,20 +256,32 @@ impl Batch<'_> {
         let Some(k) = classes else {
             return Ok(None);
         };
-        let Some(labels) = self.labels() else {
-            return Err(TrainError::Invalid(format!(
-                "a conditional model needs class labels, and {} has none",
-                self.data.source.describe()
-            )));
-        };
-        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
-            return Err(TrainError::Invalid(format!(
-                "{} has class {bad}, outside the model's {k} classes",
-                self.data.source.describe()
-            )));
-        }
-        Ok(Some(super::tensors::one_hot(&labels, k, device)))
+        let labels = self.labels();
+        let labels = labels_fit(self.data, labels.as_deref(), k)?;
+        Ok(Some(super::tensors::one_hot(labels, k, device)))
     }
+}
+
+/// `labels` (of `data`) fit a conditional model with `k` classes: there are some, and all are
+/// below `k`. The error says which, in words.
+pub fn labels_fit<'a>(
+    data: &Dataset,
+    labels: Option<&'a [u32]>,
+    k: usize,
+) -> Result<&'a [u32], TrainError> {
+    let Some(labels) = labels else {
+        return Err(TrainError::Invalid(format!(
+            "a conditional model needs class labels, and {} has none",
+            data.source.describe()
+        )));
+    };
+    if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+        return Err(TrainError::Invalid(format!(
+            "{} has class {bad}, outside the model's {k} classes",
+            data.source.describe()
+        )));
+    }
+    Ok(labels)
 }
 
 /// Trains one model: the family's step, weights and optimiser states.

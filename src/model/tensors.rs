@@ -7,6 +7,7 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 
+pub use crate::cpu::read_f32;
 use crate::data::Dataset;
 use crate::error::{CheckpointError, TrainError};
 
@@ -53,16 +54,6 @@ pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
         }
     }
     Tensor::from_data(TensorData::new(v, [labels.len(), classes]), device)
-}
-
-/// Read a tensor back as `f32`s (a device sync); device failures become errors.
-pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TrainError> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
 /// The saved form of a module (burn's record), from its inference copy.

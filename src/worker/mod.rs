@@ -426,7 +426,7 @@ impl Worker {
             config: session.config().clone(),
             data: data.describe(),
             data_source: data.source.clone(),
-            data_skipped: data.skipped_report(usize::MAX),
+            data_skipped: data.skipped_report(),
             label_names: data.label_names.clone(),
             backend: session.describe_backend(),
             backend_notice: session.backend().notice.clone(),
