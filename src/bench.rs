@@ -86,7 +86,10 @@ fn mnist_spec(kind: ModelKind) -> Result<ModelSpec, TrainError> {
     Ok(ModelSpec::new(
         kind,
         ImageShape::new(1, 28, 28),
-        &ModelOverrides::default(),
+        &ModelOverrides {
+            classes: Some(10),
+            ..Default::default()
+        },
     )?)
 }
 

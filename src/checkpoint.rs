@@ -49,6 +49,10 @@ pub struct CheckpointHeader {
     pub model: ModelSpec,
     pub data: DataSource,
     pub data_description: String,
+    /// The dataset's class names (label `i` is `label_names[i]`), so that a conditional model's
+    /// classes can be named without the data; empty in files before version 0.2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_names: Vec<String>,
     pub train: TrainConfig,
     /// Optimiser steps taken.
     pub step: u64,

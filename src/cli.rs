@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::DataSource;
 use crate::eval::EvalReport;
 use crate::images::{save_gif, save_png, ImageBatch};
-use crate::infer::{lerp, normal_latents, slerp, Inference};
+use crate::infer::{class_walk, lerp, normal_latents, slerp, Inference};
 use crate::model::{ModelKind, ModelOverrides};
 use crate::train::TrainConfig;
 use crate::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
@@ -225,6 +225,10 @@ pub struct SampleArgs {
     /// Nearest-neighbour upscaling factor
     #[arg(long, default_value_t = 2)]
     pub scale: usize,
+    /// Class to draw (conditional models): a number or one of the dataset's class names.
+    /// Without it a conditional model's grid has one row per class.
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +252,15 @@ pub struct InterpolateArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 2)]
     pub scale: usize,
+    /// Conditional models: the class held fixed along the walk (number or class name)
+    #[arg(long, conflicts_with_all = ["from_class", "to_class"])]
+    pub class: Option<String>,
+    /// Conditional models: keep one latent and walk the class from this one…
+    #[arg(long, requires = "to_class")]
+    pub from_class: Option<String>,
+    /// …to this one ("same style, another class")
+    #[arg(long, requires = "from_class")]
+    pub to_class: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -465,6 +478,7 @@ fn train(a: TrainArgs) -> Result<()> {
             overrides: ModelOverrides {
                 latent_dim: a.latent_dim,
                 hidden: a.hidden.clone(),
+                ..Default::default()
             },
             data: data_source(&a.data, a.image_size, a.rgb)?,
             config,
@@ -577,8 +591,9 @@ fn train(a: TrainArgs) -> Result<()> {
                         t.epoch, t.step, r.neg_elbo, r.recon, r.kl, r.active_units
                     ),
                     EvalReport::Gan(r) => format!(
-                        "epoch {} (step {}): test D loss {:.4}, G loss {:.4}, D(x) {:.3}, D(G(z)) {:.3}",
-                        t.epoch, t.step, r.d_loss, r.g_loss, r.d_real, r.d_fake
+                        "epoch {} (step {}): test D loss {:.4}, G loss {:.4}, D(x) {:.3}, D(G(z)) {:.3}{}",
+                        t.epoch, t.step, r.d_loss, r.g_loss, r.d_real, r.d_fake,
+                        r.critic_gap.map(|g| format!(", critic gap {g:.3}")).unwrap_or_default()
                     ),
                 };
                 match &bar {
@@ -727,8 +742,15 @@ fn eval(a: EvalArgs) -> Result<()> {
             }
             EvalReport::Gan(r) => {
                 println!(
-                    "D loss {:.4}  G loss {:.4}  D(x) {:.4}  D(G(z)) {:.4}  ({} test images)",
-                    r.d_loss, r.g_loss, r.d_real, r.d_fake, r.images
+                    "D loss {:.4}  G loss {:.4}  D(x) {:.4}  D(G(z)) {:.4}{}  ({} test images)",
+                    r.d_loss,
+                    r.g_loss,
+                    r.d_real,
+                    r.d_fake,
+                    r.critic_gap
+                        .map(|g| format!("  critic gap {g:.4}"))
+                        .unwrap_or_default(),
+                    r.images
                 );
             }
         }
@@ -748,8 +770,29 @@ fn sample(a: SampleArgs) -> Result<()> {
     let ckpt = load_checkpoint(&a.checkpoint)?;
     let cpu = Backend::cpu();
     let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
-    let z = normal_latents(a.n, inf.latent_dim(), a.seed);
-    let images = inf.decode(&z)?;
+    let classes = Classes::of(&ckpt, &inf, a.class.is_some())?;
+    let (n, cols, labels) = match (&classes, &a.class) {
+        (Some(c), Some(name)) => {
+            let k = c.parse(name)?;
+            (a.n, grid_cols(a.n), Some(vec![k; a.n]))
+        }
+        // One row per class, the same latents in every row.
+        (Some(c), None) => {
+            let cols = a.n.div_ceil(c.count);
+            let labels = (0..cols * c.count).map(|i| (i / cols) as u32).collect();
+            eprintln!("one row per class ({} classes, {cols} each)", c.count);
+            (cols * c.count, cols, Some(labels))
+        }
+        (None, _) => (a.n, grid_cols(a.n), None),
+    };
+    let images = match labels {
+        Some(l) if a.class.is_none() => {
+            let z = normal_latents(cols, inf.latent_dim(), a.seed).repeat(n / cols);
+            inf.decode_labelled(&z, &l)?
+        }
+        Some(l) => inf.decode_labelled(&normal_latents(n, inf.latent_dim(), a.seed), &l)?,
+        None => inf.decode(&normal_latents(n, inf.latent_dim(), a.seed))?,
+    };
     if is_dir_target(&a.out) {
         std::fs::create_dir_all(&a.out)
             .with_context(|| format!("cannot create {}", a.out.display()))?;
@@ -761,11 +804,91 @@ fn sample(a: SampleArgs) -> Result<()> {
         }
         eprintln!("wrote {} PNGs to {}", images.count(), a.out.display());
     } else {
-        let cols = (a.n as f64).sqrt().ceil() as usize;
         save_png(&images.grid(cols, 2, scale), &a.out)?;
         eprintln!("wrote {}", a.out.display());
     }
     Ok(())
+}
+
+/// Columns of a square-ish grid of `n` images.
+fn grid_cols(n: usize) -> usize {
+    (n as f64).sqrt().ceil() as usize
+}
+
+/// A conditional model's classes: how many, and their names (from the checkpoint, or from
+/// its dataset for files written before the names were stored).
+struct Classes {
+    count: usize,
+    names: Vec<String>,
+}
+
+impl Classes {
+    /// `None` for an unconditional model; an error if `asked` (a class option was given) of
+    /// one.
+    fn of(ckpt: &Checkpoint, inf: &Inference, asked: bool) -> Result<Option<Self>> {
+        let Some(count) = inf.classes() else {
+            if asked {
+                bail!(
+                    "{} is not a class-conditional model, so it takes no class (conditional: {})",
+                    ckpt.header.model.kind,
+                    conditional_presets()
+                );
+            }
+            return Ok(None);
+        };
+        let mut names = ckpt.header.label_names.clone();
+        if names.is_empty() && asked {
+            names = ckpt
+                .header
+                .data
+                .load()
+                .map(|d| d.label_names)
+                .unwrap_or_default();
+        }
+        Ok(Some(Self { count, names }))
+    }
+
+    /// The class `arg` names: one of the dataset's class names, or a number below the count.
+    fn parse(&self, arg: &str) -> Result<u32> {
+        if let Some(i) = self.names.iter().position(|n| n == arg.trim()) {
+            if i < self.count {
+                return Ok(i as u32);
+            }
+        }
+        match arg.trim().parse::<usize>() {
+            Ok(k) if k < self.count => Ok(k as u32),
+            _ => {
+                let names = if self.names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or a name ({})", self.names.join(", "))
+                };
+                bail!(
+                    "unknown class '{arg}': give a number from 0 to {}{names}",
+                    self.count - 1
+                )
+            }
+        }
+    }
+}
+
+/// The presets of conditional families (for messages).
+fn conditional_presets() -> String {
+    let mut names = Vec::new();
+    for k in ModelKind::all() {
+        let shape = crate::model::ImageShape::new(1, 28, 28);
+        let o = ModelOverrides {
+            classes: Some(2),
+            ..Default::default()
+        };
+        let conditional = crate::model::ModelSpec::new(k, shape, &o)
+            .map(|s| s.init(&Backend::cpu().device).classes().is_some())
+            .unwrap_or(false);
+        if conditional {
+            names.push(k.name());
+        }
+    }
+    names.join(", ")
 }
 
 fn interpolate(a: InterpolateArgs) -> Result<()> {
@@ -785,6 +908,20 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let cpu = Backend::cpu();
     let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
     let d = inf.latent_dim();
+    let classes = Classes::of(&ckpt, &inf, a.class.is_some() || a.from_class.is_some())?;
+    // (fixed class, class walk) of a conditional model.
+    let (fixed, walk) = match &classes {
+        Some(c) => match (&a.class, &a.from_class, &a.to_class) {
+            (Some(k), _, _) => (Some(c.parse(k)?), None),
+            (None, Some(x), Some(y)) => (None, Some((c.parse(x)?, c.parse(y)?))),
+            _ => bail!(
+                "{} is class-conditional: give --class K (the class held fixed) or \
+                 --from-class A --to-class B (one latent, the class walking from A to B)",
+                ckpt.header.model.kind
+            ),
+        },
+        None => (None, None),
+    };
     let (za, zb) = if ckpt.header.model.has_encoder() {
         let data = ckpt.header.data.load()?;
         report_dataset(&data, false);
@@ -794,9 +931,19 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
         if i >= n || j >= n {
             bail!("--from-index/--to-index must be below {n} (the test split size)");
         }
+        let idx = [split.test[i], split.test[j]];
         let mut px = Vec::new();
-        data.gather_f32(&[split.test[i], split.test[j]], &mut px);
-        let (mu, _) = inf.encode(&px)?;
+        data.gather_f32(&idx, &mut px);
+        let (mu, _) = match (&classes, &data.labels) {
+            // A conditional VAE encodes each image with its own class: the latent keeps
+            // the style.
+            (Some(_), Some(l)) => {
+                let own: Vec<u32> = idx.iter().map(|&i| l[i]).collect();
+                inf.encode_labelled(&px, &own)?
+            }
+            (Some(_), None) => bail!("the run's dataset has no labels to encode its images with"),
+            (None, _) => inf.encode(&px)?,
+        };
         (mu[..d].to_vec(), mu[d..].to_vec())
     } else {
         if a.from_index.is_some() || a.to_index.is_some() {
@@ -808,12 +955,20 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let mut latents = Vec::with_capacity(a.steps * d);
     for s in 0..a.steps {
         let t = s as f32 / (a.steps - 1) as f32;
-        latents.extend(match a.mode {
-            InterpMode::Lerp => lerp(&za, &zb, t),
-            InterpMode::Slerp => slerp(&za, &zb, t),
+        latents.extend(match (walk, a.mode) {
+            // Walking the class: the same latent all along.
+            (Some(_), _) => za.clone(),
+            (None, InterpMode::Lerp) => lerp(&za, &zb, t),
+            (None, InterpMode::Slerp) => slerp(&za, &zb, t),
         });
     }
-    let images: ImageBatch = inf.decode(&latents)?;
+    let images: ImageBatch = match (fixed, walk, &classes) {
+        (Some(k), _, _) => inf.decode_labelled(&latents, &vec![k; a.steps])?,
+        (None, Some((x, y)), Some(c)) => {
+            inf.decode_conditioned(&latents, &class_walk(x, y, a.steps, c.count))?
+        }
+        _ => inf.decode(&latents)?,
+    };
     if ext == "gif" {
         let mut frames: Vec<_> = (0..images.count())
             .map(|i| images.single(i, scale.max(4)))

@@ -110,6 +110,30 @@ impl Inference {
         })
     }
 
+    /// Decode `latents` (`n × latent_dim`) with a condition row each (`cond`, `n × classes`):
+    /// one-hot rows, or mixtures of two classes for a walk from one to the other
+    /// ([`class_walk`]). Conditional models only.
+    pub fn decode_conditioned(
+        &self,
+        latents: &[f32],
+        cond: &[f32],
+    ) -> Result<ImageBatch, TrainError> {
+        let z = self.latents_tensor(latents)?;
+        let n = z.dims()[0];
+        let k = self.check_labels(&vec![0; n], n)?;
+        if cond.len() != n * k || !cond.iter().all(|v| v.is_finite()) {
+            return Err(TrainError::Invalid(format!(
+                "expected {n} × {k} finite condition values, got {}",
+                cond.len()
+            )));
+        }
+        let c = Tensor::<2>::from_data(TensorData::new(cond.to_vec(), [n, k]), &self.device);
+        Ok(ImageBatch {
+            shape: self.spec.shape,
+            pixels: read_f32(self.nets.decode_with(z, c))?,
+        })
+    }
+
     /// `labels` fit this conditional model and `n` rows; the number of classes.
     fn check_labels(&self, labels: &[u32], n: usize) -> Result<usize, TrainError> {
         let Some(k) = self.classes().filter(|&k| k > 0) else {
@@ -235,6 +259,27 @@ impl Inference {
             .ok_or_else(|| TrainError::Invalid(format!("{} has no encoder", self.spec.kind)))?;
         Ok((read_f32(mu)?, read_f32(logvar)?))
     }
+}
+
+/// The condition rows of a walk from class `a` to class `b` of `k` in `steps` steps: the
+/// one-hot of `a` blended linearly into the one-hot of `b` (`steps × k` values).
+pub fn class_walk(a: u32, b: u32, steps: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; steps * k];
+    for s in 0..steps {
+        let t = if steps > 1 {
+            s as f32 / (steps - 1) as f32
+        } else {
+            0.0
+        };
+        let row = &mut out[s * k..(s + 1) * k];
+        if let Some(v) = row.get_mut(a as usize) {
+            *v += 1.0 - t;
+        }
+        if let Some(v) = row.get_mut(b as usize) {
+            *v += t;
+        }
+    }
+    out
 }
 
 /// Spherical interpolation between `a` and `b` at `t ∈ [0, 1]`; falls back to linear

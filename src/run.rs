@@ -167,15 +167,17 @@ impl EvalReport {
             }
             EvalReport::Gan(r) => [r.d_loss, r.g_loss, r.d_real, r.d_fake]
                 .iter()
+                .chain(&r.critic_gap)
                 .all(|v| v.is_finite()),
         }
     }
 
-    /// The number plotted per epoch: negative ELBO (VAE) or D loss (GAN).
+    /// The number plotted per epoch: negative ELBO (VAE), the critic gap (hinge GAN) or D
+    /// loss (GAN).
     pub fn headline(&self) -> f64 {
         match self {
             EvalReport::Vae(r) => r.neg_elbo,
-            EvalReport::Gan(r) => r.d_loss,
+            EvalReport::Gan(r) => r.critic_gap.unwrap_or(r.d_loss),
         }
     }
 }
@@ -197,7 +199,12 @@ pub struct VaeReport {
 pub struct GanReport {
     pub d_loss: f64,
     pub g_loss: f64,
+    /// Mean D output on test images and on fakes: a probability (non-saturating loss) or a
+    /// raw critic score (hinge loss).
     pub d_real: f64,
     pub d_fake: f64,
+    /// `d_real − d_fake` of a critic (hinge loss); absent for the non-saturating loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_gap: Option<f64>,
     pub images: usize,
 }

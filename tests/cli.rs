@@ -222,6 +222,138 @@ fn gan_cli_samples_and_refuses_encoder_options() {
 }
 
 #[test]
+fn conditional_models_take_classes_by_number_and_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("cvae.llck");
+    let train = |model: &str, data: &str, out: &Path| {
+        let o = run(&[
+            "train",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--epochs",
+            "1",
+            "--out",
+            p(out),
+            "--backend",
+            "cpu",
+            "--max-steps",
+            "5",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    train("cvae", "shapes", &ckpt);
+    let png = dir.path().join("s.png");
+    for class in ["2", "heart"] {
+        let o = run(&[
+            "sample",
+            "--checkpoint",
+            p(&ckpt),
+            "--class",
+            class,
+            "--n",
+            "4",
+            "--out",
+            p(&png),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&ckpt),
+        "--class",
+        "circle",
+        "--out",
+        p(&png),
+    ]);
+    assert_fails(&o, 1, "unknown class 'circle'");
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&ckpt),
+        "--class",
+        "3",
+        "--out",
+        p(&png),
+    ]);
+    assert_fails(&o, 1, "from 0 to 2 or a name (square, ellipse, heart)");
+    let o = run(&[
+        "interpolate",
+        "--checkpoint",
+        p(&ckpt),
+        "--from-class",
+        "square",
+        "--to-class",
+        "heart",
+        "--from-index",
+        "0",
+        "--steps",
+        "4",
+        "--out",
+        p(&png),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["interpolate", "--checkpoint", p(&ckpt), "--out", p(&png)]);
+    assert_fails(&o, 1, "give --class K");
+    let o = run(&[
+        "interpolate",
+        "--checkpoint",
+        p(&ckpt),
+        "--class",
+        "0",
+        "--steps",
+        "3",
+        "--out",
+        p(&png),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // An unconditional model takes no class; unlabelled data trains no conditional model.
+    let vae = dir.path().join("vae.llck");
+    train("vae", "mnist", &vae);
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&vae),
+        "--class",
+        "1",
+        "--out",
+        p(&png),
+    ]);
+    assert_fails(&o, 1, "not a class-conditional model");
+    let flat = dir.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    let o = run(&[
+        "sample",
+        "--checkpoint",
+        p(&vae),
+        "--n",
+        "64",
+        "--out",
+        p(&flat),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "train",
+        "--model",
+        "cdcgan",
+        "--data",
+        p(&flat),
+        "--image-size",
+        "28",
+        "--out",
+        p(&dir.path().join("c.llck")),
+        "--backend",
+        "cpu",
+        "--max-steps",
+        "1",
+    ]);
+    assert_fails(&o, 1, "class-conditional");
+}
+
+#[test]
 fn failures_exit_with_one_readable_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);

@@ -446,6 +446,7 @@ fn a_rollback_snapshot_shares_no_state_with_the_trainer_on_either_path() {
             &ModelOverrides {
                 latent_dim: Some(4),
                 hidden: Some(vec![4]),
+                ..Default::default()
             },
         )
         .unwrap();

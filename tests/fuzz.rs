@@ -479,6 +479,7 @@ fn checkpoint_seed(kind: ModelKind, hidden: Vec<usize>, latent: usize) -> Vec<u8
         &ModelOverrides {
             latent_dim: Some(latent),
             hidden: Some(hidden),
+            ..Default::default()
         },
     )
     .unwrap();

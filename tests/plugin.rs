@@ -105,6 +105,7 @@ impl ArchConfig for CondVaeConfig {
         ModelOverrides {
             latent_dim: Some(self.latent),
             hidden: Some(vec![self.hidden]),
+            ..Default::default()
         }
     }
     fn networks(&self, device: &Device) -> Box<dyn Nets> {

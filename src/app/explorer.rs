@@ -12,7 +12,7 @@ use super::{AppCommand, Panel, Shared};
 use crate::eval::EvalReport;
 use crate::images::ImageBatch;
 use crate::infer::normal_latents;
-use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::decoder::{Output, Slot};
 use crate::worker::RunInfo;
 
 /// This tab's id (other panels send the user here).
@@ -25,6 +25,8 @@ const INACTIVE_KL: f64 = 0.02;
 
 /// The latent itself is [`super::Latent`] in `Shared` (the manifold and the scatter use it).
 pub struct Explorer {
+    /// The class of the last request (conditional models): another one asks again.
+    class: u32,
     /// GAN truncation: latents are scaled by this before decoding.
     pub truncation: f32,
     image: Option<ImageBatch>,
@@ -42,6 +44,7 @@ pub struct Explorer {
 impl Default for Explorer {
     fn default() -> Self {
         Self {
+            class: 0,
             truncation: 1.0,
             image: None,
             gray: Arc::new(Vec::new()),
@@ -126,6 +129,7 @@ impl Panel for Explorer {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(slider_w);
+                shared.class_picker(ui);
                 self.controls_ui(ui, shared, is_vae, kl.as_deref());
             });
             ui.separator();
@@ -139,7 +143,7 @@ impl Panel for Explorer {
         });
         // Whoever moved the latent (a slider, an encoded image, a scatter click, the UI
         // benchmark), it is decoded once.
-        if shared.latent.z != self.requested {
+        if shared.latent.z != self.requested || shared.class != self.class {
             self.dirty = true;
         }
         if self.dirty && shared.decoder.has_model() {
@@ -173,8 +177,10 @@ impl Explorer {
             self.truncation
         };
         let z: Vec<f32> = shared.latent.z.iter().map(|v| v * scale).collect();
-        shared.push(AppCommand::Decoder(Slot::Explorer, Job::Decode(z)));
+        let job = shared.decode_job(z);
+        shared.push(AppCommand::Decoder(Slot::Explorer, job));
         self.requested.clone_from(&shared.latent.z);
+        self.class = shared.class;
         self.requested_at = Some(Instant::now());
         self.dirty = false;
     }
@@ -382,13 +388,14 @@ impl Explorer {
             return;
         };
         let x = x.to_vec();
-        let label = info
-            .test_preview_labels
-            .get(i)
-            .and_then(|l| info.label_names.get(*l as usize))
+        let own = info.test_preview_labels.get(i).copied();
+        let label = own
+            .and_then(|l| info.label_names.get(l as usize))
             .map(|l| format!(" (label {l})"))
             .unwrap_or_default();
-        shared.push(AppCommand::Decoder(Slot::EncodeImage, Job::Encode(x)));
+        // A conditional model encodes the image with its own class.
+        let job = shared.encode_job(x, own.into_iter().collect());
+        shared.push(AppCommand::Decoder(Slot::EncodeImage, job));
         shared.latent.source = Some(format!("test image {i}{label}"));
     }
 }
@@ -420,7 +427,9 @@ pub fn encode_file(path: &Path, shared: &mut Shared) {
     match crate::data::folder::decode_image(path, s.height, s.channels) {
         Ok(px) => {
             let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
-            shared.push(AppCommand::Decoder(Slot::EncodeImage, Job::Encode(x)));
+            // A conditional model takes a dropped file as the picked class.
+            let job = shared.encode_job(x, vec![shared.class]);
+            shared.push(AppCommand::Decoder(Slot::EncodeImage, job));
             shared.latent.source = Some(path.display().to_string());
         }
         Err(e) => shared.run.errors.push(format!("{}: {e}", path.display())),

@@ -8,7 +8,7 @@ use super::files::FileAction;
 use super::{AppCommand, Panel, Shared};
 use crate::images::ImageBatch;
 use crate::infer::{lerp, normal_latents, slerp};
-use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::decoder::{Output, Slot};
 use crate::worker::RunInfo;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -18,6 +18,8 @@ pub enum Mode {
 }
 
 pub struct Interpolation {
+    /// The class of the last request (conditional models): another one asks again.
+    class: u32,
     pub from: usize,
     pub to: usize,
     /// Use random latents (seeded) instead of encoded test images.
@@ -38,6 +40,7 @@ pub struct Interpolation {
 impl Default for Interpolation {
     fn default() -> Self {
         Self {
+            class: 0,
             from: 0,
             to: 1,
             random: false,
@@ -86,13 +89,18 @@ impl Interpolation {
             );
             let mut x = info.test_preview.pixels[a * p..(a + 1) * p].to_vec();
             x.extend_from_slice(&info.test_preview.pixels[b * p..(b + 1) * p]);
-            shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Encode(x)));
+            let l = &info.test_preview_labels;
+            let own = [a, b].iter().filter_map(|&i| l.get(i).copied()).collect();
+            let job = shared.encode_job(x, own);
+            shared.push(AppCommand::Decoder(Slot::Interpolation, job));
             self.dirty = false;
             return;
         }
         if let Some(z) = self.latents() {
-            shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Decode(z)));
+            let job = shared.decode_job(z);
+            shared.push(AppCommand::Decoder(Slot::Interpolation, job));
         }
+        self.class = shared.class;
         self.dirty = false;
     }
 }
@@ -122,7 +130,8 @@ impl Panel for Interpolation {
                 let d = mu.len() / 2;
                 self.ends = Some((mu[..d].to_vec(), mu[d..].to_vec()));
                 if let Some(z) = self.latents() {
-                    shared.push(AppCommand::Decoder(Slot::Interpolation, Job::Decode(z)));
+                    let job = shared.decode_job(z);
+                    shared.push(AppCommand::Decoder(Slot::Interpolation, job));
                 }
             }
             Output::Decoded { images, .. } => {
@@ -141,6 +150,9 @@ impl Panel for Interpolation {
         };
         let is_vae = info.spec.has_encoder();
         let n = info.test_preview.count();
+        if shared.class_picker(ui) || shared.class != self.class {
+            self.dirty = true;
+        }
         ui.horizontal_wrapped(|ui| {
             let mut changed = false;
             if is_vae {

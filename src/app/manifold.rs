@@ -4,9 +4,11 @@
 use super::colormap::grid_image;
 use super::{AppCommand, Panel, Shared};
 use crate::images::ImageBatch;
-use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::decoder::{Output, Slot};
 
 pub struct Manifold {
+    /// The class of the last request (conditional models): another one asks again.
+    class: u32,
     pub dim_x: usize,
     pub dim_y: usize,
     pub n: usize,
@@ -21,6 +23,7 @@ pub struct Manifold {
 impl Default for Manifold {
     fn default() -> Self {
         Self {
+            class: 0,
             dim_x: 0,
             dim_y: 1,
             n: 16,
@@ -122,9 +125,14 @@ impl Panel for Manifold {
             self.base = base.clone();
             self.dirty = true;
         }
+        if shared.class_picker(ui) || shared.class != self.class {
+            self.dirty = true;
+        }
         if (self.dirty || shared.run.new_weights) && shared.decoder.has_model() {
             let z = grid_latents(&base, self.dim_x, self.dim_y, self.n, self.span);
-            shared.push(AppCommand::Decoder(Slot::Manifold, Job::Decode(z)));
+            let job = shared.decode_job(z);
+            shared.push(AppCommand::Decoder(Slot::Manifold, job));
+            self.class = shared.class;
             self.dirty = false;
         }
         let Some(grid) = &self.grid else {

@@ -33,7 +33,7 @@ pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
 pub use settings::Settings;
 
-use crate::worker::decoder::{DecoderHandle, Output};
+use crate::worker::decoder::{DecoderHandle, Job, Output};
 use crate::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use stats::Rolling;
 
@@ -126,10 +126,67 @@ pub struct Shared {
     /// The id of the tab shown.
     pub tab: &'static str,
     pub latent: Latent,
+    /// The class the explorer, interpolation and manifold decode (conditional models).
+    pub class: u32,
     commands: Vec<AppCommand>,
 }
 
 impl Shared {
+    /// The class count of the run's model if it is conditional.
+    pub fn classes(&self) -> Option<usize> {
+        self.run.info.as_ref().and_then(|i| i.spec.classes())
+    }
+
+    /// The decoder job for latents `z`: with the picked class for a conditional model.
+    pub fn decode_job(&self, z: Vec<f32>) -> Job {
+        match (self.classes(), self.run.info.as_ref()) {
+            (Some(_), Some(info)) => {
+                let n = z.len() / info.spec.latent_dim().max(1);
+                Job::DecodeLabelled {
+                    latents: z,
+                    labels: vec![self.class; n],
+                }
+            }
+            _ => Job::Decode(z),
+        }
+    }
+
+    /// The decoder job encoding `images` with their `labels` (used by conditional models).
+    pub fn encode_job(&self, images: Vec<f32>, labels: Vec<u32>) -> Job {
+        match self.classes() {
+            Some(_) => Job::EncodeLabelled { images, labels },
+            None => Job::Encode(images),
+        }
+    }
+
+    /// The class picker of a conditional model (nothing for the others); true when the
+    /// class changed.
+    pub fn class_picker(&mut self, ui: &mut egui::Ui) -> bool {
+        let Some(k) = self.classes() else {
+            return false;
+        };
+        let names = self
+            .run
+            .info
+            .as_ref()
+            .map(|i| i.label_names.clone())
+            .unwrap_or_default();
+        let name = |c: u32| names.get(c as usize).cloned().unwrap_or(c.to_string());
+        let before = self.class.min(k as u32 - 1);
+        self.class = before;
+        ui.horizontal(|ui| {
+            ui.label("class");
+            egui::ComboBox::from_id_salt("class picker")
+                .selected_text(name(self.class))
+                .show_ui(ui, |ui| {
+                    for c in 0..k as u32 {
+                        ui.selectable_value(&mut self.class, c, name(c));
+                    }
+                });
+        });
+        self.class != before
+    }
+
     /// Ask for something; it runs after this frame's panels have drawn.
     pub fn push(&mut self, cmd: AppCommand) {
         self.commands.push(cmd);
@@ -216,6 +273,7 @@ impl LatentLabApp {
                 textures: HashMap::new(),
                 tab,
                 latent: Latent::default(),
+                class: 0,
                 commands: Vec::new(),
             },
             controls: Default::default(),

@@ -5,7 +5,7 @@ use egui_plot::{Legend, Plot, PlotPoints, Points};
 
 use super::{explorer, AppCommand, Panel, Shared};
 use crate::eval::EvalReport;
-use crate::worker::decoder::{Job, Output, Slot};
+use crate::worker::decoder::{Output, Slot};
 use crate::worker::RunInfo;
 
 #[derive(Default)]
@@ -124,7 +124,8 @@ impl Scatter {
         });
         if self.requested_step.is_none() && shared.decoder.has_model() {
             let pixels = info.test_preview.pixels.clone();
-            shared.push(AppCommand::Decoder(Slot::EncodeSet, Job::Encode(pixels)));
+            let job = shared.encode_job(pixels, info.test_preview_labels.clone());
+            shared.push(AppCommand::Decoder(Slot::EncodeSet, job));
             self.requested_step = Some(shared.run.step);
         }
         if self.mu.len() != n * d {

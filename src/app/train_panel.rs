@@ -39,6 +39,7 @@ impl TrainPanel {
             overrides: ModelOverrides {
                 latent_dim: s.latent_dim,
                 hidden,
+                ..Default::default()
             },
             data: s.data.clone(),
             config,

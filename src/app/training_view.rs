@@ -201,12 +201,16 @@ impl TrainingView {
         if let Some((step, batch)) = shared.run.samples.clone() {
             let tex = if self.samples_step != Some(step) {
                 self.samples_step = Some(step);
-                Some(shared.texture(ui.ctx(), "samples", grid_image(&batch, 8, cm)))
+                let cols = crate::train::SAMPLE_COLS;
+                Some(shared.texture(ui.ctx(), "samples", grid_image(&batch, cols, cm)))
             } else {
                 shared.cached_texture("samples")
             };
             if let Some(t) = tex {
-                ui.add(egui::Image::new(&t).fit_to_exact_size(egui::vec2(width, width)));
+                // A conditional model's grid has one row per class: keep its aspect.
+                let [w, h] = t.size();
+                let height = width * h as f32 / w.max(1) as f32;
+                ui.add(egui::Image::new(&t).fit_to_exact_size(egui::vec2(width, height)));
                 ui.weak(format!("step {step}"));
             }
         } else {

@@ -294,6 +294,13 @@ impl fmt::Debug for Dataset {
 const MNIST_TEST: usize = 1_000;
 
 impl Dataset {
+    /// The number of classes (labels run below it: the named classes, or the largest label
+    /// + 1), if the dataset has labels.
+    pub fn classes(&self) -> Option<usize> {
+        let max = self.labels.as_ref()?.iter().copied().max()? as usize;
+        Some(self.label_names.len().max(max + 1))
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.pixels.len().checked_div(self.image_len()).unwrap_or(0)

@@ -180,6 +180,7 @@ impl ArchConfig for ConvVaeConfig {
         ModelOverrides {
             latent_dim: Some(self.latent),
             hidden: Some(vec![self.width]),
+            ..Default::default()
         }
     }
 

@@ -149,14 +149,27 @@ impl GenModule for DcGenerator {
     }
 }
 
-impl DiscModule for DcDiscriminator {
-    /// `[batch, c·s·s]` → logits `[batch, 1]`.
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+impl DcDiscriminator {
+    /// `[batch, c·s·s]` → the features the output layer reads, `[batch, flat]` (also a
+    /// projection discriminator's, `cdcgan.rs`).
+    pub(crate) fn features(&self, x: Tensor<2>) -> Tensor<2> {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.channels, self.size, self.size]);
         let h = LEAKY.tensor(self.c1.forward(x));
         let h = LEAKY.tensor(self.bn2.forward(self.c2.forward(h)));
-        self.out.forward(h.flatten(1, 3))
+        h.flatten(1, 3)
+    }
+
+    /// The width of [`DcDiscriminator::features`].
+    pub(crate) fn feature_width(&self) -> usize {
+        self.out.weight.dims()[0]
+    }
+}
+
+impl DiscModule for DcDiscriminator {
+    /// `[batch, c·s·s]` → logits `[batch, 1]`.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(self.features(x))
     }
 }
 
@@ -181,6 +194,7 @@ impl ArchConfig for DcganConfig {
         ModelOverrides {
             latent_dim: Some(self.latent),
             hidden: Some(vec![self.width]),
+            ..Default::default()
         }
     }
 

@@ -127,11 +127,22 @@ pub trait Nets: Debug + Send + Sync + 'static {
     fn classes(&self) -> Option<usize> {
         None
     }
+    /// [`Nets::decode`] given the condition `[batch, classes]` of a conditional family: one-hot
+    /// rows, or mixtures of classes (a walk from one class to another). The others ignore it.
+    fn decode_with(&self, z: Tensor<2>, cond: Tensor<2>) -> Tensor<2> {
+        let _ = cond;
+        self.decode(z)
+    }
     /// [`Nets::decode`] with one class label per latent (conditional families; the others
     /// have no use for labels).
     fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
-        let _ = labels;
-        self.decode(z)
+        match self.classes() {
+            Some(k) => {
+                let cond = super::tensors::one_hot(labels, k, &z.device());
+                self.decode_with(z, cond)
+            }
+            None => self.decode(z),
+        }
     }
     /// [`Nets::encode`] with each image's class label (conditional families).
     fn encode_labelled(&self, x: Tensor<2>, labels: &[u32]) -> Option<(Tensor<2>, Tensor<2>)> {
@@ -235,9 +246,7 @@ impl Batch<'_> {
 
     /// The classes of the dataset (labels run from 0 to this), if it has labels.
     pub fn classes(&self) -> Option<usize> {
-        let l = self.data.labels.as_ref()?;
-        let max = l.iter().copied().max()? as usize;
-        Some(self.data.label_names.len().max(max + 1))
+        self.data.classes()
     }
 
     /// The labels of the batch one-hot, `[batch, classes]`, on `device`.

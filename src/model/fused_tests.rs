@@ -7,7 +7,7 @@ use burn::tensor::Bytes;
 
 use super::conv_vae::FusedConvVae;
 use super::gan::FusedGan;
-use super::gan_objective::gan_step_with_latents;
+use super::gan_objective::{gan_step_with_latents, GanLoss};
 use super::tensors::{optim_bytes, read_f32};
 use super::vae::FusedMlpVae;
 use super::vae_objective::{vae_step_with_noise, VaeModule};
@@ -239,11 +239,10 @@ fn gan_steps_equal_burn_autodiff_steps() {
         let (g, d, terms) = gan_step_with_latents(
             gen,
             disc,
-            &mut opt_g,
-            &mut opt_d,
+            (&mut opt_g, &mut opt_d),
             tensor(&real, rows, &device),
             (tensor(&z, rows, &device), None),
-            lr,
+            (lr, GanLoss::NonSaturating),
         );
         (gen, disc) = (g, d);
         let want = read_f32(terms).unwrap();
@@ -478,11 +477,10 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
         let (g, d, terms) = gan_step_with_latents(
             gen,
             disc,
-            &mut opt_g,
-            &mut opt_d,
+            (&mut opt_g, &mut opt_d),
             tensor(&real, rows, &device),
             (tensor(&z, rows, &device), None),
-            lr,
+            (lr, GanLoss::NonSaturating),
         );
         (gen, disc) = (g, d);
         let want = read_f32(terms).unwrap();
@@ -554,11 +552,10 @@ fn dcgan_steps_equal_burn_autodiff_steps() {
     let (_, d2, terms) = gan_step_with_latents(
         fused.generator(&device),
         fused.discriminator(&device),
-        &mut og,
-        &mut od,
+        (&mut og, &mut od),
         tensor(&real, rows, &device),
         (tensor(&z, rows, &device), None),
-        lr,
+        (lr, GanLoss::NonSaturating),
     );
     let got = fused.step_with_latents(&real, rows, &z, lr as f32, H);
     assert_close(&got, &read_f32(terms).unwrap(), "terms after the hand-over");

@@ -195,6 +195,7 @@ impl ArchConfig for MlpGanConfig {
         ModelOverrides {
             latent_dim: Some(self.latent),
             hidden: Some(self.g_hidden.clone()),
+            ..Default::default()
         }
     }
 

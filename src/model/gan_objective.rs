@@ -1,13 +1,14 @@
-//! The non-saturating GAN objective (Goodfellow et al. 2014): D on real and detached fake
-//! images, then G through the updated D; shared by every GAN family. A family supplies its
-//! generator and discriminator ([`GenModule`], [`DiscModule`]) and configuration
-//! ([`GanArch`]); this file trains, evaluates, saves and decodes them.
+//! The GAN objectives, shared by every GAN family: D on real and detached fake images, then G
+//! through the updated D, with the non-saturating loss (Goodfellow et al. 2014) or the hinge
+//! loss (Lim & Ye 2017; Miyato et al. 2018), see [`GanLoss`]. A family supplies its generator
+//! and discriminator ([`GenModule`], [`DiscModule`]) and configuration ([`GanArch`]); this
+//! file trains, evaluates, saves and decodes them.
 
 use std::any::Any;
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::Distribution;
 
 use super::family::{
@@ -47,6 +48,54 @@ pub static GAN_OBJECTIVE: Objective = Objective {
     optim_sections: &["optim_g", "optim_d"],
 };
 
+/// The hinge objective: D minimises `E[relu(1 − D(x))] + E[relu(1 + D(G(z)))]`, G minimises
+/// `−E[D(G(z))]`. D's raw scores are plotted, and their gap `E[D(x)] − E[D(G(z))]`, the
+/// critic's estimate of how far the fakes are from the data (it shrinks as G catches up; a
+/// gap that grows while G's samples stop changing is the sign of trouble).
+pub static HINGE_OBJECTIVE: Objective = Objective {
+    name: "hinge gan",
+    terms: &["d_loss", "g_loss", "d_real", "d_fake", "critic_gap"],
+    plots: &[
+        PlotGroup {
+            title: "hinge losses",
+            terms: &["d_loss", "g_loss"],
+        },
+        PlotGroup {
+            title: "critic scores",
+            terms: &["d_real", "d_fake"],
+        },
+        PlotGroup {
+            title: "critic gap",
+            terms: &["critic_gap"],
+        },
+    ],
+    headline: "test critic gap",
+    pixels: PixelRange::Signed,
+    capabilities: Capabilities {
+        encoder: false,
+        beta: false,
+    },
+    optim_sections: &["optim_g", "optim_d"],
+};
+
+/// The loss a GAN family trains with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GanLoss {
+    /// Non-saturating: D a classifier (sigmoid outputs plotted), G maximises log D(G(z)).
+    NonSaturating,
+    /// Hinge ([`HINGE_OBJECTIVE`]): D a critic with raw scores.
+    Hinge,
+}
+
+impl GanLoss {
+    pub fn objective(self) -> &'static Objective {
+        match self {
+            GanLoss::NonSaturating => &GAN_OBJECTIVE,
+            GanLoss::Hinge => &HINGE_OBJECTIVE,
+        }
+    }
+}
+
 /// Images per evaluation batch.
 const EVAL_BATCH: usize = 250;
 
@@ -78,6 +127,14 @@ pub trait DiscModule: Module + Send + Sync + 'static {
         let _ = cond;
         self.forward(x)
     }
+    /// Called once before each training step: state kept outside gradients moves on (the
+    /// power iteration of spectral normalisation). The default does nothing.
+    fn refresh(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 /// A GAN family's configuration: builds its networks, and its fast CPU paths if it has them.
@@ -86,6 +143,10 @@ pub trait GanArch: ArchConfig + Clone {
     type Disc: DiscModule;
     fn init_gen(&self, device: &Device) -> Self::Gen;
     fn init_disc(&self, device: &Device) -> Self::Disc;
+    /// The loss it trains with (the non-saturating loss unless it says otherwise).
+    fn loss(&self) -> GanLoss {
+        GanLoss::NonSaturating
+    }
     /// The fast CPU training path for `(gen, disc)` with the Adam states `(opt_g, opt_d)`
     /// (burn's records), if the family has one.
     #[allow(clippy::type_complexity)]
@@ -135,7 +196,7 @@ impl<A: GanArch> GanNets<A> {
 
 impl<A: GanArch> Nets for GanNets<A> {
     fn objective(&self) -> &'static Objective {
-        &GAN_OBJECTIVE
+        self.arch.loss().objective()
     }
 
     fn clone_box(&self) -> Box<dyn Nets> {
@@ -158,12 +219,8 @@ impl<A: GanArch> Nets for GanNets<A> {
         self.gen.classes()
     }
 
-    fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
-        let cond = self
-            .gen
-            .classes()
-            .map(|k| super::tensors::one_hot(labels, k, &z.device()));
-        (self.gen.forward_with(z, cond) + 1.0).mul_scalar(0.5)
+    fn decode_with(&self, z: Tensor<2>, cond: Tensor<2>) -> Tensor<2> {
+        (self.gen.forward_with(z, Some(cond)) + 1.0).mul_scalar(0.5)
     }
 
     fn encode(&self, _x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
@@ -200,7 +257,7 @@ impl<A: GanArch> Nets for GanNets<A> {
         Ok(EvalReport::Gan(eval_gan(
             &self.gen,
             &self.disc,
-            self.arch.latent_dim(),
+            (self.arch.latent_dim(), self.arch.loss()),
             data,
             idx,
             device,
@@ -240,6 +297,10 @@ impl<A: GanArch> Nets for GanNets<A> {
                 (Ok(g), Ok(d)) => (g, d),
                 (Err(e), _) | (_, Err(e)) => return Some(Err(e.into())),
             };
+            // A fast path implements the non-saturating step only.
+            if self.arch.loss() != GanLoss::NonSaturating {
+                return None;
+            }
             let net = self.arch.fused(&self.gen, &self.disc, bytes, setup.seed)?;
             Some(net.map(|net| {
                 Box::new(FusedGanTrainer {
@@ -289,11 +350,10 @@ impl<A: GanArch> Trainer for BurnGanTrainer<A> {
         let (gen, disc, terms) = gan_step_with_latents(
             self.nets.gen.clone(),
             self.nets.disc.clone(),
-            &mut self.opt_g,
-            &mut self.opt_d,
+            (&mut self.opt_g, &mut self.opt_d),
             real,
             (z, cond),
-            config.learning_rate,
+            (config.learning_rate, self.nets.arch.loss()),
         );
         self.nets.gen = gen;
         self.nets.disc = disc;
@@ -380,39 +440,62 @@ impl<A: GanArch> Trainer for FusedGanTrainer<A> {
     }
 }
 
-/// One GAN step (non-saturating loss) with given latents `z` `[b, latent]`: D on real and
-/// detached fake, then G through the updated D. Returns the new networks and
-/// `[d_loss, g_loss, D(x), D(G(z))]`.
+/// D's and G's losses and the logged terms of one batch of D logits on real and fake images
+/// (`terms`: `[d_real, d_fake]`, plus the critic gap for the hinge loss).
+fn d_loss(loss: GanLoss, real: Tensor<2>, fake: Tensor<2>) -> (Tensor<1>, Vec<Tensor<1>>) {
+    match loss {
+        GanLoss::NonSaturating => {
+            let l = bce_logits_const(real.clone(), true) + bce_logits_const(fake.clone(), false);
+            (l, vec![sigmoid(real).mean(), sigmoid(fake).mean()])
+        }
+        GanLoss::Hinge => {
+            let l = relu(real.clone().neg() + 1.0).mean() + relu(fake.clone() + 1.0).mean();
+            let (r, f) = (real.mean(), fake.mean());
+            (l, vec![r.clone(), f.clone(), r - f])
+        }
+    }
+}
+
+/// G's loss on D's logits of its fakes.
+fn g_loss(loss: GanLoss, fake_logits: Tensor<2>) -> Tensor<1> {
+    match loss {
+        GanLoss::NonSaturating => bce_logits_const(fake_logits, true),
+        GanLoss::Hinge => fake_logits.mean().neg(),
+    }
+}
+
+/// One GAN step with given latents `z` `[b, latent]`: D on real and detached fake, then G
+/// through the updated D. Returns the new networks and the objective's terms
+/// (`[d_loss, g_loss, D(x), D(G(z))]`, plus the critic gap for the hinge loss).
 pub(crate) fn gan_step_with_latents<G: GenModule, D: DiscModule>(
     gen: G,
     disc: D,
-    opt_g: &mut ModuleOptimizer,
-    opt_d: &mut ModuleOptimizer,
+    (opt_g, opt_d): (&mut ModuleOptimizer, &mut ModuleOptimizer),
     real: Tensor<2>,
     (z, cond): (Tensor<2>, Option<Tensor<2>>),
-    lr: f64,
+    (lr, loss): (f64, GanLoss),
 ) -> (G, D, Tensor<1>) {
+    let disc = disc.refresh();
     let fake = gen.forward_with(z, cond.clone()); // [b, pixels]
     let real_logits = disc.forward_with(real, cond.clone());
     let fake_logits = disc.forward_with(fake.clone().detach(), cond.clone());
-    let d_loss =
-        bce_logits_const(real_logits.clone(), true) + bce_logits_const(fake_logits.clone(), false);
+    let (d_loss, scores) = d_loss(loss, real_logits, fake_logits);
     let grads = GradientsParams::from_grads(d_loss.backward(), &disc);
     let disc = opt_d.step(lr, disc, grads);
-    let g_loss = bce_logits_const(disc.forward_with(fake, cond), true);
+    let g_loss = g_loss(loss, disc.forward_with(fake, cond));
     let grads = GradientsParams::from_grads(g_loss.backward(), &gen);
     let gen = opt_g.step(lr, gen, grads);
-    let d_real = sigmoid(real_logits.detach()).mean();
-    let d_fake = sigmoid(fake_logits.detach()).mean();
-    let terms = Tensor::cat(vec![d_loss.detach(), g_loss.detach(), d_real, d_fake], 0);
-    (gen, disc, terms)
+    let mut terms = vec![d_loss.detach(), g_loss.detach()];
+    terms.extend(scores.into_iter().map(|t| t.detach()));
+    (gen, disc, Tensor::cat(terms, 0))
 }
 
-/// Evaluate a GAN (inference copies) on images `idx` of `data`.
+/// Evaluate a GAN (inference copies) with `latent` dimensions and its `loss` on images `idx`
+/// of `data`.
 pub fn eval_gan<G: GenModule, D: DiscModule>(
     gen: &G,
     disc: &D,
-    latent: usize,
+    (latent, loss): (usize, GanLoss),
     data: &Dataset,
     idx: &[usize],
     device: &Device,
@@ -421,7 +504,7 @@ pub fn eval_gan<G: GenModule, D: DiscModule>(
         return Err(TrainError::Invalid("no test images to evaluate".into()));
     }
     let mut buf = Vec::new();
-    let mut sums = [0.0f64; 4];
+    let mut sums = [0.0f64; 5];
     for chunk in idx.chunks(EVAL_BATCH) {
         let b = chunk.len();
         let x = images_to_tensor(data, chunk, &mut buf, device, PixelRange::Signed);
@@ -430,12 +513,10 @@ pub fn eval_gan<G: GenModule, D: DiscModule>(
         let cond = Batch { data, idx: chunk }.condition(gen.classes(), device)?;
         let real = disc.forward_with(x, cond.clone());
         let fake = disc.forward_with(gen.forward_with(z, cond.clone()), cond);
-        let d_loss = bce_logits_const(real.clone(), true) + bce_logits_const(fake.clone(), false);
-        let g_loss = bce_logits_const(fake.clone(), true);
-        let d_real = sigmoid(real).mean();
-        let d_fake = sigmoid(fake).mean();
-        let all = Tensor::cat(vec![d_loss, g_loss, d_real, d_fake], 0);
-        let v = read_f32(all)?;
+        let (d, scores) = d_loss(loss, real, fake.clone());
+        let mut all = vec![d, g_loss(loss, fake)];
+        all.extend(scores);
+        let v = read_f32(Tensor::cat(all, 0))?;
         for (s, x) in sums.iter_mut().zip(v) {
             *s += x as f64 * b as f64;
         }
@@ -446,6 +527,7 @@ pub fn eval_gan<G: GenModule, D: DiscModule>(
         g_loss: sums[1] / n,
         d_real: sums[2] / n,
         d_fake: sums[3] / n,
+        critic_gap: (loss == GanLoss::Hinge).then_some(sums[4] / n),
         images: idx.len(),
     })
 }

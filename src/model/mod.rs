@@ -7,12 +7,16 @@
 //! VAEs work on pixels in `[0, 1]` and decode to Bernoulli logits; GANs work on
 //! pixels in `[-1, 1]` (tanh output).
 
+pub mod cdcgan;
 pub mod conv_vae;
+pub mod cvae;
 pub mod dcgan;
 pub mod family;
 pub mod gan;
 pub mod gan_objective;
 pub mod losses;
+pub mod sngan;
+pub mod spectral;
 pub mod tensors;
 pub mod vae;
 pub mod vae_objective;
@@ -44,6 +48,9 @@ pub static FAMILIES: &[&dyn Family] = &[
     &conv_vae::ConvVaeFamily,
     &gan::MlpGanFamily,
     &dcgan::DcganFamily,
+    &cvae::CvaeFamily,
+    &cdcgan::CdcganFamily,
+    &sngan::SnganFamily,
 ];
 
 /// The family whose configuration is tagged `id` in checkpoints.
@@ -220,6 +227,10 @@ pub struct ModelOverrides {
     pub latent_dim: Option<usize>,
     /// Hidden widths (MLP families) or base channel count (conv families, first value).
     pub hidden: Option<Vec<usize>>,
+    /// The class count of the training data (labels `0..classes`), which a conditional
+    /// family is built for; filled in from the dataset by whoever builds the spec, never
+    /// asked of the user.
+    pub classes: Option<usize>,
 }
 
 /// A family's configuration behind its type; serialised as the family's config with a
@@ -344,6 +355,11 @@ impl ModelSpec {
                 ));
             }
         }
+        if let Some(0) = overrides.classes {
+            return Err(ModelError::Invalid(
+                "a class count must be at least 1".into(),
+            ));
+        }
         let arch = kind.family().config(kind.name(), shape, overrides)?;
         Ok(Self {
             kind,
@@ -396,6 +412,11 @@ impl ModelSpec {
         self.arch.config().latent_dim()
     }
 
+    /// The class count of a conditional model; `None` for the others.
+    pub fn classes(&self) -> Option<usize> {
+        self.arch.config().overrides().classes
+    }
+
     /// One-line human description, e.g. `vae (784-400-20)`.
     pub fn describe(&self) -> String {
         format!("{} ({})", self.kind, self.arch.config().describe())
@@ -405,12 +426,17 @@ impl ModelSpec {
     /// own latent size and widths (what the app's Model controls show for a loaded run).
     pub fn overrides(&self) -> ModelOverrides {
         let mine = self.arch.config().overrides();
-        let preset = ModelSpec::new(self.kind, self.shape, &ModelOverrides::default())
+        let base = ModelOverrides {
+            classes: mine.classes,
+            ..Default::default()
+        };
+        let preset = ModelSpec::new(self.kind, self.shape, &base)
             .map(|s| s.arch.config().overrides())
             .unwrap_or_default();
         ModelOverrides {
             latent_dim: mine.latent_dim.filter(|l| preset.latent_dim != Some(*l)),
             hidden: mine.hidden.filter(|h| preset.hidden.as_ref() != Some(h)),
+            ..Default::default()
         }
     }
 
@@ -422,7 +448,24 @@ impl ModelSpec {
 
 /// Checks shared by the families' `validate`.
 pub(crate) mod checks {
-    use super::{ImageShape, ModelError};
+    use super::{ImageShape, ModelError, ModelOverrides};
+
+    /// The class count a conditional family `model` is built for, or the error in words when
+    /// the data has no labels.
+    pub fn classes(o: &ModelOverrides, model: &str) -> Result<usize, ModelError> {
+        o.classes.ok_or_else(|| {
+            ModelError::Invalid(format!(
+                "{model} is class-conditional: it needs a dataset with class labels (IDX images \
+                 with a labels file, an image folder with one sub-folder per class, or shapes), \
+                 and this one has none"
+            ))
+        })
+    }
+
+    /// A plausible class count in a configuration read from a file.
+    pub fn classes_ok(k: usize) -> bool {
+        (1..=10_000).contains(&k)
+    }
 
     pub const MAX_WIDTH: usize = 1 << 16;
 
@@ -432,6 +475,17 @@ pub(crate) mod checks {
 
     pub fn latent_ok(l: usize) -> bool {
         (1..=4096).contains(&l)
+    }
+
+    /// The stride-2 stages of a conv network for images of side `size`: two, and one more for
+    /// each further halving that leaves a map wider than 8 (28 and 32 px: 2, 64 px: 3,
+    /// 128 px: 4).
+    pub fn conv_stages(size: usize) -> usize {
+        let mut stages = 2;
+        while (size >> stages) > 8 && size % (1 << (stages + 1)) == 0 {
+            stages += 1;
+        }
+        stages
     }
 
     /// Square images of a side divisible by 4 in 8..=128, 1 or 3 channels (the conv families).

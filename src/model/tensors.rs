@@ -56,6 +56,18 @@ pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v, [labels.len(), classes]), device)
 }
 
+/// `x` `[rows, n]` with a conditional network's one-hot condition appended: `cond`, or, when
+/// a caller gives none, classes `0, 1, …, k−1, 0, …` down the rows (so that an unlabelled
+/// request, e.g. a sample grid, shows every class).
+pub fn join_condition(x: Tensor<2>, cond: Option<Tensor<2>>, k: usize) -> Tensor<2> {
+    let cond = cond.unwrap_or_else(|| {
+        let rows = x.dims()[0];
+        let labels: Vec<u32> = (0..rows).map(|r| (r % k.max(1)) as u32).collect();
+        one_hot(&labels, k, &x.device())
+    });
+    Tensor::cat(vec![x, cond], 1)
+}
+
 /// The saved form of a module (burn's record), from its inference copy.
 pub fn record_bytes<M: Module>(m: &M) -> Result<Vec<u8>, CheckpointError> {
     // `valid()` folds pending batch-norm running-statistics updates into the recorded value;

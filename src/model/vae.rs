@@ -174,6 +174,7 @@ impl ArchConfig for MlpVaeConfig {
         ModelOverrides {
             latent_dim: Some(self.latent),
             hidden: Some(self.hidden.clone()),
+            ..Default::default()
         }
     }
 

@@ -157,12 +157,8 @@ impl<A: VaeArch> Nets for VaeNets<A> {
         self.model.classes()
     }
 
-    fn decode_labelled(&self, z: Tensor<2>, labels: &[u32]) -> Tensor<2> {
-        let cond = self
-            .model
-            .classes()
-            .map(|k| super::tensors::one_hot(labels, k, &z.device()));
-        sigmoid(self.model.decode_logits_with(z, cond))
+    fn decode_with(&self, z: Tensor<2>, cond: Tensor<2>) -> Tensor<2> {
+        sigmoid(self.model.decode_logits_with(z, Some(cond)))
     }
 
     fn encode_labelled(&self, x: Tensor<2>, labels: &[u32]) -> Option<(Tensor<2>, Tensor<2>)> {

@@ -10,7 +10,7 @@ pub use crate::error::TrainError;
 pub use crate::model::losses;
 pub use crate::model::tensors::{gather_images, images_to_tensor, read_f32, PixelRange};
 pub use crate::run::TrainConfig;
-pub use session::{Session, StepOutcome, CPU_TRAINING_ENV, RECON_COUNT, SAMPLE_GRID};
+pub use session::{Session, StepOutcome, CPU_TRAINING_ENV, RECON_COUNT, SAMPLE_COLS, SAMPLE_GRID};
 
 /// The plain-data metric history (kept in [`crate::run`]).
 pub mod metrics {

@@ -23,6 +23,10 @@ pub const CPU_TRAINING_ENV: &str = "LATENT_LAB_CPU_TRAINING";
 
 /// Latents of the fixed-noise sample grid.
 pub const SAMPLE_GRID: usize = 64;
+/// Columns of the sample grid. A conditional model's grid has one row per class (up to
+/// [`SAMPLE_CLASS_ROWS`]), the same `SAMPLE_COLS` latents in every row.
+pub const SAMPLE_COLS: usize = 8;
+pub const SAMPLE_CLASS_ROWS: usize = 16;
 /// Test images shown with their reconstructions.
 pub const RECON_COUNT: usize = 8;
 
@@ -72,6 +76,8 @@ pub struct Session {
     pending: Vec<StepTerms>,
     buf: Vec<f32>,
     fixed_noise: Vec<f32>,
+    /// The class of each fixed-noise latent (conditional models).
+    sample_labels: Option<Vec<u32>>,
     interval_start: Instant,
     interval_images: usize,
     /// Why a model the fused path supports trains through burn's path instead.
@@ -161,7 +167,21 @@ impl Session {
         }
         let split = data.split(config.seed)?;
         let plan = BatchPlan::new(split.train.clone(), config.batch_size, config.seed);
-        let fixed_noise = normal_latents(SAMPLE_GRID, spec.latent_dim(), config.seed ^ 0x5A3D_11FE);
+        let noise_seed = config.seed ^ 0x5A3D_11FE;
+        let (fixed_noise, sample_labels) = match nets.classes() {
+            Some(k) => {
+                let rows = k.clamp(1, SAMPLE_CLASS_ROWS);
+                let z = normal_latents(SAMPLE_COLS, spec.latent_dim(), noise_seed);
+                let labels = (0..rows * SAMPLE_COLS)
+                    .map(|i| (i / SAMPLE_COLS) as u32)
+                    .collect();
+                (z.repeat(rows), Some(labels))
+            }
+            None => (
+                normal_latents(SAMPLE_GRID, spec.latent_dim(), noise_seed),
+                None,
+            ),
+        };
         if let Some(k) = nets.classes() {
             match &data.labels {
                 None => {
@@ -220,6 +240,7 @@ impl Session {
             pending: Vec::new(),
             buf: Vec::new(),
             fixed_noise,
+            sample_labels,
             interval_start: Instant::now(),
             interval_images: 0,
             fused_off,
@@ -446,10 +467,14 @@ impl Session {
         self.inference(&self.backend.device)
     }
 
-    /// The fixed-noise sample grid with the current weights (a conditional model: row `i`
-    /// of class `i mod classes`).
+    /// The fixed-noise sample grid with the current weights, [`SAMPLE_COLS`] wide (a
+    /// conditional model: one row per class).
     pub fn samples(&self) -> Result<ImageBatch, TrainError> {
-        self.local_inference().decode(&self.fixed_noise)
+        let inf = self.local_inference();
+        match &self.sample_labels {
+            Some(labels) => inf.decode_labelled(&self.fixed_noise, labels),
+            None => inf.decode(&self.fixed_noise),
+        }
     }
 
     /// The first test images and their reconstructions (VAE only).
@@ -534,6 +559,7 @@ impl Session {
             model: self.spec.clone(),
             data: self.data.source.clone(),
             data_description: self.data.describe(),
+            label_names: self.data.label_names.clone(),
             train: self.config.clone(),
             step: self.step,
             epoch: self.epoch,

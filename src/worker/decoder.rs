@@ -35,6 +35,8 @@ pub enum Job {
     DecodeLabelled { latents: Vec<f32>, labels: Vec<u32> },
     /// `n × pixels` images in [0, 1] → posterior means and log-variances.
     Encode(Vec<f32>),
+    /// [`Job::Encode`] with each image's class label (conditional models).
+    EncodeLabelled { images: Vec<f32>, labels: Vec<u32> },
 }
 
 #[derive(Debug)]
@@ -174,23 +176,27 @@ fn decoder_loop(
                 message: e.to_string(),
             },
         };
+        let encoded = |r: Result<(Vec<f32>, Vec<f32>), crate::error::TrainError>| match r {
+            Ok((mu, logvar)) => Output::Encoded {
+                slot,
+                mu,
+                logvar,
+                latency_secs: asked.elapsed().as_secs_f64(),
+            },
+            Err(e) => Output::Failed {
+                slot,
+                message: e.to_string(),
+            },
+        };
         let work = || match &job {
             Job::Decode(z) => decoded(model.decode(z)),
             Job::DecodeLabelled { latents, labels } => {
                 decoded(model.decode_labelled(latents, labels))
             }
-            Job::Encode(x) => match model.encode(x) {
-                Ok((mu, logvar)) => Output::Encoded {
-                    slot,
-                    mu,
-                    logvar,
-                    latency_secs: asked.elapsed().as_secs_f64(),
-                },
-                Err(e) => Output::Failed {
-                    slot,
-                    message: e.to_string(),
-                },
-            },
+            Job::Encode(x) => encoded(model.encode(x)),
+            Job::EncodeLabelled { images, labels } => {
+                encoded(model.encode_labelled(images, labels))
+            }
         };
         // A decode the plain-Rust path handles runs right here: handing it to a pool thread
         // would add a wake-up (milliseconds when training keeps the cores busy).

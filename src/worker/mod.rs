@@ -375,7 +375,11 @@ impl Worker {
             Backend::select(req.backend).map_err(|e| TrainError::Device(e.to_string()))?;
         let data = Arc::new(req.data.load()?);
         let shape = crate::model::ImageShape::new(data.channels, data.height, data.width);
-        let spec = ModelSpec::new(req.kind, shape, &req.overrides)?;
+        let overrides = crate::model::ModelOverrides {
+            classes: data.classes(),
+            ..req.overrides.clone()
+        };
+        let spec = ModelSpec::new(req.kind, shape, &overrides)?;
         let session = Session::new(spec, req.config, data, backend)?;
         self.ready(session);
         Ok(())

@@ -35,8 +35,13 @@ pub fn kind(name: &str) -> ModelKind {
     ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
 }
 
+/// `kind` for the built-in MNIST (10 classes, for the conditional families).
 pub fn mnist_spec(kind: ModelKind) -> ModelSpec {
-    ModelSpec::new(kind, ImageShape::new(1, 28, 28), &ModelOverrides::default()).unwrap()
+    let o = ModelOverrides {
+        classes: Some(10),
+        ..Default::default()
+    };
+    ModelSpec::new(kind, ImageShape::new(1, 28, 28), &o).unwrap()
 }
 
 pub fn session(kind: ModelKind, configure: impl FnOnce(&mut TrainConfig)) -> Session {
