@@ -80,6 +80,8 @@ pub enum Cmd {
     Sample(SampleArgs),
     /// Interpolate between two latents (PNG strip or animated GIF)
     Interpolate(InterpolateArgs),
+    /// Judge a model's samples with a classifier of its own data: FID, confidence, classes
+    Score(ScoreArgs),
     /// Describe a checkpoint
     Info(InfoArgs),
     /// Export a checkpoint's weights
@@ -264,6 +266,20 @@ pub struct InterpolateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Samples to draw
+    #[arg(long, default_value_t = 5000)]
+    pub n: usize,
+    /// Seed of the samples' latents (the classifier's seed is fixed, so runs compare)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct InfoArgs {
     pub checkpoint: PathBuf,
     #[arg(long)]
@@ -363,6 +379,7 @@ where
         Cmd::Train(a) => train(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Sample(a) => sample(a),
+        Cmd::Score(a) => score(a),
         Cmd::Interpolate(a) => interpolate(a),
         Cmd::Info(a) => info(a),
         Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
@@ -806,6 +823,72 @@ fn sample(a: SampleArgs) -> Result<()> {
     } else {
         save_png(&images.grid(cols, 2, scale), &a.out)?;
         eprintln!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
+
+fn score(a: ScoreArgs) -> Result<()> {
+    if a.n < 100 || a.n > 100_000 {
+        bail!("--n must be between 100 and 100000");
+    }
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let cpu = Backend::cpu();
+    let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
+    let data = ckpt.header.data.load()?;
+    report_dataset(&data, false);
+    let split = data.split(ckpt.header.train.seed)?;
+    let scorer = crate::score::Scorer::train(&data, &split.train, &split.test, 0, &cpu.device)?;
+    let z = normal_latents(a.n, inf.latent_dim(), a.seed);
+    let labels: Option<Vec<u32>> = inf
+        .classes()
+        .map(|k| (0..a.n).map(|i| (i % k.max(1)) as u32).collect());
+    let mut pixels = Vec::with_capacity(a.n * data.image_len());
+    let d = inf.latent_dim();
+    for (i, chunk) in z.chunks(500 * d).enumerate() {
+        let rows = chunk.len() / d;
+        let batch = match &labels {
+            Some(l) => inf.decode_labelled(chunk, &l[i * 500..i * 500 + rows])?,
+            None => inf.decode(chunk)?,
+        };
+        pixels.extend(batch.pixels);
+    }
+    let mut real = Vec::new();
+    let m = split.test.len().min(split.train.len());
+    data.gather_f32(&split.train[..m], &mut real);
+    let r = scorer.score(&pixels, labels.as_deref(), &real)?;
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("model".into(), ckpt.header.model.kind.name().into());
+            o.insert("step".into(), ckpt.header.step.into());
+            o.insert("test_images".into(), scorer.test_count().into());
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "{} at step {}: {} samples against {} test images",
+            ckpt.header.model.describe(),
+            ckpt.header.step,
+            r.samples,
+            scorer.test_count()
+        );
+        println!(
+            "FID {:.2} (real training images: {:.2})  confidence {:.3}  classes covered {} / {}",
+            r.fid, r.real_fid, r.confidence, r.coverage, r.classes
+        );
+        println!("class histogram {:?}", r.histogram);
+        if let Some(acc) = r.class_accuracy {
+            println!(
+                "samples classified as the class asked for: {:.1} %",
+                acc * 100.0
+            );
+        }
+        println!(
+            "(classifier: MLP {}-256-{} features, {:.1} % test accuracy)",
+            data.image_len(),
+            crate::score::FEATURES,
+            r.classifier_accuracy * 100.0
+        );
     }
     Ok(())
 }

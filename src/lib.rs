@@ -19,6 +19,7 @@ pub mod images;
 pub mod infer;
 pub mod model;
 pub mod run;
+pub mod score;
 pub mod train;
 pub mod util;
 pub mod worker;

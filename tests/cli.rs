@@ -244,6 +244,22 @@ fn conditional_models_take_classes_by_number_and_by_name() {
         assert!(o.status.success(), "{}", stderr(&o));
     };
     train("cvae", "shapes", &ckpt);
+    // Scoring samples with a classifier of the data: a conditional model's class accuracy.
+    let o = run(&["score", "--checkpoint", p(&ckpt), "--n", "300", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "fid",
+        "real_fid",
+        "confidence",
+        "coverage",
+        "histogram",
+        "class_accuracy",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert!(v["fid"].as_f64().unwrap() > v["real_fid"].as_f64().unwrap());
+    assert_eq!(v["classes"], 3);
     let png = dir.path().join("s.png");
     for class in ["2", "heart"] {
         let o = run(&[
