@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::DataSource;
 use crate::eval::EvalReport;
 use crate::images::{save_gif, save_png, ImageBatch};
-use crate::infer::{class_walk, lerp, normal_latents, slerp, Inference};
+use crate::infer::{class_rows, class_walk, lerp, normal_latents, slerp, Inference};
 use crate::model::{ModelKind, ModelOverrides};
 use crate::train::TrainConfig;
 use crate::worker::{Command, Event, TrainRequest, WorkerHandle, WorkerOptions};
@@ -788,27 +788,21 @@ fn sample(a: SampleArgs) -> Result<()> {
     let cpu = Backend::cpu();
     let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
     let classes = Classes::of(&ckpt, &inf, a.class.is_some())?;
-    let (n, cols, labels) = match (&classes, &a.class) {
+    let d = inf.latent_dim();
+    let (cols, images) = match (&classes, &a.class) {
         (Some(c), Some(name)) => {
             let k = c.parse(name)?;
-            (a.n, grid_cols(a.n), Some(vec![k; a.n]))
+            let z = normal_latents(a.n, d, a.seed);
+            (grid_cols(a.n), inf.decode_labelled(&z, &vec![k; a.n])?)
         }
         // One row per class, the same latents in every row.
         (Some(c), None) => {
             let cols = a.n.div_ceil(c.count);
-            let labels = (0..cols * c.count).map(|i| (i / cols) as u32).collect();
             eprintln!("one row per class ({} classes, {cols} each)", c.count);
-            (cols * c.count, cols, Some(labels))
+            let (z, labels) = class_rows(&normal_latents(cols, d, a.seed), cols, c.count);
+            (cols, inf.decode_labelled(&z, &labels)?)
         }
-        (None, _) => (a.n, grid_cols(a.n), None),
-    };
-    let images = match labels {
-        Some(l) if a.class.is_none() => {
-            let z = normal_latents(cols, inf.latent_dim(), a.seed).repeat(n / cols);
-            inf.decode_labelled(&z, &l)?
-        }
-        Some(l) => inf.decode_labelled(&normal_latents(n, inf.latent_dim(), a.seed), &l)?,
-        None => inf.decode(&normal_latents(n, inf.latent_dim(), a.seed))?,
+        (None, _) => (grid_cols(a.n), inf.decode(&normal_latents(a.n, d, a.seed))?),
     };
     if is_dir_target(&a.out) {
         std::fs::create_dir_all(&a.out)
@@ -843,11 +837,10 @@ fn score(a: ScoreArgs) -> Result<()> {
         .classes()
         .map(|k| (0..a.n).map(|i| (i % k.max(1)) as u32).collect());
     let mut pixels = Vec::with_capacity(a.n * data.image_len());
-    let d = inf.latent_dim();
-    for (i, chunk) in z.chunks(500 * d).enumerate() {
-        let rows = chunk.len() / d;
+    const CHUNK: usize = 500;
+    for (i, chunk) in z.chunks(CHUNK * inf.latent_dim()).enumerate() {
         let batch = match &labels {
-            Some(l) => inf.decode_labelled(chunk, &l[i * 500..i * 500 + rows])?,
+            Some(l) => inf.decode_labelled(chunk, &l[i * CHUNK..(i * CHUNK + CHUNK).min(a.n)])?,
             None => inf.decode(chunk)?,
         };
         pixels.extend(batch.pixels);
@@ -964,9 +957,8 @@ fn conditional_presets() -> String {
             classes: Some(2),
             ..Default::default()
         };
-        let conditional = crate::model::ModelSpec::new(k, shape, &o)
-            .map(|s| s.init(&Backend::cpu().device).classes().is_some())
-            .unwrap_or(false);
+        let conditional =
+            crate::model::ModelSpec::new(k, shape, &o).is_ok_and(|s| s.classes().is_some());
         if conditional {
             names.push(k.name());
         }

@@ -120,7 +120,7 @@ impl Inference {
     ) -> Result<ImageBatch, TrainError> {
         let z = self.latents_tensor(latents)?;
         let n = z.dims()[0];
-        let k = self.check_labels(&vec![0; n], n)?;
+        let k = self.conditional_classes()?;
         if cond.len() != n * k || !cond.iter().all(|v| v.is_finite()) {
             return Err(TrainError::Invalid(format!(
                 "expected {n} × {k} finite condition values, got {}",
@@ -134,14 +134,19 @@ impl Inference {
         })
     }
 
-    /// `labels` fit this conditional model and `n` rows; the number of classes.
-    fn check_labels(&self, labels: &[u32], n: usize) -> Result<usize, TrainError> {
-        let Some(k) = self.classes().filter(|&k| k > 0) else {
-            return Err(TrainError::Invalid(format!(
+    /// The class count of this model, or the error that it is not conditional.
+    fn conditional_classes(&self) -> Result<usize, TrainError> {
+        self.classes().filter(|&k| k > 0).ok_or_else(|| {
+            TrainError::Invalid(format!(
                 "{} is not a conditional model: it takes no class",
                 self.spec.kind
-            )));
-        };
+            ))
+        })
+    }
+
+    /// `labels` fit this conditional model and `n` rows; the number of classes.
+    fn check_labels(&self, labels: &[u32], n: usize) -> Result<usize, TrainError> {
+        let k = self.conditional_classes()?;
         if labels.len() != n {
             return Err(TrainError::Invalid(format!(
                 "{} class labels for {n} images",
@@ -259,6 +264,13 @@ impl Inference {
             .ok_or_else(|| TrainError::Invalid(format!("{} has no encoder", self.spec.kind)))?;
         Ok((read_f32(mu)?, read_f32(logvar)?))
     }
+}
+
+/// A grid of one row per class for `rows` classes: the latents `row` (`cols × latent_dim`)
+/// repeated in every row, and each latent's class (row `r` is class `r`).
+pub fn class_rows(row: &[f32], cols: usize, rows: usize) -> (Vec<f32>, Vec<u32>) {
+    let labels = (0..rows * cols).map(|i| (i / cols) as u32).collect();
+    (row.repeat(rows), labels)
 }
 
 /// The condition rows of a walk from class `a` to class `b` of `k` in `steps` steps: the

@@ -49,8 +49,8 @@ pub struct Scorer {
     device: Device,
     /// Test-split accuracy of the classifier itself.
     pub accuracy: f64,
+    /// Features of the test images, `[n, FEATURES]`.
     test_features: Vec<f64>,
-    test_count: usize,
 }
 
 /// What [`Scorer::score`] measured.
@@ -101,9 +101,7 @@ impl Scorer {
         let mut rng = SplitMix64::new(seed);
         let mut buf = Vec::new();
         for _ in 0..EPOCHS {
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
+            rng.shuffle(&mut order);
             for chunk in order.chunks(BATCH) {
                 data.gather_f32(chunk, &mut buf);
                 let x = Tensor::<2>::from_data(
@@ -126,7 +124,6 @@ impl Scorer {
             device: device.clone(),
             accuracy: 0.0,
             test_features: Vec::new(),
-            test_count: test.len(),
         };
         data.gather_f32(test, &mut buf);
         let (feats, probs) = scorer.features_and_probs(&buf)?;
@@ -205,7 +202,7 @@ impl Scorer {
 
     /// Test images the statistics were taken over.
     pub fn test_count(&self) -> usize {
-        self.test_count
+        self.test_features.len() / FEATURES
     }
 }
 

@@ -139,8 +139,8 @@ impl Shared {
 
     /// The decoder job for latents `z`: with the picked class for a conditional model.
     pub fn decode_job(&self, z: Vec<f32>) -> Job {
-        match (self.classes(), self.run.info.as_ref()) {
-            (Some(_), Some(info)) => {
+        match self.run.info.as_ref() {
+            Some(info) if info.spec.classes().is_some() => {
                 let n = z.len() / info.spec.latent_dim().max(1);
                 Job::DecodeLabelled {
                     latents: z,

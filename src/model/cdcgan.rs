@@ -12,7 +12,7 @@
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::checks::{classes, classes_ok, conv_shape, latent_ok};
+use super::checks::{classes, classes_ok, conv_config_ok, conv_shape};
 use super::dcgan::{DcDiscriminator, DcGenerator, DcganConfig, DcganFamily};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
@@ -142,12 +142,8 @@ impl ArchConfig for CdcganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        conv_shape(s, "cdcgan")?;
-        Ok(self.channels == s.channels
-            && self.size == s.height
-            && classes_ok(self.classes)
-            && latent_ok(self.latent)
-            && (1..=1024).contains(&self.width))
+        let dims = (self.channels, self.size);
+        Ok(conv_config_ok(s, "cdcgan", dims, self.latent, self.width)? && classes_ok(self.classes))
     }
 
     fn overrides(&self) -> ModelOverrides {
@@ -166,11 +162,7 @@ impl ArchConfig for CdcganConfig {
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
-        Box::new(GanNets::new(
-            self.clone(),
-            self.init_gen(device),
-            self.init_disc(device),
-        ))
+        GanNets::init(self, device)
     }
 }
 

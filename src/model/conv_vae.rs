@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::checks::{conv_shape, latent_ok, MAX_WIDTH};
+use super::checks::{conv_config_ok, conv_shape, MAX_WIDTH};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
@@ -168,12 +168,11 @@ impl ArchConfig for ConvVaeConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        conv_shape(s, "conv-vae")?;
-        Ok(self.channels == s.channels
-            && self.size == s.height
-            && latent_ok(self.latent)
-            && (1..=1024).contains(&self.width)
-            && (1..=MAX_WIDTH).contains(&self.dense))
+        let dims = (self.channels, self.size);
+        Ok(
+            conv_config_ok(s, "conv-vae", dims, self.latent, self.width)?
+                && (1..=MAX_WIDTH).contains(&self.dense),
+        )
     }
 
     fn overrides(&self) -> ModelOverrides {

@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use super::checks::{classes, classes_ok, latent_ok, widths_ok};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
-use super::tensors::join_condition;
+use super::tensors::{condition_or_cycle, join_condition};
 use super::vae_objective::{VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
 use crate::cpu::Act;
@@ -136,13 +136,9 @@ impl VaeModule for Cvae {
 
     /// `[batch, latent]` and the one-hot condition → logits `[batch, input]`.
     fn decode_logits_with(&self, z: Tensor<2>, cond: Option<Tensor<2>>) -> Tensor<2> {
-        let k = self.classes;
-        // The condition once (the default of an unlabelled call is per row), then beside
-        // every layer's input.
-        let joined = join_condition(z.clone(), cond, k);
-        let [_, width] = joined.dims();
-        let y = joined.clone().slice([0..z.dims()[0], width - k..width]);
-        let mut h = joined;
+        let y = condition_or_cycle(cond, z.dims()[0], self.classes, &z.device());
+        // The condition beside every layer's input.
+        let mut h = Tensor::cat(vec![z, y.clone()], 1);
         for layer in &self.dec {
             h = Tensor::cat(vec![HIDDEN.tensor(layer.forward(h)), y.clone()], 1);
         }

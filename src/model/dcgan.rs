@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, tanh};
 
-use super::checks::{conv_shape, latent_ok};
+use super::checks::{conv_config_ok, conv_shape};
 use super::conv_vae::{down_conv, up_conv};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
@@ -183,11 +183,8 @@ impl ArchConfig for DcganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        conv_shape(s, "dcgan")?;
-        Ok(self.channels == s.channels
-            && self.size == s.height
-            && latent_ok(self.latent)
-            && (1..=1024).contains(&self.width))
+        let dims = (self.channels, self.size);
+        conv_config_ok(s, "dcgan", dims, self.latent, self.width)
     }
 
     fn overrides(&self) -> ModelOverrides {
@@ -203,11 +200,7 @@ impl ArchConfig for DcganConfig {
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
-        Box::new(GanNets::new(
-            self.clone(),
-            self.init_generator(device),
-            self.init_discriminator(device),
-        ))
+        GanNets::init(self, device)
     }
 }
 

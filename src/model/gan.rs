@@ -207,11 +207,7 @@ impl ArchConfig for MlpGanConfig {
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
-        Box::new(GanNets::new(
-            self.clone(),
-            self.init_generator(device),
-            self.init_discriminator(device),
-        ))
+        GanNets::init(self, device)
     }
 }
 

@@ -192,6 +192,15 @@ impl<A: GanArch> GanNets<A> {
     pub fn new(arch: A, gen: A::Gen, disc: A::Disc) -> Self {
         Self { arch, gen, disc }
     }
+
+    /// Fresh networks of `arch` on `device` (a family's `ArchConfig::networks`).
+    pub fn init(arch: &A, device: &Device) -> Box<dyn Nets> {
+        Box::new(Self::new(
+            arch.clone(),
+            arch.init_gen(device),
+            arch.init_disc(device),
+        ))
+    }
 }
 
 impl<A: GanArch> Nets for GanNets<A> {

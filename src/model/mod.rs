@@ -488,6 +488,23 @@ pub(crate) mod checks {
         stages
     }
 
+    /// A conv family's configuration read from a file fits images of `shape` (an error when
+    /// the shape itself does not suit `model`): its channels and side, a plausible latent size
+    /// and base width.
+    pub fn conv_config_ok(
+        shape: ImageShape,
+        model: &'static str,
+        (channels, size): (usize, usize),
+        latent: usize,
+        width: usize,
+    ) -> Result<bool, ModelError> {
+        conv_shape(shape, model)?;
+        Ok(channels == shape.channels
+            && size == shape.height
+            && latent_ok(latent)
+            && (1..=1024).contains(&width))
+    }
+
     /// Square images of a side divisible by 4 in 8..=128, 1 or 3 channels (the conv families).
     pub fn conv_shape(shape: ImageShape, model: &'static str) -> Result<(), ModelError> {
         let ok = shape.height == shape.width

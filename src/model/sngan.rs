@@ -11,7 +11,7 @@
 
 use burn::prelude::*;
 
-use super::checks::{conv_shape, conv_stages, latent_ok};
+use super::checks::{conv_config_ok, conv_shape, conv_stages};
 use super::dcgan::{DcGenerator, DcganConfig};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanLoss, GanNets};
@@ -149,11 +149,8 @@ impl ArchConfig for SnganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        conv_shape(s, "sngan")?;
-        Ok(self.channels == s.channels
-            && self.size == s.height
-            && latent_ok(self.latent)
-            && (1..=1024).contains(&self.width))
+        let dims = (self.channels, self.size);
+        conv_config_ok(s, "sngan", dims, self.latent, self.width)
     }
 
     fn overrides(&self) -> ModelOverrides {
@@ -169,11 +166,7 @@ impl ArchConfig for SnganConfig {
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
-        Box::new(GanNets::new(
-            self.clone(),
-            self.init_gen(device),
-            self.init_disc(device),
-        ))
+        GanNets::init(self, device)
     }
 }
 

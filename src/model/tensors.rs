@@ -60,12 +60,22 @@ pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
 /// a caller gives none, classes `0, 1, …, k−1, 0, …` down the rows (so that an unlabelled
 /// request, e.g. a sample grid, shows every class).
 pub fn join_condition(x: Tensor<2>, cond: Option<Tensor<2>>, k: usize) -> Tensor<2> {
-    let cond = cond.unwrap_or_else(|| {
-        let rows = x.dims()[0];
-        let labels: Vec<u32> = (0..rows).map(|r| (r % k.max(1)) as u32).collect();
-        one_hot(&labels, k, &x.device())
-    });
+    let cond = condition_or_cycle(cond, x.dims()[0], k, &x.device());
     Tensor::cat(vec![x, cond], 1)
+}
+
+/// `cond`, or for a caller that gives none the one-hot of classes `0, 1, …, k−1, 0, …` for
+/// `rows` rows ([`join_condition`]'s default).
+pub fn condition_or_cycle(
+    cond: Option<Tensor<2>>,
+    rows: usize,
+    k: usize,
+    device: &Device,
+) -> Tensor<2> {
+    cond.unwrap_or_else(|| {
+        let labels: Vec<u32> = (0..rows).map(|r| (r % k.max(1)) as u32).collect();
+        one_hot(&labels, k, device)
+    })
 }
 
 /// The saved form of a module (burn's record), from its inference copy.

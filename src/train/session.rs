@@ -13,7 +13,7 @@ use crate::data::{BatchPlan, Dataset, Split};
 use crate::error::TrainError;
 use crate::eval::{evaluate, EvalReport};
 use crate::images::ImageBatch;
-use crate::infer::{normal_latents, Inference};
+use crate::infer::{class_rows, normal_latents, Inference};
 use crate::model::{adam, Batch, ModelSpec, Nets, StepTerms, Trainer, TrainerSetup};
 use crate::run::{Marker, MetricPoint, MetricsHistory, TestPoint, TrainConfig};
 
@@ -170,12 +170,9 @@ impl Session {
         let noise_seed = config.seed ^ 0x5A3D_11FE;
         let (fixed_noise, sample_labels) = match nets.classes() {
             Some(k) => {
-                let rows = k.clamp(1, SAMPLE_CLASS_ROWS);
                 let z = normal_latents(SAMPLE_COLS, spec.latent_dim(), noise_seed);
-                let labels = (0..rows * SAMPLE_COLS)
-                    .map(|i| (i / SAMPLE_COLS) as u32)
-                    .collect();
-                (z.repeat(rows), Some(labels))
+                let (z, labels) = class_rows(&z, SAMPLE_COLS, k.clamp(1, SAMPLE_CLASS_ROWS));
+                (z, Some(labels))
             }
             None => (
                 normal_latents(SAMPLE_GRID, spec.latent_dim(), noise_seed),
@@ -183,22 +180,7 @@ impl Session {
             ),
         };
         if let Some(k) = nets.classes() {
-            match &data.labels {
-                None => {
-                    return Err(TrainError::Invalid(format!(
-                        "{} is a conditional model and needs class labels; {} has none",
-                        spec.kind,
-                        data.source.describe()
-                    )))
-                }
-                Some(l) if l.iter().any(|&c| c as usize >= k) => {
-                    return Err(TrainError::Invalid(format!(
-                        "{} has labels outside the model's {k} classes",
-                        data.source.describe()
-                    )))
-                }
-                Some(_) => {}
-            }
+            crate::model::family::labels_fit(&data, data.labels.as_deref(), k)?;
         }
         let terms = spec.objective().terms;
         if history.names.len() != terms.len() {
