@@ -53,43 +53,15 @@ def load_mnist(path=MNIST):
     return px.reshape(n, rows * cols), rows, cols
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=["vae", "gan", "dcgan"], default="vae")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (intra-op)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--warmup-steps", type=int, default=20)
-    p.add_argument("--seconds", type=float, default=10.0, help="time whole steps for at least this long")
-    p.add_argument("--log-every", type=int, default=50,
-                   help="read the loss terms back every this many steps (never every step)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON line")
-    p.add_argument("--check-loss", action="store_true",
-                   help="train the VAE for --check-epochs epochs and print mean train loss and test -ELBO")
-    p.add_argument("--check-epochs", type=int, default=1)
-    return p.parse_args(argv)
+def torch_defs(rows=28, cols=28):
+    """The networks, losses and training steps, built on torch (imported here, so that callers can set
+    torch's thread counts first). Returns a namespace of them; main() and torch_samples.py use it."""
+    import types
 
-
-def main(argv=None):
-    args = parse_args(argv)
-    if args.threads < 1 or args.batch_size < 1:
-        raise SystemExit("--threads and --batch-size must be at least 1")
-    # Thread settings must come before torch does any parallel work.
     import torch
-
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass  # already set (only possible when imported and called twice)
     import torch.nn as nn
     import torch.nn.functional as F
 
-    torch.manual_seed(args.seed)
-    pixels_np, rows, cols = load_mnist()
-    pixels = torch.from_numpy(pixels_np.copy())  # u8 [10000, 784]
-    train_u8 = pixels[:N_TRAIN]
-    test_u8 = pixels[N_TRAIN:]
     npix = rows * cols
 
     # ---------------------------------------------------------------- models
@@ -202,7 +174,11 @@ def main(argv=None):
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
         return F.binary_cross_entropy_with_logits(logits, target)  # mean over the batch
 
-    def make_gan(gen, disc, latent=100):
+    def bce_target(logits, target):
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+    def make_gan(gen, disc, latent=100, real_target=1.0):
+        """real_target: D's target for real images (1.0 here; 1 - X for one-sided label smoothing)."""
         opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
         opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
 
@@ -212,7 +188,9 @@ def main(argv=None):
             fake = gen(z)
             real_logits = disc(real)
             fake_logits = disc(fake.detach())
-            d_loss = bce_const(real_logits, True) + bce_const(fake_logits, False)
+            d_real_loss = (bce_const(real_logits, True) if real_target == 1.0
+                           else bce_target(real_logits, real_target))
+            d_loss = d_real_loss + bce_const(fake_logits, False)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -225,6 +203,71 @@ def main(argv=None):
             return torch.stack([d_loss.detach(), g_loss.detach(), d_real, d_fake])
 
         return (gen, disc), step
+
+    return types.SimpleNamespace(**{k: v for k, v in locals().items()
+                                    if k not in ("types", "torch", "nn", "F")})
+
+
+def batch_stream(train_u8, bs, gen_shuffle, signed):
+    """Endless (epoch, index, batch) stream, reshuffled every epoch with gen_shuffle (a seeded
+    torch.Generator); the last partial batch is dropped. Pixels in [0, 1], or [-1, 1] if signed."""
+    import torch
+
+    n = train_u8.shape[0]
+    batches_per_epoch = max(n // bs, 1)  # drop the last partial batch
+    epoch = 0
+    while True:
+        perm = torch.randperm(n, generator=gen_shuffle)
+        for i in range(batches_per_epoch):
+            idx = perm[i * bs:(i + 1) * bs]
+            x = train_u8.index_select(0, idx).to(torch.float32).div_(255.0)
+            if signed:
+                x.mul_(2.0).sub_(1.0)
+            yield epoch, i, x
+        epoch += 1
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=["vae", "gan", "dcgan"], default="vae")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (intra-op)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=10.0, help="time whole steps for at least this long")
+    p.add_argument("--log-every", type=int, default=50,
+                   help="read the loss terms back every this many steps (never every step)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--check-loss", action="store_true",
+                   help="train the VAE for --check-epochs epochs and print mean train loss and test -ELBO")
+    p.add_argument("--check-epochs", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads < 1 or args.batch_size < 1:
+        raise SystemExit("--threads and --batch-size must be at least 1")
+    # Thread settings must come before torch does any parallel work.
+    import torch
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set (only possible when imported and called twice)
+
+    torch.manual_seed(args.seed)
+    pixels_np, rows, cols = load_mnist()
+    pixels = torch.from_numpy(pixels_np.copy())  # u8 [10000, 784]
+    train_u8 = pixels[:N_TRAIN]
+    test_u8 = pixels[N_TRAIN:]
+    npix = rows * cols
+
+    d = torch_defs(rows, cols)
+    make_vae, make_gan, vae_terms = d.make_vae, d.make_gan, d.vae_terms
+    MlpGenerator, MlpDiscriminator = d.MlpGenerator, d.MlpDiscriminator
+    DcGenerator, DcDiscriminator = d.DcGenerator, d.DcDiscriminator
 
     model_name = "vae" if args.check_loss else args.model
     if model_name == "vae":
@@ -245,16 +288,7 @@ def main(argv=None):
 
     def batches():
         """Endless (epoch, index, batch) stream, reshuffled every epoch."""
-        epoch = 0
-        while True:
-            perm = torch.randperm(n, generator=gen_shuffle)
-            for i in range(batches_per_epoch):
-                idx = perm[i * bs:(i + 1) * bs]
-                x = train_u8.index_select(0, idx).to(torch.float32).div_(255.0)
-                if signed:
-                    x.mul_(2.0).sub_(1.0)
-                yield epoch, i, x
-            epoch += 1
+        return batch_stream(train_u8, bs, gen_shuffle, signed)
 
     def read_back(pending):
         """One sync: all pending loss terms as Python floats; checks they are finite."""

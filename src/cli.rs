@@ -173,12 +173,16 @@ pub struct TrainArgs {
     pub adam_beta2: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Image side for image folders and shapes
+    /// Image side for image folders and shapes [default: shapes 28; a folder its images'
+    /// typical side, at most 64]
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// Load image folders as RGB instead of grayscale
-    #[arg(long)]
+    /// Load an image folder as RGB [default: RGB when its images have colour]
+    #[arg(long, conflicts_with = "gray")]
     pub rgb: bool,
+    /// Load an image folder as grayscale, even when its images have colour
+    #[arg(long)]
+    pub gray: bool,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// Continue the run saved in this checkpoint
@@ -267,8 +271,16 @@ pub struct InterpolateArgs {
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
+    /// The model whose samples are scored (against its own dataset)
+    #[arg(long, required_unless_present = "images", conflicts_with = "images")]
+    pub checkpoint: Option<PathBuf>,
+    /// Score these images instead (an IDX images file, e.g. samples another program wrote)
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub images: Option<PathBuf>,
+    /// The labelled dataset the classifier learns for --images (its split's test images are
+    /// the reference)
+    #[arg(long, default_value = "mnist", requires = "images")]
+    pub data: String,
     /// Samples to draw
     #[arg(long, default_value_t = 5000)]
     pub n: usize,
@@ -420,7 +432,7 @@ fn gui(a: GuiArgs) -> Result<()> {
     })
 }
 
-fn data_source(arg: &str, size: Option<usize>, rgb: bool) -> Result<DataSource> {
+fn data_source(arg: &str, size: Option<usize>, channels_wanted: Option<usize>) -> Result<DataSource> {
     let mut src = DataSource::parse(arg)?;
     // Checkpoints store the source; absolute paths keep `--resume` working from any directory.
     match &mut src {
@@ -442,8 +454,8 @@ fn data_source(arg: &str, size: Option<usize>, rgb: bool) -> Result<DataSource> 
             if let Some(z) = size {
                 *s = z;
             }
-            if rgb {
-                *channels = 3;
+            if let Some(c) = channels_wanted {
+                *channels = c;
             }
         }
         DataSource::Shapes { size: s, .. } => {
@@ -454,6 +466,15 @@ fn data_source(arg: &str, size: Option<usize>, rgb: bool) -> Result<DataSource> 
         _ => {}
     }
     Ok(src)
+}
+
+/// The channels `--rgb` / `--gray` ask for (neither: what the data suggests).
+fn channels_flag(rgb: bool, gray: bool) -> Option<usize> {
+    match (rgb, gray) {
+        (true, _) => Some(3),
+        (_, true) => Some(1),
+        _ => None,
+    }
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -497,7 +518,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 hidden: a.hidden.clone(),
                 ..Default::default()
             },
-            data: data_source(&a.data, a.image_size, a.rgb)?,
+            data: data_source(&a.data, a.image_size, channels_flag(a.rgb, a.gray))?,
             config,
             backend,
         };
@@ -707,7 +728,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         Some(d) => data_source(
             d,
             Some(ckpt.header.model.shape.height),
-            ckpt.header.model.shape.channels == 3,
+            Some(ckpt.header.model.shape.channels),
         )?,
         None => ckpt.header.data.clone(),
     };
@@ -825,26 +846,45 @@ fn score(a: ScoreArgs) -> Result<()> {
     if a.n < 100 || a.n > 100_000 {
         bail!("--n must be between 100 and 100000");
     }
-    let ckpt = load_checkpoint(&a.checkpoint)?;
     let cpu = Backend::cpu();
-    let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
-    let data = ckpt.header.data.load()?;
+    // What is scored: a model's samples (and the classes they were asked for), or a file.
+    let (data, split_seed, pixels, labels, what) = match (&a.checkpoint, &a.images) {
+        (Some(path), _) => {
+            let ckpt = load_checkpoint(path)?;
+            let inf = Inference::from_checkpoint(&ckpt, &cpu.device)?;
+            let data = ckpt.header.data.load()?;
+            let (pixels, labels) = model_samples(&inf, a.n, a.seed, data.image_len())?;
+            let what = ScoredThing::Model {
+                describe: ckpt.header.model.describe(),
+                name: ckpt.header.model.kind.name(),
+                step: ckpt.header.step,
+            };
+            (data, ckpt.header.train.seed, pixels, labels, what)
+        }
+        (None, Some(path)) => {
+            let data = data_source(&a.data, None, None)?.load()?;
+            let file = crate::data::idx::read_images_file(path)?;
+            let len = file.rows * file.cols * file.channels;
+            if len != data.image_len() {
+                bail!(
+                    "{}: images of {}×{}×{} do not match {} ({} values per image)",
+                    path.display(),
+                    file.channels,
+                    file.rows,
+                    file.cols,
+                    data.source.describe(),
+                    data.image_len()
+                );
+            }
+            let pixels: Vec<f32> = file.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+            let what = ScoredThing::File(path.display().to_string());
+            (data, 0, pixels, None, what)
+        }
+        (None, None) => bail!("give --checkpoint or --images"),
+    };
     report_dataset(&data, false);
-    let split = data.split(ckpt.header.train.seed)?;
+    let split = data.split(split_seed)?;
     let scorer = crate::score::Scorer::train(&data, &split.train, &split.test, 0, &cpu.device)?;
-    let z = normal_latents(a.n, inf.latent_dim(), a.seed);
-    let labels: Option<Vec<u32>> = inf
-        .classes()
-        .map(|k| (0..a.n).map(|i| (i % k.max(1)) as u32).collect());
-    let mut pixels = Vec::with_capacity(a.n * data.image_len());
-    const CHUNK: usize = 500;
-    for (i, chunk) in z.chunks(CHUNK * inf.latent_dim()).enumerate() {
-        let batch = match &labels {
-            Some(l) => inf.decode_labelled(chunk, &l[i * CHUNK..(i * CHUNK + CHUNK).min(a.n)])?,
-            None => inf.decode(chunk)?,
-        };
-        pixels.extend(batch.pixels);
-    }
     let mut real = Vec::new();
     let m = split.test.len().min(split.train.len());
     data.gather_f32(&split.train[..m], &mut real);
@@ -852,16 +892,25 @@ fn score(a: ScoreArgs) -> Result<()> {
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         if let Some(o) = v.as_object_mut() {
-            o.insert("model".into(), ckpt.header.model.kind.name().into());
-            o.insert("step".into(), ckpt.header.step.into());
+            match &what {
+                ScoredThing::Model { name, step, .. } => {
+                    o.insert("model".into(), (*name).into());
+                    o.insert("step".into(), (*step).into());
+                }
+                ScoredThing::File(f) => {
+                    o.insert("images".into(), f.as_str().into());
+                }
+            }
             o.insert("test_images".into(), scorer.test_count().into());
         }
         println!("{v}");
     } else {
+        let what = match &what {
+            ScoredThing::Model { describe, step, .. } => format!("{describe} at step {step}"),
+            ScoredThing::File(f) => f.clone(),
+        };
         println!(
-            "{} at step {}: {} samples against {} test images",
-            ckpt.header.model.describe(),
-            ckpt.header.step,
+            "{what}: {} samples against {} test images",
             r.samples,
             scorer.test_count()
         );
@@ -884,6 +933,40 @@ fn score(a: ScoreArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `score` scored.
+enum ScoredThing {
+    Model {
+        describe: String,
+        name: &'static str,
+        step: u64,
+    },
+    File(String),
+}
+
+/// `n` samples of a model from seeded latents, in [0, 1], and for a conditional model the
+/// classes asked for (cycling through them).
+fn model_samples(
+    inf: &Inference,
+    n: usize,
+    seed: u64,
+    image_len: usize,
+) -> Result<(Vec<f32>, Option<Vec<u32>>)> {
+    let z = normal_latents(n, inf.latent_dim(), seed);
+    let labels: Option<Vec<u32>> = inf
+        .classes()
+        .map(|k| (0..n).map(|i| (i % k.max(1)) as u32).collect());
+    let mut pixels = Vec::with_capacity(n * image_len);
+    const CHUNK: usize = 500;
+    for (i, chunk) in z.chunks(CHUNK * inf.latent_dim()).enumerate() {
+        let batch = match &labels {
+            Some(l) => inf.decode_labelled(chunk, &l[i * CHUNK..(i * CHUNK + CHUNK).min(n)])?,
+            None => inf.decode(chunk)?,
+        };
+        pixels.extend(batch.pixels);
+    }
+    Ok((pixels, labels))
 }
 
 /// Columns of a square-ish grid of `n` images.

@@ -1,10 +1,15 @@
 //! The families added on the plug-in design: `cvae`, `cdcgan` (class-conditional) and
 //! `sngan` (hinge loss, spectrally normalised critic). Each trains through the same session
-//! as the others, on the built-in MNIST.
+//! as the others, on the built-in MNIST. The conv families at 64 px RGB (a stage per doubling
+//! of the side).
 
+use std::sync::Arc;
+
+use latent_lab::backend::Backend;
+use latent_lab::data::DataSource;
 use latent_lab::model::{ImageShape, ModelOverrides, ModelSpec};
 use latent_lab::run::EvalReport;
-use latent_lab::train::SAMPLE_COLS;
+use latent_lab::train::{Session, TrainConfig, SAMPLE_COLS};
 
 mod common;
 use common::{kind, run_steps, session};
@@ -65,5 +70,74 @@ fn conditional_families_need_labels_and_draw_one_row_per_class() {
             assert!(diff > 1e-3, "{name}: rows 0 and {r} do not differ ({diff})");
         }
         assert!(s.evaluate().unwrap().report.is_finite());
+    }
+}
+
+/// A folder of 64 px colour images in two classes (a bright disc on a dark gradient), as a
+/// user's sprites or photos would be.
+fn colour_folder(dir: &std::path::Path, side: u32) {
+    for (class, rgb) in [("red", [230u8, 40, 30]), ("blue", [40, 80, 240])] {
+        let sub = dir.join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..8u32 {
+            let (cx, cy) = (20.0 + 3.0 * i as f32, 30.0 + (i % 3) as f32 * 4.0);
+            let img = image::RgbImage::from_fn(side, side, |x, y| {
+                let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+                if d < side as f32 / 5.0 {
+                    image::Rgb(rgb)
+                } else {
+                    image::Rgb([(x / 4) as u8, 20, (y / 3) as u8 + 10])
+                }
+            });
+            img.save(sub.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn conv_families_add_a_stage_per_doubling_and_train_on_a_64px_colour_folder() {
+    common::cpu_default_device();
+    let dir = tempfile::tempdir().unwrap();
+    colour_folder(dir.path(), 64);
+    // The folder's own size and colour, without asking.
+    let src = DataSource::parse(dir.path().to_str().unwrap()).unwrap();
+    let DataSource::Folder { size, channels, .. } = &src else {
+        panic!("a folder: {src:?}")
+    };
+    assert_eq!((*size, *channels), (64, 3));
+    let data = Arc::new(src.load().unwrap());
+    let shape = ImageShape::new(3, 64, 64);
+    for name in ["conv-vae", "dcgan", "cdcgan", "sngan"] {
+        let o = ModelOverrides {
+            classes: data.classes(),
+            ..Default::default()
+        };
+        let spec = ModelSpec::new(kind(name), shape, &o).unwrap();
+        assert!(spec.describe().contains("3 stages"), "{name}: {}", spec.describe());
+        // Three stride-2 stages: the innermost map is 4w = 128 channels at 8×8, which one
+        // dense layer reads or writes (two stages would leave 64 × 16 × 16 = 16,384).
+        let nets = spec.init(&Backend::cpu().device);
+        let dense: Vec<Vec<usize>> = nets
+            .named_tensors()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.shape.len() == 2)
+            .map(|t| t.shape)
+            .collect();
+        assert!(
+            dense.iter().any(|s| s.contains(&(128 * 8 * 8))),
+            "{name}: {dense:?}"
+        );
+        assert!(!dense.iter().any(|s| s.contains(&(64 * 16 * 16))), "{name}");
+
+        let mut config = TrainConfig::for_kind(kind(name));
+        config.seed = 1;
+        config.batch_size = 8;
+        config.log_every = 1;
+        let mut s = Session::new(spec, config, data.clone(), Backend::cpu()).unwrap();
+        let points = run_steps(&mut s, 2);
+        assert!(points.iter().flatten().all(|v| v.is_finite()), "{name}");
+        let grid = s.samples().unwrap();
+        assert_eq!(grid.shape, shape, "{name}");
     }
 }

@@ -22,6 +22,8 @@ const THUMBS: usize = 48;
 const THUMB_COLS: usize = 12;
 /// KL (nats) under which a dimension counts as inactive (posterior collapsed to the prior).
 const INACTIVE_KL: f64 = 0.02;
+/// Classes the "same style, every class" strip shows at most.
+const STRIP_CLASSES: usize = 16;
 
 /// The latent itself is [`super::Latent`] in `Shared` (the manifold and the scatter use it).
 pub struct Explorer {
@@ -39,6 +41,11 @@ pub struct Explorer {
     dirty: bool,
     thumbs_key: Option<usize>,
     randomize_seed: u64,
+    /// Conditional models: the current latent decoded in every class, one image each.
+    strip: Option<ImageBatch>,
+    /// The colour map of the strip's texture; `None` when a strip arrived that it does not
+    /// show yet.
+    strip_shown: Option<Colormap>,
 }
 
 impl Default for Explorer {
@@ -54,6 +61,8 @@ impl Default for Explorer {
             dirty: true,
             thumbs_key: None,
             randomize_seed: 1,
+            strip: None,
+            strip_shown: None,
         }
     }
 }
@@ -68,7 +77,7 @@ impl Panel for Explorer {
     }
 
     fn slots(&self) -> &'static [Slot] {
-        &[Slot::Explorer, Slot::EncodeImage]
+        &[Slot::Explorer, Slot::EncodeImage, Slot::ClassStrip]
     }
 
     fn on_run_ready(&mut self, info: &RunInfo, shared: &mut Shared) {
@@ -77,6 +86,14 @@ impl Panel for Explorer {
 
     fn on_decoded(&mut self, out: Output, shared: &mut Shared) {
         match out {
+            Output::Decoded {
+                slot: Slot::ClassStrip,
+                images,
+                ..
+            } => {
+                self.strip = Some(images);
+                self.strip_shown = None;
+            }
             Output::Decoded {
                 images,
                 latency_secs,
@@ -135,6 +152,7 @@ impl Panel for Explorer {
             ui.separator();
             ui.vertical(|ui| {
                 self.image_ui(ui, shared);
+                self.strip_ui(ui, shared);
                 if is_vae {
                     ui.add_space(8.0);
                     self.thumbs_ui(ui, shared);
@@ -158,6 +176,7 @@ impl Explorer {
             shared.latent.z = vec![0.0; latent_dim];
             self.image = None;
         }
+        self.strip = None;
         self.thumbs_key = None;
         self.dirty = true;
     }
@@ -177,6 +196,14 @@ impl Explorer {
             self.truncation
         };
         let z: Vec<f32> = shared.latent.z.iter().map(|v| v * scale).collect();
+        if let Some(k) = shared.classes() {
+            // The same latent in every class.
+            let k = k.min(STRIP_CLASSES);
+            let latents = z.iter().copied().cycle().take(k * z.len()).collect();
+            let labels = (0..k as u32).collect();
+            let job = crate::worker::decoder::Job::DecodeLabelled { latents, labels };
+            shared.push(AppCommand::Decoder(Slot::ClassStrip, job));
+        }
         let job = shared.decode_job(z);
         shared.push(AppCommand::Decoder(Slot::Explorer, job));
         self.requested.clone_from(&shared.latent.z);
@@ -329,6 +356,66 @@ impl Explorer {
             Some(s) => format!("from {s} · {latency}"),
             None => latency,
         });
+    }
+
+    /// "Same style, every class": the current latent decoded in each class of a conditional
+    /// model, in one row; a click picks that class.
+    fn strip_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let (Some(k), Some(strip)) = (shared.classes(), &self.strip) else {
+            return;
+        };
+        let n = strip.count().min(k);
+        if n == 0 {
+            return;
+        }
+        ui.add_space(4.0);
+        ui.label(match &shared.latent.source {
+            Some(s) => format!("Same style, every class (from {s}); click one to pick it:"),
+            None => "Same style, every class; click one to pick it:".to_string(),
+        });
+        // One texture for the row, uploaded when a new strip arrives.
+        let colormap = shared.settings.colormap;
+        let tex = match shared.cached_texture("class strip") {
+            Some(t) if self.strip_shown == Some(colormap) => t,
+            _ => {
+                self.strip_shown = Some(colormap);
+                shared.texture(ui.ctx(), "class strip", grid_image(strip, n, colormap))
+            }
+        };
+        let [tw, th] = tex.size();
+        let w = ui.available_width().min(tw as f32 * 3.0);
+        let size = egui::vec2(w, w * th as f32 / tw as f32);
+        let r = ui.add(
+            egui::Image::new(&tex)
+                .fit_to_exact_size(size)
+                .sense(egui::Sense::click()),
+        );
+        let cell = r.rect.width() / n as f32;
+        let c = shared.class as usize;
+        if c < n {
+            let x0 = r.rect.min.x + cell * c as f32;
+            let sel = egui::Rect::from_min_size(egui::pos2(x0, r.rect.min.y), egui::vec2(cell, r.rect.height()));
+            let stroke = egui::Stroke::new(2.0, ui.visuals().selection.stroke.color);
+            ui.painter().rect_stroke(sel, 2.0, stroke, egui::StrokeKind::Inside);
+        }
+        let names = shared.run.info.as_ref().map(|i| &i.label_names);
+        let name_of = |c: usize| {
+            names
+                .and_then(|n| n.get(c).cloned())
+                .unwrap_or_else(|| c.to_string())
+        };
+        let hovered = r
+            .hover_pos()
+            .map(|p| (((p.x - r.rect.min.x) / cell) as usize).min(n - 1));
+        let r = match hovered {
+            Some(h) => r.on_hover_text(format!("class {}", name_of(h))),
+            None => r,
+        };
+        if r.clicked() {
+            if let Some(h) = hovered {
+                shared.class = h as u32;
+            }
+        }
     }
 
     fn thumbs_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {

@@ -723,6 +723,7 @@ mod tests {
             Slot::Interpolation,
             Slot::Manifold,
             Slot::EncodeSet,
+            Slot::ClassStrip,
         ] {
             assert!(slots.contains(&s), "no tab receives {s:?}");
         }

@@ -198,6 +198,76 @@ fn decode_all(paths: &[&Path], size: usize, channels: usize) -> Vec<Result<Vec<u
     })
 }
 
+/// The image files that make up a folder's dataset (sub-folders' images when any sub-folder
+/// has some, else the folder's own), without reading them.
+fn dataset_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let root = list_dir(path)?;
+    let mut files = Vec::new();
+    for dir in &root.dirs {
+        files.extend(list_dir(dir)?.images);
+    }
+    if files.is_empty() {
+        files = root.images;
+    }
+    Ok(files)
+}
+
+/// Files [`probe`] looks at (evenly spaced through the folder).
+const PROBE_FILES: usize = 64;
+/// Of those, files decoded to tell colour from grey stored as RGB.
+const PROBE_DECODES: usize = 8;
+/// The largest side a folder defaults to (bigger images are resized down to it).
+pub const PROBE_MAX_SIDE: usize = 64;
+
+/// The size and channels a folder's images suggest, for when the user named neither: the
+/// median shorter side of up to [`PROBE_FILES`] files (from their headers), rounded down to
+/// a multiple of 4 in 8..=[`PROBE_MAX_SIDE`]; RGB when the decoded images have colour (not
+/// merely RGB files of grey pixels). `None` when no file could be read (loading the folder
+/// then says why).
+pub fn probe(path: &Path) -> Option<(usize, usize)> {
+    let files = dataset_files(path).ok()?;
+    if files.is_empty() {
+        return None;
+    }
+    let step = files.len().div_ceil(PROBE_FILES);
+    let mut sides = Vec::new();
+    let mut coloured = Vec::new();
+    for f in files.iter().step_by(step) {
+        let header = ImageReader::open(f)
+            .ok()
+            .and_then(|r| r.with_guessed_format().ok())
+            .and_then(|r| r.into_decoder().ok());
+        if let Some(d) = header {
+            let (w, h) = image::ImageDecoder::dimensions(&d);
+            if w > 0 && h > 0 {
+                sides.push(w.min(h) as usize);
+                if image::ImageDecoder::color_type(&d).has_color() {
+                    coloured.push(f);
+                }
+            }
+        }
+    }
+    if sides.is_empty() {
+        return None;
+    }
+    sides.sort_unstable();
+    let side = (sides[sides.len() / 2].min(PROBE_MAX_SIDE) / 4 * 4).max(8);
+    let colour = coloured
+        .iter()
+        .take(PROBE_DECODES)
+        .any(|f| decode_image(f, 16, 3).is_ok_and(|px| has_colour(&px)));
+    Some((side, if colour { 3 } else { 1 }))
+}
+
+/// Whether CHW RGB bytes hold any pixel whose channels differ by more than rounding.
+fn has_colour(px: &[u8]) -> bool {
+    let plane = px.len() / 3;
+    (0..plane).any(|i| {
+        let (r, g, b) = (px[i], px[plane + i], px[2 * plane + i]);
+        r.abs_diff(g) > 2 || g.abs_diff(b) > 2
+    })
+}
+
 /// Load an image folder as described in the module docs.
 pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<Dataset, DataError> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
@@ -480,5 +550,40 @@ mod tests {
         let p = dir.path().join("huge.png");
         std::fs::write(&p, png).unwrap();
         assert!(decode_image(&p, 28, 1).is_err());
+    }
+
+    #[test]
+    fn probe_suggests_the_typical_side_capped_and_colour_only_when_there_is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        // Mostly 48×40 colour images (shorter side 40), one 200 px and one 12 px outlier.
+        for i in 0..5 {
+            gradient_rgb(48, 40)
+                .save(dir.path().join(format!("c{i}.png")))
+                .unwrap();
+        }
+        gradient_rgb(200, 200).save(dir.path().join("big.png")).unwrap();
+        gradient_rgb(12, 12).save(dir.path().join("small.png")).unwrap();
+        assert_eq!(probe(dir.path()), Some((40, 3)));
+
+        // Gray pixels stored as RGB files are gray; big images default to 64 px.
+        let gray = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            let img: RgbImage = ImageBuffer::from_fn(100, 90, |x, _| {
+                let v = (x * 2) as u8;
+                Rgb([v, v, v])
+            });
+            img.save(gray.path().join(format!("g{i}.png"))).unwrap();
+        }
+        assert_eq!(probe(gray.path()), Some((64, 1)));
+        // A side that is not a multiple of 4 rounds down; the labelled sub-folders count.
+        let tree = build_tree();
+        let (side, channels) = probe(tree.path()).unwrap();
+        assert_eq!(side % 4, 0);
+        assert!((8..=64).contains(&side), "{side}");
+        assert_eq!(channels, 3);
+        // Nothing readable: no suggestion.
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::write(empty.path().join("x.png"), b"not a png").unwrap();
+        assert_eq!(probe(empty.path()), None);
     }
 }

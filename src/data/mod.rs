@@ -128,7 +128,9 @@ pub const DEFAULT_SIZE: usize = 28;
 impl DataSource {
     /// Parse a CLI word: `"mnist"` | `"shapes"` | a path.
     ///
-    /// A directory becomes `Folder { size: 28, channels: 1 }` (the caller may override);
+    /// A directory becomes a `Folder` at the size and channels its images suggest
+    /// ([`folder::probe`]: their typical side up to 64 px, RGB if they have colour; 28 px
+    /// gray when none can be read), which the caller may override;
     /// a file becomes `Idx`, with the labels file auto-detected when the file name contains
     /// `images-idx3` (or `images.idx3`): the same name with `labels-idx1` next to it, if it exists.
     pub fn parse(s: &str) -> Result<Self, DataError> {
@@ -158,10 +160,11 @@ impl DataSource {
             Err(source) => return Err(DataError::Io { path, source }),
         };
         if meta.is_dir() {
+            let (size, channels) = folder::probe(&path).unwrap_or((DEFAULT_SIZE, 1));
             Ok(DataSource::Folder {
                 path,
-                size: DEFAULT_SIZE,
-                channels: 1,
+                size,
+                channels,
             })
         } else {
             let labels = detect_labels_file(&path);

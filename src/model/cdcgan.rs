@@ -12,7 +12,7 @@
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::checks::{classes, classes_ok, conv_config_ok, conv_shape};
+use super::checks::{classes, classes_ok, conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::dcgan::{DcDiscriminator, DcGenerator, DcganConfig, DcganFamily};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
@@ -50,7 +50,8 @@ impl Family for CdcganFamily {
         o: &ModelOverrides,
     ) -> Result<Box<dyn ArchConfig>, ModelError> {
         conv_shape(shape, "cdcgan")?;
-        let mut cfg = CdcganConfig::new(shape.channels, shape.height, classes(o, "cdcgan")?);
+        let mut cfg = CdcganConfig::new(shape.channels, shape.height, classes(o, "cdcgan")?)
+            .with_stages(conv_stages(shape.height));
         if let Some(l) = o.latent_dim {
             cfg = cfg.with_latent(l);
         }
@@ -74,9 +75,12 @@ pub struct CdcganConfig {
     pub classes: usize,
     #[config(default = 100)]
     pub latent: usize,
-    /// Base channel count (the inner layers have twice as many).
+    /// Base channel count (each further stage inward has twice as many).
     #[config(default = 32)]
     pub width: usize,
+    /// Stride-2 stages (checkpoints from before the side scaled have none saved: 2).
+    #[config(default = 2)]
+    pub stages: usize,
 }
 
 /// The DCGAN generator on `[z, one-hot]`.
@@ -99,6 +103,7 @@ impl CdcganConfig {
         DcganConfig::new(self.channels, self.size)
             .with_latent(latent)
             .with_width(self.width)
+            .with_stages(self.stages)
     }
 }
 
@@ -142,7 +147,7 @@ impl ArchConfig for CdcganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        let dims = (self.channels, self.size);
+        let dims = (self.channels, self.size, self.stages);
         Ok(conv_config_ok(s, "cdcgan", dims, self.latent, self.width)? && classes_ok(self.classes))
     }
 
@@ -155,10 +160,8 @@ impl ArchConfig for CdcganConfig {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "conv {}, z {} + {} classes",
-            self.width, self.latent, self.classes
-        )
+        let conv = conv_describe(self.width, self.stages);
+        format!("{conv}, z {} + {} classes", self.latent, self.classes)
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {

@@ -1,7 +1,9 @@
 //! The conv-VAE family: a small convolutional VAE for square images (28×28, 32×32, …), 1 or 3
 //! channels; preset `conv-vae`.
 //!
-//! Encoder: conv 4×4/2 (width) → conv 4×4/2 (2·width) → dense → (mu, logvar).
+//! Encoder: conv 4×4/2 (width) → conv 4×4/2 (2·width) → [conv 4×4/2, doubling] → dense →
+//! (mu, logvar), with one stride-2 stage per doubling of the side beyond 28/32 px
+//! ([`conv_stages`]; those further stages live in `extra`/`d_extra`, empty at 28/32 px).
 //! Decoder mirrors it with transposed convolutions and emits Bernoulli logits.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -9,7 +11,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::checks::{conv_config_ok, conv_shape, MAX_WIDTH};
+use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages, MAX_WIDTH};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
@@ -54,7 +56,8 @@ impl Family for ConvVaeFamily {
         o: &ModelOverrides,
     ) -> Result<Box<dyn ArchConfig>, ModelError> {
         conv_shape(shape, "conv-vae")?;
-        let mut cfg = ConvVaeConfig::new(shape.channels, shape.height);
+        let mut cfg = ConvVaeConfig::new(shape.channels, shape.height)
+            .with_stages(conv_stages(shape.height));
         if let Some(l) = o.latent_dim {
             cfg = cfg.with_latent(l);
         }
@@ -81,17 +84,24 @@ pub struct ConvVaeConfig {
     pub width: usize,
     #[config(default = 256)]
     pub dense: usize,
+    /// Stride-2 stages (checkpoints from before the side scaled have none saved: 2).
+    #[config(default = 2)]
+    pub stages: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct ConvVae {
     pub(crate) c1: Conv2d,
     pub(crate) c2: Conv2d,
+    /// Encoder stages beyond the first two (none at 28/32 px).
+    pub(crate) extra: Vec<Conv2d>,
     pub(crate) fc: Linear,
     pub(crate) mu: Linear,
     pub(crate) logvar: Linear,
     pub(crate) d_fc: Linear,
     pub(crate) d_fc2: Linear,
+    /// Decoder stages beyond the last two, widest first (none at 28/32 px).
+    pub(crate) d_extra: Vec<ConvTranspose2d>,
     pub(crate) t1: ConvTranspose2d,
     pub(crate) t2: ConvTranspose2d,
     pub(crate) channels: usize,
@@ -115,11 +125,19 @@ pub(crate) fn up_conv(c_in: usize, c_out: usize, device: &Device) -> ConvTranspo
 
 impl ConvVaeConfig {
     pub fn init(&self, device: &Device) -> ConvVae {
-        let q = self.size / 4;
-        let flat = 2 * self.width * q * q;
+        let q = self.size >> self.stages;
+        let flat = (self.width << (self.stages - 1)) * q * q;
+        let w = self.width;
         ConvVae {
-            c1: down_conv(self.channels, self.width, device),
-            c2: down_conv(self.width, 2 * self.width, device),
+            c1: down_conv(self.channels, w, device),
+            c2: down_conv(w, 2 * w, device),
+            extra: (2..self.stages)
+                .map(|i| down_conv(w << (i - 1), w << i, device))
+                .collect(),
+            d_extra: (2..self.stages)
+                .rev()
+                .map(|i| up_conv(w << i, w << (i - 1), device))
+                .collect(),
             fc: LinearConfig::new(flat, self.dense).init(device),
             mu: LinearConfig::new(self.dense, self.latent).init(device),
             logvar: LinearConfig::new(self.dense, self.latent).init(device),
@@ -140,7 +158,10 @@ impl VaeModule for ConvVae {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.channels, self.size, self.size]);
         let h = relu(self.c1.forward(x)); // [b, w, s/2, s/2]
-        let h = relu(self.c2.forward(h)); // [b, 2w, s/4, s/4]
+        let mut h = relu(self.c2.forward(h)); // [b, 2w, s/4, s/4]
+        for conv in &self.extra {
+            h = relu(conv.forward(h));
+        }
         let h: Tensor<2> = h.flatten(1, 3);
         let h = relu(self.fc.forward(h));
         (self.mu.forward(h.clone()), self.logvar.forward(h))
@@ -149,9 +170,13 @@ impl VaeModule for ConvVae {
     /// `[batch, latent]` → logits `[batch, c·s·s]`.
     fn decode_logits(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
-        let q = self.size / 4;
+        let stages = self.extra.len() + 2;
+        let q = self.size >> stages;
         let h = relu(self.d_fc.forward(z));
-        let h = relu(self.d_fc2.forward(h)).reshape([b, 2 * self.width, q, q]);
+        let mut h = relu(self.d_fc2.forward(h)).reshape([b, self.width << (stages - 1), q, q]);
+        for conv in &self.d_extra {
+            h = relu(conv.forward(h));
+        }
         let h = relu(self.t1.forward(h)); // [b, w, s/2, s/2]
         let out = self.t2.forward(h); // [b, c, s, s]
         out.flatten(1, 3)
@@ -168,7 +193,7 @@ impl ArchConfig for ConvVaeConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        let dims = (self.channels, self.size);
+        let dims = (self.channels, self.size, self.stages);
         Ok(
             conv_config_ok(s, "conv-vae", dims, self.latent, self.width)?
                 && (1..=MAX_WIDTH).contains(&self.dense),
@@ -184,7 +209,8 @@ impl ArchConfig for ConvVaeConfig {
     }
 
     fn describe(&self) -> String {
-        format!("conv {}, z {}", self.width, self.latent)
+        let conv = conv_describe(self.width, self.stages);
+        format!("{conv}, z {}", self.latent)
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
@@ -205,6 +231,12 @@ impl VaeArch for ConvVaeConfig {
         optim: Vec<u8>,
         seed: u64,
     ) -> Option<Result<Box<dyn FusedVaeNet<ConvVae>>, TrainError>> {
+        if !model.extra.is_empty() {
+            return Some(Err(TrainError::Invalid(format!(
+                "the fast conv-VAE path has 2 stages, this {} px model {}",
+                self.size, self.stages
+            ))));
+        }
         let fast = FusedConvVae::new(model, optim, seed).map(|net| ConvVaeFast {
             net,
             shell: model.clone(),

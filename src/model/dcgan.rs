@@ -1,15 +1,20 @@
 //! The DCGAN family for small square images (Radford et al. 2016, scaled to 28×28 / 32×32);
 //! preset `dcgan`.
 //!
-//! G: z → dense → (2w, s/4, s/4) BN ReLU → convT → (w, s/2, s/2) BN ReLU → convT → (c, s, s) tanh.
-//! D: conv (w) LeakyReLU → conv (2w) BN LeakyReLU → dense → 1 logit.
+//! With `n` stride-2 stages (2 at 28/32 px, one more per doubling: [`conv_stages`]):
+//! G: z → dense → (2ⁿ⁻¹w, s/2ⁿ) BN ReLU → [convT → BN ReLU, halving the channels] → … →
+//!    convT → (w, s/2, s/2) BN ReLU → convT → (c, s, s) tanh.
+//! D: conv (w) LeakyReLU → conv (2w) BN LeakyReLU → [conv → BN LeakyReLU, doubling] → … →
+//!    dense → 1 logit.
+//! Stages beyond the first two live in `extra` (empty at 28/32 px, so those modules and
+//! their checkpoints are what they were before the side scaled).
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, tanh};
 
-use super::checks::{conv_config_ok, conv_shape};
+use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::conv_vae::{down_conv, up_conv};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
@@ -59,7 +64,8 @@ impl Family for DcganFamily {
         o: &ModelOverrides,
     ) -> Result<Box<dyn ArchConfig>, ModelError> {
         conv_shape(shape, "dcgan")?;
-        let mut cfg = DcganConfig::new(shape.channels, shape.height);
+        let mut cfg =
+            DcganConfig::new(shape.channels, shape.height).with_stages(conv_stages(shape.height));
         if let Some(l) = o.latent_dim {
             cfg = cfg.with_latent(l);
         }
@@ -81,15 +87,34 @@ pub struct DcganConfig {
     pub size: usize,
     #[config(default = 100)]
     pub latent: usize,
-    /// Base channel count (the inner layers have twice as many).
+    /// Base channel count (each further stage inward has twice as many).
     #[config(default = 32)]
     pub width: usize,
+    /// Stride-2 stages (checkpoints from before the side scaled have none saved: 2).
+    #[config(default = 2)]
+    pub stages: usize,
+}
+
+/// A transposed convolution and its batch norm (a stage of G beyond the first two).
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub(crate) conv: ConvTranspose2d,
+    pub(crate) bn: BatchNorm,
+}
+
+/// A convolution and its batch norm (a stage of D beyond the first two).
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm,
 }
 
 #[derive(Module, Debug)]
 pub struct DcGenerator {
     pub(crate) fc: Linear,
     pub(crate) bn0: BatchNorm,
+    /// Stages beyond the first two, widest first (none at 28/32 px).
+    pub(crate) extra: Vec<UpBlock>,
     pub(crate) t1: ConvTranspose2d,
     pub(crate) bn1: BatchNorm,
     pub(crate) t2: ConvTranspose2d,
@@ -102,6 +127,8 @@ pub struct DcDiscriminator {
     pub(crate) c1: Conv2d,
     pub(crate) c2: Conv2d,
     pub(crate) bn2: BatchNorm,
+    /// Stages beyond the first two (none at 28/32 px).
+    pub(crate) extra: Vec<DownBlock>,
     pub(crate) out: Linear,
     pub(crate) channels: usize,
     pub(crate) size: usize,
@@ -111,11 +138,24 @@ pub struct DcDiscriminator {
 const LEAKY: Act = Act::LeakyRelu(0.2);
 
 impl DcganConfig {
+    /// The innermost map: (channels, side).
+    fn inner(&self) -> (usize, usize) {
+        (self.width << (self.stages - 1), self.size >> self.stages)
+    }
+
     pub fn init_generator(&self, device: &Device) -> DcGenerator {
-        let q = self.size / 4;
+        let (c, q) = self.inner();
+        let extra = (2..self.stages)
+            .rev()
+            .map(|i| UpBlock {
+                conv: up_conv(self.width << i, self.width << (i - 1), device),
+                bn: BatchNormConfig::new(self.width << (i - 1)).init(device),
+            })
+            .collect();
         DcGenerator {
-            fc: LinearConfig::new(self.latent, 2 * self.width * q * q).init(device),
-            bn0: BatchNormConfig::new(2 * self.width).init(device),
+            fc: LinearConfig::new(self.latent, c * q * q).init(device),
+            bn0: BatchNormConfig::new(c).init(device),
+            extra,
             t1: up_conv(2 * self.width, self.width, device),
             bn1: BatchNormConfig::new(self.width).init(device),
             t2: up_conv(self.width, self.channels, device),
@@ -125,25 +165,66 @@ impl DcganConfig {
     }
 
     pub fn init_discriminator(&self, device: &Device) -> DcDiscriminator {
-        let q = self.size / 4;
+        let (c, q) = self.inner();
+        let extra = (2..self.stages)
+            .map(|i| DownBlock {
+                conv: down_conv(self.width << (i - 1), self.width << i, device),
+                bn: BatchNormConfig::new(self.width << i).init(device),
+            })
+            .collect();
         DcDiscriminator {
             c1: down_conv(self.channels, self.width, device),
             c2: down_conv(self.width, 2 * self.width, device),
             bn2: BatchNormConfig::new(2 * self.width).init(device),
-            out: LinearConfig::new(2 * self.width * q * q, 1).init(device),
+            extra,
+            out: LinearConfig::new(c * q * q, 1).init(device),
             channels: self.channels,
             size: self.size,
         }
     }
 }
 
+/// The DCGAN paper's initialisation (Radford et al. 2016, §4): every convolution and dense
+/// weight from N(0, 0.02), batch-norm scales from N(1, 0.02), biases and shifts 0.
+pub(crate) fn paper_init<M: burn::module::Module>(m: M) -> M {
+    struct Init(Vec<String>);
+    impl burn::module::ModuleMapper for Init {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            use burn::tensor::Distribution;
+            let normal = |mean: f64| {
+                move |t: Tensor<D>| Tensor::random(t.shape(), Distribution::Normal(mean, 0.02), &t.device())
+            };
+            match self.0.last().map(String::as_str) {
+                Some("weight") => p.map(normal(0.0)),
+                Some("gamma") => p.map(normal(1.0)),
+                Some("bias" | "beta") => p.map(|t| t.zeros_like()),
+                _ => p,
+            }
+        }
+    }
+    m.map(&mut Init(Vec::new()))
+}
+
 impl GenModule for DcGenerator {
     /// `[batch, latent]` → `[batch, c·s·s]` in [-1, 1].
     fn forward(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
-        let q = self.size / 4;
-        let h = self.fc.forward(z).reshape([b, 2 * self.width, q, q]);
-        let h = relu(self.bn0.forward(h));
+        let stages = self.extra.len() + 2;
+        let q = self.size >> stages;
+        let h = self.fc.forward(z).reshape([b, self.width << (stages - 1), q, q]);
+        let mut h = relu(self.bn0.forward(h));
+        for block in &self.extra {
+            h = relu(block.bn.forward(block.conv.forward(h)));
+        }
         let h = relu(self.bn1.forward(self.t1.forward(h))); // [b, w, s/2, s/2]
         tanh(self.t2.forward(h)).flatten(1, 3) // [b, c·s·s]
     }
@@ -156,7 +237,10 @@ impl DcDiscriminator {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.channels, self.size, self.size]);
         let h = LEAKY.tensor(self.c1.forward(x));
-        let h = LEAKY.tensor(self.bn2.forward(self.c2.forward(h)));
+        let mut h = LEAKY.tensor(self.bn2.forward(self.c2.forward(h)));
+        for block in &self.extra {
+            h = LEAKY.tensor(block.bn.forward(block.conv.forward(h)));
+        }
         h.flatten(1, 3)
     }
 
@@ -183,7 +267,7 @@ impl ArchConfig for DcganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        let dims = (self.channels, self.size);
+        let dims = (self.channels, self.size, self.stages);
         conv_config_ok(s, "dcgan", dims, self.latent, self.width)
     }
 
@@ -196,7 +280,8 @@ impl ArchConfig for DcganConfig {
     }
 
     fn describe(&self) -> String {
-        format!("conv {}, z {}", self.width, self.latent)
+        let conv = conv_describe(self.width, self.stages);
+        format!("{conv}, z {}", self.latent)
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {
@@ -209,11 +294,21 @@ impl GanArch for DcganConfig {
     type Disc = DcDiscriminator;
 
     fn init_gen(&self, device: &Device) -> DcGenerator {
-        self.init_generator(device)
+        let g = self.init_generator(device);
+        if std::env::var_os("LL_DCGAN_INIT").is_some() {
+            paper_init(g)
+        } else {
+            g
+        }
     }
 
     fn init_disc(&self, device: &Device) -> DcDiscriminator {
-        self.init_discriminator(device)
+        let d = self.init_discriminator(device);
+        if std::env::var_os("LL_DCGAN_INIT").is_some() {
+            paper_init(d)
+        } else {
+            d
+        }
     }
 
     fn fused(
@@ -223,6 +318,12 @@ impl GanArch for DcganConfig {
         (opt_g, opt_d): (Vec<u8>, Vec<u8>),
         seed: u64,
     ) -> Option<Result<Box<dyn FusedGanNet<DcGenerator, DcDiscriminator>>, TrainError>> {
+        if !gen.extra.is_empty() || !disc.extra.is_empty() {
+            return Some(Err(TrainError::Invalid(format!(
+                "the fast DCGAN path has 2 stages, this {} px model {}",
+                self.size, self.stages
+            ))));
+        }
         let fast = DcganFast::new(gen, disc, opt_g, opt_d, seed);
         Some(fast.map(|f| Box::new(f) as Box<dyn FusedGanNet<_, _>>))
     }

@@ -494,15 +494,28 @@ pub(crate) mod checks {
     pub fn conv_config_ok(
         shape: ImageShape,
         model: &'static str,
-        (channels, size): (usize, usize),
+        (channels, size, stages): (usize, usize, usize),
         latent: usize,
         width: usize,
     ) -> Result<bool, ModelError> {
         conv_shape(shape, model)?;
         Ok(channels == shape.channels
             && size == shape.height
+            && (2..=6).contains(&stages)
+            && size % (1 << stages) == 0
             && latent_ok(latent)
-            && (1..=1024).contains(&width))
+            && (1..=1024).contains(&width)
+            && (width << (stages - 1)) <= 1 << 14)
+    }
+
+    /// A conv family's layer summary: base width, and the stages where they are not the
+    /// two every 28/32 px model has.
+    pub fn conv_describe(width: usize, stages: usize) -> String {
+        if stages == 2 {
+            format!("conv {width}")
+        } else {
+            format!("conv {width}, {stages} stages")
+        }
     }
 
     /// Square images of a side divisible by 4 in 8..=128, 1 or 3 channels (the conv families).

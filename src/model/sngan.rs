@@ -11,7 +11,7 @@
 
 use burn::prelude::*;
 
-use super::checks::{conv_config_ok, conv_shape, conv_stages};
+use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::dcgan::{DcGenerator, DcganConfig};
 use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanLoss, GanNets};
@@ -55,7 +55,8 @@ impl Family for SnganFamily {
         o: &ModelOverrides,
     ) -> Result<Box<dyn ArchConfig>, ModelError> {
         conv_shape(shape, "sngan")?;
-        let mut cfg = SnganConfig::new(shape.channels, shape.height);
+        let mut cfg =
+            SnganConfig::new(shape.channels, shape.height).with_stages(conv_stages(shape.height));
         if let Some(l) = o.latent_dim {
             cfg = cfg.with_latent(l);
         }
@@ -80,6 +81,9 @@ pub struct SnganConfig {
     /// Base channel count of G and D.
     #[config(default = 32)]
     pub width: usize,
+    /// Stride-2 stages of G and D.
+    #[config(default = 2)]
+    pub stages: usize,
 }
 
 /// D's activation.
@@ -98,10 +102,11 @@ impl SnganConfig {
         DcganConfig::new(self.channels, self.size)
             .with_latent(self.latent)
             .with_width(self.width)
+            .with_stages(self.stages)
     }
 
     pub fn init_discriminator(&self, device: &Device) -> SnDiscriminator {
-        let stages = conv_stages(self.size);
+        let stages = self.stages;
         let mut convs = Vec::new();
         let mut c_in = self.channels;
         for i in 0..stages {
@@ -149,7 +154,7 @@ impl ArchConfig for SnganConfig {
     }
 
     fn validate(&self, s: ImageShape) -> Result<bool, ModelError> {
-        let dims = (self.channels, self.size);
+        let dims = (self.channels, self.size, self.stages);
         conv_config_ok(s, "sngan", dims, self.latent, self.width)
     }
 
@@ -162,7 +167,8 @@ impl ArchConfig for SnganConfig {
     }
 
     fn describe(&self) -> String {
-        format!("conv {}, SN critic, z {}", self.width, self.latent)
+        let conv = conv_describe(self.width, self.stages);
+        format!("{conv}, SN critic, z {}", self.latent)
     }
 
     fn networks(&self, device: &Device) -> Box<dyn Nets> {

@@ -25,6 +25,8 @@ pub enum Slot {
     Manifold,
     /// The test set, encoded for the scatter plot.
     EncodeSet,
+    /// The explorer's latent in every class (conditional models: "same style, every class").
+    ClassStrip,
 }
 
 #[derive(Clone, Debug)]
