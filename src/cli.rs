@@ -432,7 +432,11 @@ fn gui(a: GuiArgs) -> Result<()> {
     })
 }
 
-fn data_source(arg: &str, size: Option<usize>, channels_wanted: Option<usize>) -> Result<DataSource> {
+fn data_source(
+    arg: &str,
+    size: Option<usize>,
+    channels_wanted: Option<usize>,
+) -> Result<DataSource> {
     let mut src = DataSource::parse(arg)?;
     // Checkpoints store the source; absolute paths keep `--resume` working from any directory.
     match &mut src {

@@ -652,3 +652,47 @@ fn skipped_files_are_reported_and_recorded() {
         "the run's dataset cannot be loaded (moved or deleted?)",
     );
 }
+
+/// An IDX3 u8 images file of `n` `side`×`side` images with pixel `px(i, j)`.
+fn write_idx(path: &Path, n: usize, side: usize, px: impl Fn(usize, usize) -> u8) {
+    let mut b = vec![0, 0, 8, 3];
+    for d in [n, side, side] {
+        b.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    for i in 0..n {
+        b.extend((0..side * side).map(|j| px(i, j)));
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn score_judges_an_image_file_another_program_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let score = |file: &Path| -> serde_json::Value {
+        let o = run(&["score", "--images", p(file), "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // Real digits (the built-in training images) score near the real-vs-real floor and
+    // cover every class; blank images are one class and far away.
+    let data = latent_lab::data::DataSource::Mnist.load().unwrap();
+    let real = dir.path().join("real.idx");
+    write_idx(&real, 1000, 28, |i, j| data.image_u8(i)[j]);
+    let blank = dir.path().join("blank.idx");
+    write_idx(&blank, 300, 28, |_, _| 0);
+    let (r, b) = (score(&real), score(&blank));
+    let fid = |v: &serde_json::Value| v["fid"].as_f64().unwrap();
+    assert!(fid(&r) < 3.0 * r["real_fid"].as_f64().unwrap() + 1.0, "{r}");
+    assert!(fid(&b) > 10.0 * fid(&r), "{b} vs {r}");
+    assert_eq!(r["coverage"], 10);
+    assert_eq!(b["coverage"], 1);
+    assert_eq!(r["samples"], 1000);
+    assert!(r["images"].as_str().unwrap().ends_with("real.idx"));
+    // Images of another size are refused in words.
+    let wrong = dir.path().join("wrong.idx");
+    write_idx(&wrong, 200, 32, |_, _| 0);
+    let o = run(&["score", "--images", p(&wrong)]);
+    assert_fails(&o, 1, "do not match");
+    let o = run(&["score"]);
+    assert!(!o.status.success());
+}

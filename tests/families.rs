@@ -113,7 +113,11 @@ fn conv_families_add_a_stage_per_doubling_and_train_on_a_64px_colour_folder() {
             ..Default::default()
         };
         let spec = ModelSpec::new(kind(name), shape, &o).unwrap();
-        assert!(spec.describe().contains("3 stages"), "{name}: {}", spec.describe());
+        assert!(
+            spec.describe().contains("3 stages"),
+            "{name}: {}",
+            spec.describe()
+        );
         // Three stride-2 stages: the innermost map is 4w = 128 channels at 8×8, which one
         // dense layer reads or writes (two stages would leave 64 × 16 × 16 = 16,384).
         let nets = spec.init(&Backend::cpu().device);

@@ -394,9 +394,13 @@ impl Explorer {
         let c = shared.class as usize;
         if c < n {
             let x0 = r.rect.min.x + cell * c as f32;
-            let sel = egui::Rect::from_min_size(egui::pos2(x0, r.rect.min.y), egui::vec2(cell, r.rect.height()));
+            let sel = egui::Rect::from_min_size(
+                egui::pos2(x0, r.rect.min.y),
+                egui::vec2(cell, r.rect.height()),
+            );
             let stroke = egui::Stroke::new(2.0, ui.visuals().selection.stroke.color);
-            ui.painter().rect_stroke(sel, 2.0, stroke, egui::StrokeKind::Inside);
+            ui.painter()
+                .rect_stroke(sel, 2.0, stroke, egui::StrokeKind::Inside);
         }
         let names = shared.run.info.as_ref().map(|i| &i.label_names);
         let name_of = |c: usize| {

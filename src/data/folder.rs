@@ -561,8 +561,12 @@ mod tests {
                 .save(dir.path().join(format!("c{i}.png")))
                 .unwrap();
         }
-        gradient_rgb(200, 200).save(dir.path().join("big.png")).unwrap();
-        gradient_rgb(12, 12).save(dir.path().join("small.png")).unwrap();
+        gradient_rgb(200, 200)
+            .save(dir.path().join("big.png"))
+            .unwrap();
+        gradient_rgb(12, 12)
+            .save(dir.path().join("small.png"))
+            .unwrap();
         assert_eq!(probe(dir.path()), Some((40, 3)));
 
         // Gray pixels stored as RGB files are gray; big images default to 64 px.

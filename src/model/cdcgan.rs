@@ -14,7 +14,7 @@ use burn::prelude::*;
 
 use super::checks::{classes, classes_ok, conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::dcgan::{DcDiscriminator, DcGenerator, DcganConfig, DcganFamily};
-use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config_with, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
 use super::tensors::join_condition;
 use super::{ImageShape, ModelError, ModelOverrides};
@@ -62,7 +62,8 @@ impl Family for CdcganFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        parse_config::<CdcganConfig>(value)
+        // Files from before the stages scaled with the side have two.
+        parse_config_with::<CdcganConfig>(value, &[("stages", serde_json::json!(2))])
     }
 }
 

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages, MAX_WIDTH};
-use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config_with, ArchConfig, Family, Nets, Objective, Preset};
 use super::vae_objective::{FusedVaeNet, VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{
@@ -56,8 +56,8 @@ impl Family for ConvVaeFamily {
         o: &ModelOverrides,
     ) -> Result<Box<dyn ArchConfig>, ModelError> {
         conv_shape(shape, "conv-vae")?;
-        let mut cfg = ConvVaeConfig::new(shape.channels, shape.height)
-            .with_stages(conv_stages(shape.height));
+        let mut cfg =
+            ConvVaeConfig::new(shape.channels, shape.height).with_stages(conv_stages(shape.height));
         if let Some(l) = o.latent_dim {
             cfg = cfg.with_latent(l);
         }
@@ -68,7 +68,8 @@ impl Family for ConvVaeFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        parse_config::<ConvVaeConfig>(value)
+        // Files from before the stages scaled with the side have two.
+        parse_config_with::<ConvVaeConfig>(value, &[("stages", serde_json::json!(2))])
     }
 }
 

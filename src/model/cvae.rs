@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::checks::{classes, classes_ok, latent_ok, widths_ok};
-use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config_with, ArchConfig, Family, Nets, Objective, Preset};
 use super::tensors::condition_or_cycle;
 use super::vae_objective::{VaeArch, VaeModule, VaeNets, VAE_OBJECTIVE};
 use super::{linear_chain, mlp_stack, ImageShape, ModelError, ModelOverrides};
@@ -65,7 +65,8 @@ impl Family for CvaeFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        parse_config::<CvaeConfig>(value)
+        // Files from before the label scale was a setting were trained at 1.
+        parse_config_with::<CvaeConfig>(value, &[("label_scale", serde_json::json!(1.0))])
     }
 }
 

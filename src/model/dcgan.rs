@@ -16,7 +16,7 @@ use burn::tensor::activation::{relu, tanh};
 
 use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::conv_vae::{down_conv, up_conv};
-use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config_with, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, FusedGanNet, GanArch, GanNets, GenModule, GAN_OBJECTIVE};
 use super::{ImageShape, ModelError, ModelOverrides};
 use crate::cpu::{
@@ -76,7 +76,8 @@ impl Family for DcganFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        parse_config::<DcganConfig>(value)
+        // Files from before the stages scaled with the side have two.
+        parse_config_with::<DcganConfig>(value, &[("stages", serde_json::json!(2))])
     }
 }
 
@@ -201,7 +202,9 @@ pub(crate) fn paper_init<M: burn::module::Module>(m: M) -> M {
         ) -> burn::module::Param<Tensor<D>> {
             use burn::tensor::Distribution;
             let normal = |mean: f64| {
-                move |t: Tensor<D>| Tensor::random(t.shape(), Distribution::Normal(mean, 0.02), &t.device())
+                move |t: Tensor<D>| {
+                    Tensor::random(t.shape(), Distribution::Normal(mean, 0.02), &t.device())
+                }
             };
             match self.0.last().map(String::as_str) {
                 Some("weight") => p.map(normal(0.0)),
@@ -220,7 +223,10 @@ impl GenModule for DcGenerator {
         let [b, _] = z.dims();
         let stages = self.extra.len() + 2;
         let q = self.size >> stages;
-        let h = self.fc.forward(z).reshape([b, self.width << (stages - 1), q, q]);
+        let h = self
+            .fc
+            .forward(z)
+            .reshape([b, self.width << (stages - 1), q, q]);
         let mut h = relu(self.bn0.forward(h));
         for block in &self.extra {
             h = relu(block.bn.forward(block.conv.forward(h)));

@@ -219,6 +219,23 @@ impl<T: ArchConfig + serde::Serialize + Clone> ConfigBase for T {
 pub fn parse_config<T: ArchConfig + serde::de::DeserializeOwned>(
     value: serde_json::Value,
 ) -> Result<Box<dyn ArchConfig>, String> {
+    parse_config_with::<T>(value, &[])
+}
+
+/// [`parse_config`] for a configuration that gained fields after files were written: each
+/// `(field, value)` in `later` fills a field the file lacks with the value those files
+/// meant (burn's `Config` derive gives serde no defaults of its own).
+pub fn parse_config_with<T: ArchConfig + serde::de::DeserializeOwned>(
+    mut value: serde_json::Value,
+    later: &[(&str, serde_json::Value)],
+) -> Result<Box<dyn ArchConfig>, String> {
+    if let Some(fields) = value.as_object_mut() {
+        for (name, meant) in later {
+            if !fields.contains_key(*name) {
+                fields.insert(name.to_string(), meant.clone());
+            }
+        }
+    }
     let cfg: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
     Ok(Box::new(cfg))
 }

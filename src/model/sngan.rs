@@ -13,7 +13,7 @@ use burn::prelude::*;
 
 use super::checks::{conv_config_ok, conv_describe, conv_shape, conv_stages};
 use super::dcgan::{DcGenerator, DcganConfig};
-use super::family::{parse_config, ArchConfig, Family, Nets, Objective, Preset};
+use super::family::{parse_config_with, ArchConfig, Family, Nets, Objective, Preset};
 use super::gan_objective::{DiscModule, GanArch, GanLoss, GanNets};
 use super::spectral::{SnConv2d, SnLinear};
 use super::{ImageShape, ModelError, ModelOverrides};
@@ -67,7 +67,8 @@ impl Family for SnganFamily {
     }
 
     fn parse(&self, value: serde_json::Value) -> Result<Box<dyn ArchConfig>, String> {
-        parse_config::<SnganConfig>(value)
+        // Files from before the stages scaled with the side have two.
+        parse_config_with::<SnganConfig>(value, &[("stages", serde_json::json!(2))])
     }
 }
 
