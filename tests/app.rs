@@ -308,3 +308,30 @@ fn settings_saved_by_the_previous_version_still_load() {
     let kind = latent_lab::model::ModelKind::parse("seed-vae").unwrap();
     assert_eq!(serde_json::to_string(&kind).unwrap(), "\"seed-vae\"");
 }
+
+#[test]
+fn a_conditional_model_shows_the_explorers_latent_in_every_class() {
+    let app = common::ui::app_with(Default::default(), |s| s.model = common::kind("cvae"));
+    let mut h = common::ui::training(app, 40);
+    h.get_by_label("Latent explorer").click();
+    pump(&mut h, "the class strip", |a| {
+        explorer(a).class_strip().is_some_and(|s| s.count() == 10)
+    });
+    // The same latent in ten classes: ten different images.
+    let strip = explorer(h.state()).class_strip().unwrap().clone();
+    let n = strip.shape.numel();
+    let img = |c: usize| &strip.pixels[c * n..(c + 1) * n];
+    for c in 1..10 {
+        let diff: f32 = img(0).iter().zip(img(c)).map(|(a, b)| (a - b).abs()).sum();
+        assert!(diff / n as f32 > 1e-3, "classes 0 and {c} decode alike");
+    }
+    // The strip says what it is; a new latent asks for a new strip.
+    h.get_by_label_contains("Same style, every class");
+    let before = strip.pixels.clone();
+    h.state_mut().shared.latent.set(vec![1.5; 20]);
+    pump(&mut h, "a new strip", |a| {
+        explorer(a)
+            .class_strip()
+            .is_some_and(|s| s.pixels != before)
+    });
+}

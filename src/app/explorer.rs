@@ -186,6 +186,11 @@ impl Explorer {
         self.image.as_ref()
     }
 
+    /// A conditional model's "same style, every class" strip (one image per class).
+    pub fn class_strip(&self) -> Option<&ImageBatch> {
+        self.strip.as_ref()
+    }
+
     fn request_decode(&mut self, shared: &mut Shared) {
         if shared.latent.z.is_empty() {
             return;
