@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub decodes: usize,
     /// Train the VAE this long while sampling RSS (0: no soak).
     pub soak_seconds: f64,
+    /// The training throughput's data (`None`: the built-in MNIST), e.g. a 64 px RGB folder.
+    pub data: Option<crate::data::DataSource>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,12 +84,13 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
 }
 
-fn mnist_spec(kind: ModelKind) -> Result<ModelSpec, TrainError> {
+/// `kind` for images of `data` (its classes for the conditional families).
+fn data_spec(kind: ModelKind, data: &Dataset) -> Result<ModelSpec, TrainError> {
     Ok(ModelSpec::new(
         kind,
-        ImageShape::new(1, 28, 28),
+        ImageShape::new(data.channels, data.height, data.width),
         &ModelOverrides {
-            classes: Some(10),
+            classes: data.classes(),
             ..Default::default()
         },
     )?)
@@ -104,7 +107,8 @@ pub fn train_throughput(
     config.batch_size = opts.batch_size;
     config.log_every = opts.log_every;
     config.epochs = usize::MAX / 2;
-    let mut s = Session::new(mnist_spec(kind)?, config, data.clone(), backend.clone())?;
+    let spec = data_spec(kind, data)?;
+    let mut s = Session::new(spec, config, data.clone(), backend.clone())?;
     let step = |s: &mut Session| -> Result<(), TrainError> {
         match s.step()? {
             StepOutcome::Ran { .. } => Ok(()),
@@ -242,7 +246,7 @@ pub fn soak(
     let mut config = TrainConfig::for_kind(ModelKind::default());
     config.epochs = usize::MAX / 2;
     let mut s = Session::new(
-        mnist_spec(ModelKind::default())?,
+        data_spec(ModelKind::default(), data)?,
         config,
         data.clone(),
         backend.clone(),
@@ -295,7 +299,11 @@ pub fn cpu_model() -> String {
 
 /// Run everything `opts` asks for. `progress` gets one line per finished measurement.
 pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchReport, TrainError> {
-    let data = Arc::new(crate::data::builtin_mnist()?);
+    let mnist = Arc::new(crate::data::builtin_mnist()?);
+    let data = match &opts.data {
+        Some(src) => Arc::new(src.load()?),
+        None => mnist.clone(),
+    };
     let mut train = Vec::new();
     for &choice in &opts.backends {
         let backend = match Backend::select(choice) {
@@ -328,7 +336,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         None
     };
     let soak = if opts.soak_seconds > 0.0 {
-        let samples = soak(&Backend::cpu(), &data, opts.soak_seconds)?;
+        let samples = soak(&Backend::cpu(), &mnist, opts.soak_seconds)?;
         if let (Some(a), Some(b)) = (samples.first(), samples.last()) {
             progress(&format!(
                 "soak: RSS {:.1} MB at {:.0} s (step {}) → {:.1} MB at {:.0} s (step {})",

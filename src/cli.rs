@@ -332,6 +332,12 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Measure training on this data instead of the built-in MNIST (e.g. a 64 px RGB folder)
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Image side for --data (a folder's default follows its images)
+    #[arg(long, requires = "data")]
+    pub image_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -1264,6 +1270,10 @@ fn bench(a: BenchArgs) -> Result<()> {
         decode: !a.no_decode,
         decodes: a.decodes.max(1),
         soak_seconds: a.soak_seconds.max(0.0),
+        data: match &a.data {
+            Some(d) => Some(data_source(d, a.image_size, None)?),
+            None => None,
+        },
     };
     let report: BenchReport = crate::bench::run(&opts, |line| eprintln!("{line}"))?;
     if a.json {

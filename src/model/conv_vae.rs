@@ -7,7 +7,7 @@
 //! Decoder mirrors it with transposed convolutions and emits Bernoulli logits.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
@@ -111,17 +111,43 @@ pub struct ConvVae {
 }
 
 pub(crate) fn down_conv(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [4, 4])
-        .with_stride([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
+    down_conv_with(c_in, c_out, None, device)
 }
 
 pub(crate) fn up_conv(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
-    ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
+    up_conv_with(c_in, c_out, None, device)
+}
+
+/// A 4×4 stride-2 convolution halving the planes; `init` replaces burn's initialiser.
+pub(crate) fn down_conv_with(
+    c_in: usize,
+    c_out: usize,
+    init: Option<&Initializer>,
+    device: &Device,
+) -> Conv2d {
+    let mut cfg = Conv2dConfig::new([c_in, c_out], [4, 4])
         .with_stride([2, 2])
-        .with_padding([1, 1])
-        .init(device)
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    if let Some(i) = init {
+        cfg = cfg.with_initializer(i.clone());
+    }
+    cfg.init(device)
+}
+
+/// A 4×4 stride-2 transposed convolution doubling the planes; `init` as [`down_conv_with`].
+pub(crate) fn up_conv_with(
+    c_in: usize,
+    c_out: usize,
+    init: Option<&Initializer>,
+    device: &Device,
+) -> ConvTranspose2d {
+    let mut cfg = ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1]);
+    if let Some(i) = init {
+        cfg = cfg.with_initializer(i.clone());
+    }
+    cfg.init(device)
 }
 
 impl ConvVaeConfig {
