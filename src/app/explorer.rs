@@ -437,10 +437,20 @@ impl Explorer {
         ui.label(
             "Click a test image to start from its latent (or drop an image file on the window):",
         );
+        // Spread over the whole preview: a labelled folder's test split is sorted by class.
+        let count = preview.count();
+        let pick = move |t: usize| t * count / n;
         let tex = if self.thumbs_key != Some(n) {
+            let p = preview.shape.numel();
             let some = ImageBatch {
                 shape: preview.shape,
-                pixels: preview.pixels[..n * preview.shape.numel()].to_vec(),
+                pixels: (0..n)
+                    .flat_map(|t| {
+                        preview.pixels[pick(t) * p..(pick(t) + 1) * p]
+                            .iter()
+                            .copied()
+                    })
+                    .collect(),
             };
             self.thumbs_key = Some(n);
             shared.texture(
@@ -470,7 +480,7 @@ impl Explorer {
                 let row = ((rel.y * rows as f32) as usize).min(rows - 1);
                 let i = row * THUMB_COLS + col;
                 if i < n {
-                    Self::encode_preview(i, shared);
+                    Self::encode_preview(pick(i), shared);
                 }
             }
         }
