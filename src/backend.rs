@@ -152,14 +152,49 @@ pub fn lower_thread_priority() {
 }
 
 /// Build rayon's global pool, on which burn's CPU backend runs its kernels: `threads`
-/// (default: one per core), at training priority. Call once, before any tensor exists;
-/// a pool that already exists is kept (the error says so).
-pub fn init_cpu_pool(threads: Option<usize>) -> Result<(), String> {
-    let mut b = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("latent-lab-cpu-{i}"))
-        .start_handler(|_| lower_thread_priority());
+/// (default: one per core), at training priority when `low_priority` (the app; the bench,
+/// which measures the app's decode latency). Call once, before any tensor exists; a pool
+/// that already exists is kept (the error says so).
+pub fn init_cpu_pool(threads: Option<usize>, low_priority: bool) -> Result<(), String> {
+    cpu_pool(threads, low_priority)
+        .build_global()
+        .map_err(|e| e.to_string())
+}
+
+fn cpu_pool(threads: Option<usize>, low_priority: bool) -> rayon::ThreadPoolBuilder {
+    let mut b = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("latent-lab-cpu-{i}"));
+    if low_priority {
+        b = b.start_handler(|_| lower_thread_priority());
+    }
     if let Some(n) = threads {
         b = b.num_threads(n);
     }
-    b.build_global().map_err(|e| e.to_string())
+    b
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn nice() -> i32 {
+        // SAFETY: getpriority with `who = 0` reads the calling thread's nice value.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn only_the_apps_pool_trains_at_low_priority() {
+        let here = nice();
+        let on = |low: bool| {
+            let pool = cpu_pool(Some(1), low).build().unwrap();
+            pool.install(nice)
+        };
+        assert_eq!(
+            on(false),
+            here,
+            "a command-line run keeps the priority it was given"
+        );
+        if here <= TRAINING_NICE {
+            assert_eq!(on(true), TRAINING_NICE);
+        }
+    }
 }

@@ -160,6 +160,8 @@ pub fn decode_latency(data_backend: BackendChoice, n: usize) -> Result<DecodeRes
         snapshot_every: Some(25),
         samples: false,
         waker: None,
+        // As in the app: the decodes measured compete with training at its priority.
+        low_priority: true,
     })
     .map_err(|e| TrainError::Invalid(format!("cannot start the training thread: {e}")))?;
     let mut config = TrainConfig::for_kind(ModelKind::default());

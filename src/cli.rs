@@ -380,9 +380,11 @@ where
             };
         }
     };
-    // Training kernels at low priority (the bench sizes the pool itself).
+    // Training kernels at low priority in the app only, so that the window stays smooth; a
+    // command-line run the user asked for gets the CPU like any other program (the bench
+    // sizes the pool itself).
     if !matches!(cli.command, Some(Cmd::Bench(_))) {
-        let _ = crate::backend::init_cpu_pool(None);
+        let _ = crate::backend::init_cpu_pool(None, cli.command.is_none());
     }
     let Some(cmd) = cli.command else {
         return match gui(cli.gui) {
@@ -492,6 +494,8 @@ fn train(a: TrainArgs) -> Result<()> {
         snapshot_every: None,
         samples: false,
         waker: None,
+        // A headless run the user asked for is not a background job.
+        low_priority: false,
     })
     .context("cannot start the training thread")?;
     let backend: BackendChoice = a.backend.into();
@@ -1225,7 +1229,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             bail!("--threads must be at least 1");
         }
         // burn's CPU backend runs on rayon's global pool; size it before any tensor exists.
-        crate::backend::init_cpu_pool(Some(n))
+        crate::backend::init_cpu_pool(Some(n), true)
             .map_err(|e| anyhow::anyhow!("cannot size the CPU thread pool: {e}"))?;
     }
     if a.seconds.is_nan() || a.seconds <= 0.0 || a.batch_size == 0 || a.log_every == 0 {

@@ -60,6 +60,7 @@ fn worker_trains_pauses_steps_saves_and_reloads() {
         snapshot_every: Some(10),
         samples: true,
         waker: None,
+        low_priority: true,
     })
     .unwrap();
     w.send(Command::Start(Box::new(request(kind("vae")))))

@@ -250,6 +250,7 @@ impl LatentLabApp {
             snapshot_every: Some(25),
             samples: true,
             waker: Some(waker.clone()),
+            low_priority: true,
         })?;
         let decoder = DecoderHandle::spawn(Some(waker))?;
         let tabs = panels();

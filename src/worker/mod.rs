@@ -34,6 +34,9 @@ pub struct WorkerOptions {
     /// Send sample grids and reconstructions (`TrainConfig::sample_every`).
     pub samples: bool,
     pub waker: Option<Waker>,
+    /// Train at [`crate::backend::TRAINING_NICE`] so that the UI and the decoder win the CPU
+    /// (the app); a headless `train` the user asked for runs at normal priority.
+    pub low_priority: bool,
 }
 
 impl Default for WorkerOptions {
@@ -42,6 +45,7 @@ impl Default for WorkerOptions {
             snapshot_every: Some(25),
             samples: true,
             waker: None,
+            low_priority: true,
         }
     }
 }
@@ -64,7 +68,9 @@ impl WorkerHandle {
         let thread = std::thread::Builder::new()
             .name("latent-lab-trainer".into())
             .spawn(move || {
-                crate::backend::lower_thread_priority();
+                if options.low_priority {
+                    crate::backend::lower_thread_priority();
+                }
                 Worker {
                     commands: cmd_rx,
                     events: ev_tx,
