@@ -387,14 +387,7 @@ impl Explorer {
                 shared.texture(ui.ctx(), "class strip", grid_image(strip, n, colormap))
             }
         };
-        let [tw, th] = tex.size();
-        let w = ui.available_width().min(tw as f32 * 3.0);
-        let size = egui::vec2(w, w * th as f32 / tw as f32);
-        let r = ui.add(
-            egui::Image::new(&tex)
-                .fit_to_exact_size(size)
-                .sense(egui::Sense::click()),
-        );
+        let (r, hovered) = grid_button(ui, &tex, 3.0, (n, 1));
         let cell = r.rect.width() / n as f32;
         let c = shared.class as usize;
         if c < n {
@@ -407,17 +400,8 @@ impl Explorer {
             ui.painter()
                 .rect_stroke(sel, 2.0, stroke, egui::StrokeKind::Inside);
         }
-        let names = shared.run.info.as_ref().map(|i| &i.label_names);
-        let name_of = |c: usize| {
-            names
-                .and_then(|n| n.get(c).cloned())
-                .unwrap_or_else(|| c.to_string())
-        };
-        let hovered = r
-            .hover_pos()
-            .map(|p| (((p.x - r.rect.min.x) / cell) as usize).min(n - 1));
         let r = match hovered {
-            Some(h) => r.on_hover_text(format!("class {}", name_of(h))),
+            Some(h) => r.on_hover_text(format!("class {}", shared.class_name(h as u32))),
             None => r,
         };
         if r.clicked() {
@@ -464,24 +448,10 @@ impl Explorer {
             self.thumbs_key = None;
             return;
         };
-        let [tw, th] = tex.size();
-        let w = ui.available_width().min(tw as f32 * 2.0);
-        let size = egui::vec2(w, w * th as f32 / tw as f32);
-        let r = ui.add(
-            egui::Image::new(&tex)
-                .fit_to_exact_size(size)
-                .sense(egui::Sense::click()),
-        );
-        if r.clicked() {
-            if let Some(pos) = r.interact_pointer_pos() {
-                let rel = (pos - r.rect.min) / r.rect.size();
-                let col = ((rel.x * THUMB_COLS as f32) as usize).min(THUMB_COLS - 1);
-                let rows = n.div_ceil(THUMB_COLS);
-                let row = ((rel.y * rows as f32) as usize).min(rows - 1);
-                let i = row * THUMB_COLS + col;
-                if i < n {
-                    Self::encode_preview(pick(i), shared);
-                }
+        let (r, cell) = grid_button(ui, &tex, 2.0, (THUMB_COLS, n.div_ceil(THUMB_COLS)));
+        if let (true, Some(i)) = (r.clicked(), cell) {
+            if i < n {
+                Self::encode_preview(pick(i), shared);
             }
         }
     }
@@ -540,4 +510,29 @@ pub fn encode_file(path: &Path, shared: &mut Shared) {
         }
         Err(e) => shared.run.errors.push(format!("{}: {e}", path.display())),
     }
+}
+
+/// `tex`, a grid of `cols` × `rows` cells, as wide as the space allows up to `max_scale`
+/// times its size, clickable; with the index (row-major) of the cell under the pointer.
+fn grid_button(
+    ui: &mut egui::Ui,
+    tex: &egui::TextureHandle,
+    max_scale: f32,
+    (cols, rows): (usize, usize),
+) -> (egui::Response, Option<usize>) {
+    let [tw, th] = tex.size();
+    let w = ui.available_width().min(tw as f32 * max_scale);
+    let size = egui::vec2(w, w * th as f32 / tw as f32);
+    let r = ui.add(
+        egui::Image::new(tex)
+            .fit_to_exact_size(size)
+            .sense(egui::Sense::click()),
+    );
+    let cell = r.interact_pointer_pos().or(r.hover_pos()).map(|pos| {
+        let rel = (pos - r.rect.min) / r.rect.size();
+        let col = ((rel.x * cols as f32) as usize).min(cols - 1);
+        let row = ((rel.y * rows as f32) as usize).min(rows - 1);
+        row * cols + col
+    });
+    (r, cell)
 }

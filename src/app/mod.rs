@@ -159,28 +159,31 @@ impl Shared {
         }
     }
 
+    /// Class `c`'s name in the run's dataset (its number when the dataset names none).
+    pub fn class_name(&self, c: u32) -> String {
+        self.run
+            .info
+            .as_ref()
+            .and_then(|i| i.label_names.get(c as usize).cloned())
+            .unwrap_or_else(|| c.to_string())
+    }
+
     /// The class picker of a conditional model (nothing for the others); true when the
     /// class changed.
     pub fn class_picker(&mut self, ui: &mut egui::Ui) -> bool {
         let Some(k) = self.classes() else {
             return false;
         };
-        let names = self
-            .run
-            .info
-            .as_ref()
-            .map(|i| i.label_names.clone())
-            .unwrap_or_default();
-        let name = |c: u32| names.get(c as usize).cloned().unwrap_or(c.to_string());
         let before = self.class.min(k as u32 - 1);
         self.class = before;
+        let names: Vec<String> = (0..k as u32).map(|c| self.class_name(c)).collect();
         ui.horizontal(|ui| {
             ui.label("class");
             egui::ComboBox::from_id_salt("class picker")
-                .selected_text(name(self.class))
+                .selected_text(&names[self.class as usize])
                 .show_ui(ui, |ui| {
-                    for c in 0..k as u32 {
-                        ui.selectable_value(&mut self.class, c, name(c));
+                    for (c, name) in (0..k as u32).zip(&names) {
+                        ui.selectable_value(&mut self.class, c, name);
                     }
                 });
         });

@@ -198,18 +198,51 @@ fn decode_all(paths: &[&Path], size: usize, channels: usize) -> Vec<Result<Vec<u
     })
 }
 
-/// The image files that make up a folder's dataset (sub-folders' images when any sub-folder
-/// has some, else the folder's own), without reading them.
-fn dataset_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// The files that make up a folder's dataset, without reading them.
+struct DatasetFiles {
+    /// Each image file with its class index into `classes` (`None`: unlabelled).
+    items: Vec<(PathBuf, Option<usize>)>,
+    /// The sub-folders that hold images, in order (empty when unlabelled).
+    classes: Vec<String>,
+    /// Files of the folders that make up the dataset that are not images at all.
+    not_images: Vec<PathBuf>,
+}
+
+/// The images in the sub-folders of `path` (sub-folder name = class) when any sub-folder
+/// has some, else the folder's own, unlabelled.
+fn dataset_files(path: &Path) -> Result<DatasetFiles, DataError> {
     let root = list_dir(path)?;
-    let mut files = Vec::new();
+    let mut items = Vec::new();
+    let mut classes: Vec<String> = Vec::new();
+    let mut not_images = Vec::new();
     for dir in &root.dirs {
-        files.extend(list_dir(dir)?.images);
+        let Listing {
+            images: files,
+            others,
+            ..
+        } = list_dir(dir)?;
+        if files.is_empty() {
+            continue;
+        }
+        not_images.extend(others);
+        let class = classes.len();
+        classes.push(
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        items.extend(files.into_iter().map(|f| (f, Some(class))));
     }
-    if files.is_empty() {
-        files = root.images;
+    if items.is_empty() {
+        // No sub-folder has images: use the root files, unlabelled.
+        items.extend(root.images.into_iter().map(|f| (f, None)));
+        not_images.extend(root.others);
     }
-    Ok(files)
+    Ok(DatasetFiles {
+        items,
+        classes,
+        not_images,
+    })
 }
 
 /// Files [`probe`] looks at (evenly spaced through the folder).
@@ -225,14 +258,14 @@ pub const PROBE_MAX_SIDE: usize = 64;
 /// merely RGB files of grey pixels). `None` when no file could be read (loading the folder
 /// then says why).
 pub fn probe(path: &Path) -> Option<(usize, usize)> {
-    let files = dataset_files(path).ok()?;
+    let files = dataset_files(path).ok()?.items;
     if files.is_empty() {
         return None;
     }
     let step = files.len().div_ceil(PROBE_FILES);
     let mut sides = Vec::new();
     let mut coloured = Vec::new();
-    for f in files.iter().step_by(step) {
+    for (f, _) in files.iter().step_by(step) {
         let header = ImageReader::open(f)
             .ok()
             .and_then(|r| r.with_guessed_format().ok())
@@ -293,36 +326,12 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<Dataset,
         });
     }
 
-    let root = list_dir(path)?;
-    // (file, class index into `classes`)
-    let mut items: Vec<(PathBuf, Option<usize>)> = Vec::new();
-    let mut classes: Vec<String> = Vec::new();
-    // Files of the folders that make up the dataset that are not images at all.
-    let mut not_images = Vec::new();
-    for dir in &root.dirs {
-        let Listing {
-            images: files,
-            others,
-            ..
-        } = list_dir(dir)?;
-        if files.is_empty() {
-            continue;
-        }
-        not_images.extend(others);
-        let class = classes.len();
-        classes.push(
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        items.extend(files.into_iter().map(|f| (f, Some(class))));
-    }
-    let labelled = !items.is_empty();
-    if !labelled {
-        // No sub-folder has images: use the root files, unlabelled.
-        items.extend(root.images.into_iter().map(|f| (f, None)));
-        not_images.extend(root.others);
-    }
+    let DatasetFiles {
+        items,
+        classes,
+        not_images,
+    } = dataset_files(path)?;
+    let labelled = !classes.is_empty();
 
     let img_len = channels * size * size;
     let max_images = MAX_TOTAL_BYTES / img_len;
