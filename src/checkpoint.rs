@@ -74,7 +74,8 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Build a checkpoint from networks and their optimisers' records
-    /// ([`optim_bytes`], in the order of the objective's `optim_sections`).
+    /// ([`optim_bytes`], in the order of the objective's `optim_sections`), or none (an
+    /// imported model: training starts with fresh optimisers).
     pub fn from_parts(
         header: CheckpointHeader,
         nets: &dyn Nets,
@@ -82,7 +83,7 @@ impl Checkpoint {
     ) -> Result<Self, CheckpointError> {
         let mut blobs = nets.save()?;
         let names = nets.objective().optim_sections;
-        if names.len() != optims.len() {
+        if !optims.is_empty() && names.len() != optims.len() {
             return Err(CheckpointError::Encode(format!(
                 "{} optimiser states for a model with {}",
                 optims.len(),
@@ -132,6 +133,13 @@ impl Checkpoint {
                 msg,
             },
         })
+    }
+
+    /// Whether the file has optimiser states (an imported model has none: it trains on with
+    /// fresh ones).
+    pub fn has_optimizers(&self) -> bool {
+        let names = self.header.model.objective().optim_sections;
+        names.iter().any(|n| self.blobs.iter().any(|(b, _)| b == n))
     }
 
     /// Restore optimiser `name` into `fresh` (a newly initialised optimiser of the same kind).

@@ -86,6 +86,8 @@ pub enum Cmd {
     Info(InfoArgs),
     /// Export a checkpoint's weights
     Export(ExportArgs),
+    /// Build a checkpoint from a safetensors file (trained in PyTorch: docs/safetensors.md)
+    Import(ImportArgs),
     /// Measure training throughput, decode latency and memory (see docs/performance.md)
     Bench(BenchArgs),
 }
@@ -349,6 +351,40 @@ pub struct ExportArgs {
     pub safetensors: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The weights (names and layouts of docs/safetensors.md; F32, F16, BF16 or F64)
+    #[arg(long)]
+    pub safetensors: PathBuf,
+    /// Checkpoint to write [default: the input with the .llck extension]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The model, where the file's metadata does not say (latent_lab.model)
+    #[arg(long, value_parser = ModelParser)]
+    pub model: Option<ModelKind>,
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
+    /// Hidden widths, comma-separated (MLP models) or base channels (conv models)
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Image side (square images)
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Colour images (3 channels)
+    #[arg(long, conflicts_with = "gray")]
+    pub rgb: bool,
+    /// Grayscale images (1 channel)
+    #[arg(long)]
+    pub gray: bool,
+    /// Class count of a conditional model
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// The dataset it belongs to (`mnist`, `shapes`, an IDX file or an image folder)
+    /// [default: the file's latent_lab.data, or MNIST for 28×28 grayscale models]
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
 /// Parse `args` and run; returns the process exit code.
 pub fn main_with_args<I, T>(args: I) -> ExitCode
 where
@@ -403,6 +439,7 @@ where
         Cmd::Interpolate(a) => interpolate(a),
         Cmd::Info(a) => info(a),
         Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
+        Cmd::Import(a) => import(a),
         Cmd::Bench(a) => bench(a),
     };
     match result {
@@ -729,8 +766,9 @@ fn report_dataset(data: &crate::data::Dataset, show_all: bool) {
     report_skipped(&data.source.describe(), &data.skipped_report(), show_all);
 }
 
+/// A checkpoint, or a safetensors file imported as one (its metadata saying the model).
 fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
-    Ok(Checkpoint::load(path)?)
+    Ok(crate::import::open(path)?)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
@@ -1159,6 +1197,37 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
         save_png(&images.grid(a.steps, 2, scale), &a.out)?;
     }
     eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn import(a: ImportArgs) -> Result<()> {
+    let channels = channels_flag(a.rgb, a.gray);
+    let opts = crate::import::ImportOptions {
+        model: a.model,
+        latent_dim: a.latent_dim,
+        hidden: a.hidden,
+        image_size: a.image_size,
+        channels,
+        classes: a.classes,
+        data: a
+            .data
+            .as_deref()
+            .map(|d| data_source(d, a.image_size, channels))
+            .transpose()?,
+    };
+    let ckpt = crate::import::import(&a.safetensors, &opts)?;
+    let out = a
+        .out
+        .unwrap_or_else(|| crate::import::default_out(&a.safetensors));
+    ckpt.save(&out)?;
+    let h = &ckpt.header;
+    eprintln!(
+        "imported {} ({} images, dataset {}) to {}",
+        h.model.describe(),
+        h.model.shape,
+        h.data_description,
+        out.display()
+    );
     Ok(())
 }
 

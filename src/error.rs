@@ -41,6 +41,8 @@ pub enum CheckpointError {
     MissingBlob { path: PathBuf, name: String },
     #[error("{path}: weights do not fit the model described in the checkpoint: {msg}")]
     Weights { path: PathBuf, msg: String },
+    #[error("{path}: cannot import: {msg}")]
+    Import { path: PathBuf, msg: String },
     #[error("cannot serialise checkpoint: {0}")]
     Encode(String),
 }

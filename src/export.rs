@@ -1,11 +1,13 @@
 //! `latent-lab export --safetensors`: weights in a file PyTorch (and anything else) reads.
 //!
-//! Tensor names are the module paths (`enc.0.weight`, `generator.hidden.1.bias`, …).
-//! burn stores `Linear` weights as `[in, out]`; they are transposed to PyTorch's
-//! `[out, in]` so `nn.Linear.load_state_dict` takes them as they are. Conv weights
-//! already share PyTorch's layout.
+//! Tensor names are the module paths (`enc.0.weight`, `generator.hidden.1.bias`, …), batch
+//! norm's scale and shift as PyTorch names them (`weight`, `bias`, `running_mean`,
+//! `running_var`). burn stores `Linear` weights as `[in, out]`; they are transposed to
+//! PyTorch's `[out, in]` so `nn.Linear.load_state_dict` takes them as they are. Conv weights
+//! already share PyTorch's layout. The architecture goes into the header's `__metadata__`
+//! ([`meta`]), so that `import` (`crate::import`) rebuilds the model from the file alone. The
+//! layout of every family is in `docs/safetensors.md`.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -22,8 +24,11 @@ pub fn named_tensors(nets: &dyn Nets) -> Result<Vec<NamedTensor>> {
     nets.named_tensors().map_err(anyhow::Error::msg)
 }
 
-pub fn export_safetensors(checkpoint: &Path, out: &Path) -> Result<()> {
-    let ckpt = Checkpoint::load(checkpoint)?;
+pub use crate::import::{meta, metadata};
+
+/// The safetensors file of a checkpoint: every tensor of its networks in PyTorch layout
+/// (f32) and the [`meta`] keys.
+pub fn safetensors_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let device = Backend::cpu().device;
     let nets = ckpt.networks(&device)?;
     let tensors = named_tensors(nets.as_ref())?;
@@ -42,18 +47,25 @@ pub fn export_safetensors(checkpoint: &Path, out: &Path) -> Result<()> {
         })
         .collect::<Result<Vec<_>, _>>()
         .context("cannot build safetensors views")?;
-    let mut meta = HashMap::new();
-    meta.insert(
-        "model".to_string(),
-        ckpt.header.model.kind.name().to_string(),
-    );
-    meta.insert(
-        "architecture".to_string(),
-        serde_json::to_string(&ckpt.header.model)?,
-    );
-    meta.insert("step".to_string(), ckpt.header.step.to_string());
-    let data = safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")?;
+    let h = &ckpt.header;
+    let mut meta = metadata(&h.model, h.step);
+    meta.insert(meta::DATA.to_string(), serde_json::to_string(&h.data)?);
+    if !h.label_names.is_empty() {
+        meta.insert(
+            meta::LABEL_NAMES.to_string(),
+            serde_json::to_string(&h.label_names)?,
+        );
+    }
+    safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")
+}
+
+pub fn export_safetensors(checkpoint: &Path, out: &Path) -> Result<()> {
+    let ckpt = crate::import::open(checkpoint)?;
+    let data = safetensors_bytes(&ckpt)?;
     write_atomic(out, &data).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("wrote {} tensors to {}", tensors.len(), out.display());
+    let n = safetensors::SafeTensors::deserialize(&data)
+        .map(|t| t.len())
+        .unwrap_or(0);
+    eprintln!("wrote {n} tensors to {}", out.display());
     Ok(())
 }

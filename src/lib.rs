@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod images;
+pub mod import;
 pub mod infer;
 pub mod model;
 pub mod run;

@@ -542,6 +542,57 @@ fn fuzz_checkpoint_loader() {
     assert!(r.ok >= 4, "the unmutated seeds must load");
 }
 
+#[test]
+fn fuzz_safetensors_import() {
+    std::env::set_var("BURN_DEVICE", "flex");
+    let fixture = |name: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    };
+    // Written by PyTorch (f16 VAE, bf16 GAN) and by our own export (f32, a DCGAN's batch norm).
+    let dcgan = Checkpoint::from_bytes(
+        &checkpoint_seed(kind("dcgan"), vec![2], 3),
+        Path::new("seed.llck"),
+    )
+    .unwrap();
+    let seeds = vec![
+        fixture("torch-vae.safetensors"),
+        fixture("torch-gan.safetensors"),
+        latent_lab::export::safetensors_bytes(&dcgan).unwrap(),
+    ];
+    let device = Backend::cpu().device;
+    let path = Path::new("fuzz.safetensors");
+    let opts = latent_lab::import::ImportOptions::default();
+    // Each seed on its own (a mutant that imports cannot stand in for a seed that does not).
+    for (i, seed) in seeds.iter().enumerate() {
+        if let Err(e) = latent_lab::import::import_bytes(seed, path, &opts) {
+            panic!("seed {i} must import: {e}");
+        }
+    }
+    let r = fuzz(
+        "safetensors",
+        seeds,
+        0x5AFE,
+        // The tensors converted to f32 (up to twice the bytes), copies into the networks and
+        // the checkpoint built from them; never more.
+        |input| 8 * input.len() + (1 << 20),
+        |input| {
+            let Ok(ckpt) = latent_lab::import::import_bytes(input, path, &opts) else {
+                return false;
+            };
+            match Inference::from_checkpoint(&ckpt, &device) {
+                Ok(inf) => inf.decode(&vec![0.0f32; inf.latent_dim()]).is_ok(),
+                Err(_) => false,
+            }
+        },
+    );
+    assert!(r.execs > r.ok, "mutants were tried");
+}
+
 /// The model preset `name`.
 fn kind(name: &str) -> ModelKind {
     ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))

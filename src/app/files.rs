@@ -90,9 +90,12 @@ impl Files {
         };
         let ckpt_filter = ("Latent Lab checkpoint", &[ext][..]);
         let pick: Pick = match &action {
-            FileAction::OpenCheckpoint => {
-                Box::pin(d.add_filter(ckpt_filter.0, ckpt_filter.1).pick_file())
-            }
+            FileAction::OpenCheckpoint => Box::pin(
+                d.add_filter("Checkpoint or safetensors", &[ext, "safetensors"])
+                    .add_filter(ckpt_filter.0, ckpt_filter.1)
+                    .add_filter("safetensors (e.g. from PyTorch)", &["safetensors"])
+                    .pick_file(),
+            ),
             FileAction::SaveCheckpoint => save(d, &format!("model.{ext}"), ckpt_filter),
             FileAction::OpenIdx => Box::pin(
                 d.add_filter("IDX", &["gz", "idx", "idx3-ubyte", "ubyte"])

@@ -601,9 +601,9 @@ impl LatentLabApp {
                 .collect()
         });
         for p in dropped {
-            let is_ckpt = p
-                .extension()
-                .is_some_and(|e| e == crate::checkpoint::EXTENSION);
+            let is_ckpt = p.extension().is_some_and(|e| {
+                e == crate::checkpoint::EXTENSION || e.eq_ignore_ascii_case("safetensors")
+            });
             if is_ckpt {
                 self.shared
                     .push(AppCommand::FileChosen(FileAction::OpenCheckpoint, p));

@@ -135,6 +135,13 @@ impl RunState {
                 if let Some(n) = &info.backend_notice {
                     self.notices.push(n.clone());
                 }
+                if let Some(m) = imported(&info.history, info.step) {
+                    self.notices.push(format!(
+                        "{m} ({}): fresh optimiser state, no history yet. \
+                         Train trains it on; Save keeps it as a checkpoint.",
+                        info.spec.describe()
+                    ));
+                }
                 if !info.data_skipped.is_empty() {
                     self.notices.push(format!(
                         "{} unreadable file(s) skipped, e.g. {}",
@@ -225,4 +232,15 @@ impl RunState {
             Event::Snapshot(_) => self.new_weights = true,
         }
     }
+}
+
+/// The "imported from …" marker of a model imported at `step` and not trained since.
+fn imported(history: &crate::run::MetricsHistory, step: u64) -> Option<&str> {
+    history
+        .markers
+        .iter()
+        .rev()
+        .find(|m| m.step == step && m.text.starts_with("imported from"))
+        .filter(|_| history.points.iter().all(|p| p.step <= step))
+        .map(|m| m.text.as_str())
 }

@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
-use super::tensors::{NamedTensor, PixelRange};
+use super::tensors::{NamedTensor, PixelRange, TensorSource};
 use super::ModelOverrides;
 use crate::data::{Dataset, ImageShape};
 use crate::error::{CheckpointError, ModelError, TrainError};
@@ -166,8 +166,14 @@ pub trait Nets: Debug + Send + Sync + 'static {
         iw_samples: usize,
         device: &Device,
     ) -> Result<EvalReport, TrainError>;
-    /// Every float parameter, PyTorch layout (`export --safetensors`).
+    /// Every float parameter and running statistic, PyTorch names and layout
+    /// (`export --safetensors`; the format is in `docs/safetensors.md`).
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, String>;
+    /// These (fresh, lazy) networks with every tensor of [`Nets::named_tensors`] taken from
+    /// `source` (`import --safetensors`): the inverse of `named_tensors`. A missing tensor or
+    /// one of the wrong shape is an error naming it; [`TensorSource::finish`] names the ones
+    /// left over.
+    fn with_named_tensors(&self, source: &mut TensorSource) -> Result<Box<dyn Nets>, String>;
     /// A plain-Rust decoder for a few latents at a time (the slider path), if the family
     /// has one.
     fn fast_decoder(&self) -> Option<crate::cpu::PlainMlp> {

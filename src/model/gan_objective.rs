@@ -17,8 +17,8 @@ use super::family::{
 };
 use super::losses::bce_logits_const;
 use super::tensors::{
-    collect_tensors, deep_copy, gather_images, images_to_tensor, load_module, optim_bytes,
-    read_f32, record_bytes, NamedTensor, PixelRange,
+    assign_tensors, collect_tensors, deep_copy, gather_images, images_to_tensor, load_module,
+    optim_bytes, read_f32, record_bytes, NamedTensor, PixelRange, TensorSource,
 };
 use super::{adam, adam_hyper};
 use crate::cpu::{AdamHyper, PlainMlp};
@@ -278,6 +278,12 @@ impl<A: GanArch> Nets for GanNets<A> {
         collect_tensors(&self.gen, "generator", &mut out)?;
         collect_tensors(&self.disc, "discriminator", &mut out)?;
         Ok(out)
+    }
+
+    fn with_named_tensors(&self, source: &mut TensorSource) -> Result<Box<dyn Nets>, String> {
+        let gen = assign_tensors(self.gen.clone(), "generator", source)?;
+        let disc = assign_tensors(self.disc.clone(), "discriminator", source)?;
+        Ok(Box::new(Self::new(self.arch.clone(), gen, disc)))
     }
 
     fn fast_decoder(&self) -> Option<PlainMlp> {

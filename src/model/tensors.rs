@@ -1,7 +1,7 @@
 //! Tensor helpers shared by the families and their objectives: pixel scaling, batches to
 //! tensors, read-back, module records (checkpoint sections) and named tensors (export).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
@@ -215,49 +215,111 @@ pub fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> 
 }
 
 /// A named float tensor, PyTorch layout.
+#[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub values: Vec<f32>,
 }
 
+/// Where a module walk is: the PyTorch name of the parameter at hand and whether it is a
+/// `Linear` weight (stored `[in, out]` by burn, `[out, in]` by PyTorch). Export and import
+/// walk modules with it, so their names are one definition.
 #[derive(Default)]
-struct Collect {
+struct ParamPath {
     prefix: String,
     /// (name, container type) of the modules entered.
     stack: Vec<(String, String)>,
+}
+
+impl ParamPath {
+    fn enter(&mut self, name: &str, container_type: &str) {
+        self.stack
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit(&mut self) {
+        self.stack.pop();
+    }
+
+    /// The innermost struct entered (`Struct:Linear`, `Struct:BatchNorm`, …).
+    fn innermost_struct(&self) -> Option<&str> {
+        self.stack
+            .iter()
+            .rev()
+            .find(|(_, ct)| ct.starts_with("Struct:"))
+            .map(|(_, ct)| ct.as_str())
+    }
+
+    /// The PyTorch name of the parameter at hand: module path without enum wrappers (a level
+    /// PyTorch models do not have), batch norm's `gamma` / `beta` as PyTorch's `weight` /
+    /// `bias`.
+    fn name(&self) -> String {
+        self.name_as(true)
+    }
+
+    /// [`ParamPath::name`], with burn's own batch-norm names unless `pytorch` (exports before
+    /// the PyTorch names wrote `bn0.gamma`).
+    fn name_as(&self, pytorch: bool) -> String {
+        let mut parts: Vec<&str> = self
+            .stack
+            .iter()
+            .filter(|(_, ct)| !ct.starts_with("Enum:"))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if pytorch && self.innermost_struct() == Some("Struct:BatchNorm") {
+            if let Some(last) = parts.last_mut() {
+                *last = match *last {
+                    "gamma" => "weight",
+                    "beta" => "bias",
+                    other => other,
+                };
+            }
+        }
+        let name = parts.join(".");
+        if self.prefix.is_empty() {
+            name
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// A `Linear` weight: stored transposed.
+    fn transposed(&self, dims: usize) -> bool {
+        dims == 2
+            && self.innermost_struct() == Some("Struct:Linear")
+            && self.stack.last().is_some_and(|(n, _)| n == "weight")
+    }
+}
+
+/// `values` of a row-major `[rows, cols]` matrix, transposed.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut tr = vec![0.0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            tr[c * rows + r] = values[r * cols + c];
+        }
+    }
+    tr
+}
+
+#[derive(Default)]
+struct Collect {
+    path: ParamPath,
     out: Vec<NamedTensor>,
     error: Option<String>,
 }
 
 impl ModuleVisitor for Collect {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack
-            .push((name.to_string(), container_type.to_string()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.pop();
+        self.path.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        // Enum wrappers add a level that PyTorch models do not have.
-        let parts: Vec<&str> = self
-            .stack
-            .iter()
-            .filter(|(_, ct)| !ct.starts_with("Enum:"))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        let mut name = parts.join(".");
-        if !self.prefix.is_empty() {
-            name = format!("{}.{name}", self.prefix);
-        }
-        let in_linear = self
-            .stack
-            .iter()
-            .rev()
-            .find(|(_, ct)| ct.starts_with("Struct:"))
-            .is_some_and(|(_, ct)| ct == "Struct:Linear");
         let t = param.val();
         let mut shape = t.dims().to_vec();
         let values = match read_f32(t) {
@@ -267,24 +329,141 @@ impl ModuleVisitor for Collect {
                 return;
             }
         };
-        let values = if in_linear && D == 2 && name.ends_with("weight") {
+        let values = if self.path.transposed(D) {
             let (rows, cols) = (shape[0], shape[1]);
-            let mut tr = vec![0.0f32; values.len()];
-            for r in 0..rows {
-                for c in 0..cols {
-                    tr[c * rows + r] = values[r * cols + c];
-                }
-            }
             shape = vec![cols, rows];
-            tr
+            transpose(&values, rows, cols)
         } else {
             values
         };
         self.out.push(NamedTensor {
-            name,
+            name: self.path.name(),
             shape,
             values,
         });
+    }
+}
+
+/// Named tensors (from a file) for [`assign_tensors`] to put into modules; it remembers which
+/// were taken, so that [`TensorSource::finish`] can name the ones no module has.
+#[derive(Debug, Default)]
+pub struct TensorSource {
+    tensors: std::collections::BTreeMap<String, NamedTensor>,
+    taken: std::collections::BTreeSet<String>,
+}
+
+impl TensorSource {
+    pub fn new(tensors: impl IntoIterator<Item = NamedTensor>) -> Self {
+        Self {
+            tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            taken: Default::default(),
+        }
+    }
+
+    /// Float values the file holds in all.
+    pub fn values(&self) -> usize {
+        self.tensors.values().map(|t| t.values.len()).sum()
+    }
+
+    /// An error naming the tensors no module took (the file is for another architecture).
+    pub fn finish(&self) -> Result<(), String> {
+        let extra: Vec<String> = self
+            .tensors
+            .values()
+            .filter(|t| !self.taken.contains(&t.name))
+            .map(|t| format!("{} {:?}", t.name, t.shape))
+            .collect();
+        match extra.len() {
+            0 => Ok(()),
+            n => Err(format!(
+                "{n} tensor{} the model does not have: {}",
+                if n == 1 { "" } else { "s" },
+                extra.join(", ")
+            )),
+        }
+    }
+}
+
+struct Assign<'a> {
+    path: ParamPath,
+    source: &'a mut TensorSource,
+    error: Option<String>,
+}
+
+impl ModuleMapper for Assign<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let name = self.path.name();
+        // The shape the module expects, without initialising it (a lazy parameter).
+        let dims = param.lazy_shape().to_vec();
+        let transposed = self.path.transposed(D);
+        let mut expected = dims.clone();
+        if transposed {
+            expected.reverse();
+        }
+        let older = self.path.name_as(false);
+        let (name, t) = match (
+            self.source.tensors.get(&name),
+            self.source.tensors.get(&older),
+        ) {
+            (Some(t), _) => (name, t),
+            (None, Some(t)) => (older, t),
+            (None, None) => {
+                self.error = Some(format!("missing tensor {name} (shape {expected:?})"));
+                return param;
+            }
+        };
+        if t.shape != expected {
+            self.error = Some(format!(
+                "tensor {name} has shape {:?}, the model needs {expected:?}",
+                t.shape
+            ));
+            return param;
+        }
+        let values = if transposed {
+            transpose(&t.values, expected[0], expected[1])
+        } else {
+            t.values.clone()
+        };
+        self.source.taken.insert(name);
+        let device = param.lazy_device();
+        let tensor = Tensor::<D>::from_data(TensorData::new(values, dims), &device);
+        let id = param.id;
+        param.transform_for_load(tensor, id)
+    }
+}
+
+/// `fresh` (still lazy: nothing allocated) with every float parameter and running statistic
+/// taken from `source` under its PyTorch name (prefixed with `prefix`), in PyTorch layout.
+/// A tensor the module needs and `source` lacks, or one of the wrong shape, is an error
+/// that names it.
+pub fn assign_tensors<M: Module>(
+    fresh: M,
+    prefix: &str,
+    source: &mut TensorSource,
+) -> Result<M, String> {
+    let mut a = Assign {
+        path: ParamPath {
+            prefix: prefix.to_string(),
+            ..Default::default()
+        },
+        source,
+        error: None,
+    };
+    let m = fresh.map(&mut a);
+    match a.error {
+        Some(e) => Err(e),
+        None => Ok(m),
     }
 }
 
@@ -295,7 +474,10 @@ pub fn collect_tensors<M: Module>(
     out: &mut Vec<NamedTensor>,
 ) -> Result<(), String> {
     let mut v = Collect {
-        prefix: prefix.to_string(),
+        path: ParamPath {
+            prefix: prefix.to_string(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     m.visit(&mut v);

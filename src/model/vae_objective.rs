@@ -16,8 +16,8 @@ use super::family::{
 };
 use super::losses::{bce_logits_per_image, kl_per_dim};
 use super::tensors::{
-    collect_tensors, deep_copy, gather_images, images_to_tensor, load_module, optim_bytes,
-    read_f32, record_bytes, NamedTensor, PixelRange,
+    assign_tensors, collect_tensors, deep_copy, gather_images, images_to_tensor, load_module,
+    optim_bytes, read_f32, record_bytes, NamedTensor, PixelRange, TensorSource,
 };
 use super::{adam, adam_hyper};
 use crate::cpu::{AdamHyper, PlainMlp};
@@ -199,6 +199,11 @@ impl<A: VaeArch> Nets for VaeNets<A> {
         let mut out = Vec::new();
         collect_tensors(&self.model, "", &mut out)?;
         Ok(out)
+    }
+
+    fn with_named_tensors(&self, source: &mut TensorSource) -> Result<Box<dyn Nets>, String> {
+        let model = assign_tensors(self.model.clone(), "", source)?;
+        Ok(Box::new(Self::new(self.arch.clone(), model)))
     }
 
     fn fast_decoder(&self) -> Option<PlainMlp> {

@@ -124,24 +124,32 @@ impl Session {
         let device = backend.device.clone().autodiff();
         device.seed(config.seed.wrapping_add(h.step));
         let nets = ckpt.networks(&device)?;
-        let optims = nets
-            .objective()
-            .optim_sections
-            .iter()
-            .map(|name| ckpt.optimizer(name, adam(&config)))
-            .collect::<Result<Vec<_>, _>>()?;
+        // An imported model has no optimiser states: fresh ones, as for a new run.
+        let optims = if ckpt.has_optimizers() {
+            let restored = nets
+                .objective()
+                .optim_sections
+                .iter()
+                .map(|name| ckpt.optimizer(name, adam(&config)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(restored)
+        } else {
+            None
+        };
         let mut history = h.history.clone();
-        history.markers.push(Marker {
-            step: h.step,
-            text: "resumed".into(),
-        });
+        if optims.is_some() {
+            history.markers.push(Marker {
+                step: h.step,
+                text: "resumed".into(),
+            });
+        }
         Self::assemble(
             h.model.clone(),
             config,
             data,
             backend,
             device,
-            (nets, Some(optims)),
+            (nets, optims),
             history,
             (h.step, h.epoch, h.batch_in_epoch),
         )

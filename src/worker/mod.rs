@@ -19,7 +19,6 @@ use burn::tensor::Device;
 pub use messages::{Command, Event, Fault, RunInfo, TrainRequest, PREVIEW_IMAGES};
 
 use crate::backend::Backend;
-use crate::checkpoint::Checkpoint;
 use crate::model::ModelSpec;
 use crate::train::{Session, StepOutcome, TrainError};
 
@@ -396,7 +395,7 @@ impl Worker {
         path: PathBuf,
         backend: crate::backend::BackendChoice,
     ) -> Result<(), TrainError> {
-        let ckpt = Checkpoint::load(&path)?;
+        let ckpt = crate::import::open(&path)?;
         let backend = Backend::select(backend).map_err(|e| TrainError::Device(e.to_string()))?;
         let data = ckpt.header.data.load().map_err(|e| match &e {
             crate::data::DataError::Io { source, .. }
