@@ -91,7 +91,7 @@ impl Autosave {
         let previous = match std::fs::read_to_string(&lock) {
             Err(_) => PreviousSession::Clean,
             Ok(s) => match s.trim().parse::<u32>() {
-                Ok(pid) if pid != std::process::id() && process_alive(pid) => {
+                Ok(pid) if pid != std::process::id() && crate::util::process_alive(pid) => {
                     PreviousSession::Running(pid)
                 }
                 _ => PreviousSession::Crashed,
@@ -152,18 +152,6 @@ impl Autosave {
             .filter(|e| std::fs::remove_file(&e.path).is_ok())
             .count()
     }
-}
-
-#[cfg(target_os = "linux")]
-fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn process_alive(_pid: u32) -> bool {
-    // Without a portable check, assume the other process is gone: offering a restore that
-    // the user can dismiss is better than never offering one.
-    false
 }
 
 #[cfg(test)]

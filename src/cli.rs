@@ -535,6 +535,7 @@ fn train(a: TrainArgs) -> Result<()> {
         low_priority: false,
     })
     .context("cannot start the training thread")?;
+    check_writable(&a.out)?;
     let backend: BackendChoice = a.backend.into();
     if let Some(resume) = &a.resume {
         worker.send(Command::Load {
@@ -626,7 +627,7 @@ fn train(a: TrainArgs) -> Result<()> {
     );
     match a.max_steps.map(|m| m.saturating_sub(info.step)) {
         Some(0) => {
-            let step = save_and_wait(&worker, &a.out)?;
+            let step = save_and_wait(&worker, &a.out, &mut 0, None)?;
             eprintln!(
                 "already at step {step} (--max-steps); saved {}",
                 a.out.display()
@@ -653,6 +654,9 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let history = info.history.clone();
     let mut last_line = Instant::now() - Duration::from_secs(60);
+    // Per-epoch saves sent and not answered yet: the final save waits for its own answer,
+    // not theirs (the process must not end while a save is being written).
+    let mut pending_saves = 0usize;
     loop {
         let Some(ev) = worker.recv_timeout(Duration::from_secs(3600)) else {
             bail!("the training thread stopped unexpectedly");
@@ -690,14 +694,26 @@ fn train(a: TrainArgs) -> Result<()> {
                     None => eprintln!("{line}"),
                 }
                 worker.send(Command::Save(a.out.clone()))?;
+                pending_saves += 1;
             }
-            Event::Saved { .. } => {}
+            Event::Saved { .. } => pending_saves = pending_saves.saturating_sub(1),
+            // The disk filled up or the folder went away: the last good checkpoint is on
+            // disk as it was, training goes on and the next epoch tries again.
+            Event::SaveFailed { message, .. } => {
+                pending_saves = pending_saves.saturating_sub(1);
+                let line =
+                    format!("warning: {message}; training goes on, the next epoch tries again");
+                match &bar {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             Event::Diverged {
                 step,
                 restored_step,
                 term,
             } => {
-                save_and_wait(&worker, &a.out)?;
+                save_and_wait(&worker, &a.out, &mut pending_saves, None)?;
                 if let Some(pb) = &bar {
                     pb.abandon();
                 }
@@ -707,7 +723,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 );
             }
             Event::Paused { step } | Event::Finished { step, .. } => {
-                let step = save_and_wait(&worker, &a.out)?.max(step);
+                let step = save_and_wait(&worker, &a.out, &mut pending_saves, Some(step))?;
                 if let Some(pb) = &bar {
                     pb.finish_and_clear();
                 }
@@ -720,17 +736,89 @@ fn train(a: TrainArgs) -> Result<()> {
     }
 }
 
-/// Ask the worker to save to `path` and wait for the result.
-fn save_and_wait(worker: &WorkerHandle, path: &Path) -> Result<u64> {
+/// Ask the worker to save to `path` and wait for the result, after the answers to `pending`
+/// earlier saves to `path` (the process must not end while one is being written). When the
+/// last of those already saved step `current`, that is the result. When saving fails (a full
+/// disk, a vanished folder), the run is not lost: it is saved to a rescue file in the
+/// temporary folder, and the error says where.
+fn save_and_wait(
+    worker: &WorkerHandle,
+    path: &Path,
+    pending: &mut usize,
+    current: Option<u64>,
+) -> Result<u64> {
+    let mut last = None;
+    while *pending > 0 {
+        *pending -= 1;
+        let answer = save_answer(worker, path)?;
+        if let Err(message) = &answer {
+            eprintln!("warning: {message}");
+        }
+        last = Some(answer);
+    }
+    if let (Some(Ok(saved)), Some(c)) = (&last, current) {
+        if *saved == c {
+            return Ok(c);
+        }
+    }
     worker.send(Command::Save(path.to_path_buf()))?;
+    let message = match save_answer(worker, path)? {
+        Ok(step) => return Ok(step),
+        Err(message) => message,
+    };
+    let rescue = std::env::temp_dir().join(format!(
+        "latent-lab-rescue-{}.{}",
+        std::process::id(),
+        crate::checkpoint::EXTENSION
+    ));
+    worker.send(Command::Save(rescue.clone()))?;
+    match save_answer(worker, &rescue)? {
+        Ok(step) => bail!(
+            "{message}; the run (step {step}) was saved to {} instead",
+            rescue.display()
+        ),
+        Err(again) => bail!("{message}; saving a rescue copy failed too: {again}"),
+    }
+}
+
+/// The worker's next answer to a save to `path`: the step saved, or the failure in words.
+fn save_answer(worker: &WorkerHandle, path: &Path) -> Result<std::result::Result<u64, String>> {
     loop {
         match worker.recv_timeout(Duration::from_secs(600)) {
-            Some(Event::Saved { path: p, step }) if p == path => return Ok(step),
+            Some(Event::Saved { path: p, step }) if p == path => return Ok(Ok(step)),
+            Some(Event::SaveFailed { path: p, message }) if p == path => return Ok(Err(message)),
             Some(Event::Error(e) | Event::Crashed(e)) => bail!("{e}"),
             Some(_) => {}
             None => bail!("the training thread stopped before saving"),
         }
     }
+}
+
+/// Refuse an output path that cannot be written before any training time is spent on it:
+/// its folder must exist, be a folder, and take a file.
+fn check_writable(out: &Path) -> Result<()> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        bail!("cannot write {}: {} {what}", out.display(), dir.display());
+    }
+    let probe = dir.join(format!(".latent-lab-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write {}: {} is not writable",
+            out.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Skipped files listed by default; `--show-skipped` lists them all.

@@ -4,6 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Write `bytes` to `path` through a temporary file in the same directory, fsync and rename.
+/// A failed write (a full disk, a vanished folder) removes its temporary file and leaves
+/// `path` as it was; temporary files of earlier writes to `path` that were killed
+/// mid-write are removed first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -17,9 +20,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    remove_stale_temporaries(&dir, &name.to_string_lossy());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        match injected_full_disk(&dir) {
+            Some(after) if after < bytes.len() => {
+                f.write_all(&bytes[..after])?;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device (injected)",
+                ));
+            }
+            _ => f.write_all(bytes)?,
+        }
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -33,4 +46,72 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Temporary files (`.NAME.tmp-PID`) in `dir` of writes to `name` by processes that are gone
+/// (killed mid-write: never complete), or older than an hour where liveness is unknown.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        // Where liveness cannot be checked, only an old file is surely abandoned.
+        let gone = if cfg!(target_os = "linux") {
+            !process_alive(pid)
+        } else {
+            old
+        };
+        if pid != std::process::id() && gone {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Fault injection for tests: writes into the folder set here fail as on a full disk after
+/// this many bytes of the file (`None` turns it off). Only the tests call it.
+#[doc(hidden)]
+pub fn inject_full_disk(dir: &Path, after: Option<usize>) {
+    if let Ok(mut f) = FULL_DISK.lock() {
+        match after {
+            Some(n) => {
+                f.retain(|(d, _)| d != dir);
+                f.push((dir.to_path_buf(), n));
+            }
+            None => f.retain(|(d, _)| d != dir),
+        }
+    }
+}
+
+static FULL_DISK: std::sync::Mutex<Vec<(PathBuf, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn injected_full_disk(dir: &Path) -> Option<usize> {
+    let f = FULL_DISK.lock().ok()?;
+    f.iter().find(|(d, _)| d == dir).map(|(_, n)| *n)
+}
+
+/// Whether process `pid` is running (Linux: `/proc`; elsewhere assumed gone).
+#[cfg(target_os = "linux")]
+pub fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn process_alive(_pid: u32) -> bool {
+    // Without a portable check, assume the other process is gone: offering a restore that
+    // the user can dismiss is better than never offering one.
+    false
 }

@@ -335,3 +335,48 @@ fn a_conditional_model_shows_the_explorers_latent_in_every_class() {
             .is_some_and(|s| s.pixels != before)
     });
 }
+
+/// A file dropped onto the window, as the windowing integration hands it to egui.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn a_dropped_safetensors_file_opens_as_an_imported_model() {
+    // Weights a PyTorch script wrote (bench/torch_train.py), dropped onto the window.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch-vae.safetensors");
+    let mut h = harness(app());
+    h.step();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(path)));
+    h.step();
+    pump(&mut h, "loaded", |a| {
+        a.shared.run.status == Status::Ready
+            && a.shared
+                .run
+                .info
+                .as_ref()
+                .is_some_and(|i| i.spec.latent_dim() == 4)
+    });
+    let s = &h.state().shared.settings;
+    assert_eq!(s.model.name(), "vae");
+    assert_eq!(s.hidden, "16");
+    assert!(has_marker(h.state(), |m| m.starts_with("imported from torch-vae")));
+    assert!(
+        h.state().shared.run.errors.is_empty(),
+        "{:?}",
+        h.state().shared.run.errors
+    );
+    h.get_by_label_contains("fresh optimiser state");
+}

@@ -372,4 +372,179 @@ fn killing_the_process_while_it_saves_never_leaves_a_broken_checkpoint() {
         }
     }
     assert_eq!(kills, 12);
+    // The next start cleans up after killed saves: opening the autosave folder removes its
+    // temporary files, and the next save to a name removes that name's. (Two planted ones,
+    // of a process id that cannot be running, stand for kills that hit a write.)
+    let planted = [
+        ".run.llck.tmp-4000000000",
+        ".autosave-1-step1.llck.tmp-4000000000",
+    ];
+    for p in planted {
+        std::fs::write(dir.path().join(p), b"half a checkpoint").unwrap();
+    }
+    let store = Autosave::new(dir.path());
+    store.open().unwrap();
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+    // Outside an autosave folder, the next save to the same name does it.
+    std::fs::write(dir.path().join(planted[0]), b"half a checkpoint").unwrap();
+    let run = dir.path().join("run.llck");
+    Checkpoint::load(&run).unwrap().save(&run).unwrap();
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+    store.close();
+}
+
+// ---------------------------------------------------------------------------------------
+// Saves that cannot lose data.
+
+/// The names in `dir` that are temporary files of a save.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn a_full_disk_while_saving_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.llck");
+    let mut h = training(app(), 5);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    let good_step = h.state().shared.run.step;
+    h.state_mut()
+        .on_file_chosen(latent_lab::app::FileAction::SaveCheckpoint, path.clone());
+    pump(&mut h, "saved", |_| path.exists());
+    // The disk fills up: the next save fails half-way through its file.
+    latent_lab::util::inject_full_disk(dir.path(), Some(4096));
+    h.get_by_label("Resume").click();
+    pump(&mut h, "more steps", |a| a.shared.run.step > good_step + 5);
+    h.state_mut()
+        .on_file_chosen(latent_lab::app::FileAction::SaveCheckpoint, path.clone());
+    pump(&mut h, "the error", |a| !a.shared.run.errors.is_empty());
+    latent_lab::util::inject_full_disk(dir.path(), None);
+    let err = h.state().shared.run.errors.join(" ");
+    assert!(
+        err.contains("No space left")
+            && err.contains("run.llck")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    // The window says so, training goes on, the previous checkpoint is whole and no
+    // temporary file is left behind.
+    h.get_by_label_contains("No space left");
+    let step = h.state().shared.run.step;
+    pump(&mut h, "training goes on", |a| a.shared.run.step > step);
+    assert_eq!(Checkpoint::load(&path).unwrap().header.step, good_step);
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn the_command_line_says_when_it_cannot_save_and_keeps_the_last_checkpoint() {
+    common::cpu_default_device();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.llck");
+    let o = out.to_string_lossy().into_owned();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "latent-lab",
+            "train",
+            "--model",
+            "vae",
+            "--hidden",
+            "8",
+            "--latent-dim",
+            "2",
+            "--backend",
+            "cpu",
+            "--out",
+            &o,
+        ];
+        args.extend(extra);
+        latent_lab::cli::main_with_args(args)
+    };
+    assert_eq!(train(&["--epochs", "1"]), std::process::ExitCode::SUCCESS);
+    let before = std::fs::read(&out).unwrap();
+    latent_lab::util::inject_full_disk(dir.path(), Some(1000));
+    let code = train(&["--epochs", "2", "--resume", &o]);
+    latent_lab::util::inject_full_disk(dir.path(), None);
+    assert_eq!(code, std::process::ExitCode::from(1));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the last good checkpoint is untouched"
+    );
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+    // The run it could not save is not lost: a rescue copy in the temporary folder.
+    let rescue =
+        std::env::temp_dir().join(format!("latent-lab-rescue-{}.llck", std::process::id()));
+    let saved = Checkpoint::load(&rescue).unwrap();
+    assert_eq!((saved.header.epoch, saved.header.step), (2, 140));
+    std::fs::remove_file(&rescue).unwrap();
+
+    // A folder that is not there (moved, unmounted) or is a file: an error before training.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    for (bad, why) in [
+        (dir.path().join("gone/run.llck"), "does not exist"),
+        (file.join("run.llck"), "is not a folder"),
+    ] {
+        let o = Proc::new(env!("CARGO_BIN_EXE_latent-lab"))
+            .args(["train", "--epochs", "1", "--backend", "cpu", "--out"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(why) && err.contains("run.llck"), "{err}");
+        assert!(!err.contains("epoch 1"), "refused before training: {err}");
+    }
+}
+
+#[test]
+fn an_unwritable_autosave_folder_is_said_and_training_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that cannot be created (a file is in the way).
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let opts = AppOptions {
+        autosave_dir: Some(file.join("autosave")),
+        ..AppOptions::default()
+    };
+    let mut h = training(app_with(opts, |_| {}), 3);
+    h.get_by_label_contains("autosave is off: cannot use");
+    let step = h.state().shared.run.step;
+    pump(&mut h, "training goes on", |a| a.shared.run.step > step + 3);
+
+    // A folder that fills up during the session: each failed autosave names where.
+    let auto = dir.path().join("autosave");
+    let opts = AppOptions {
+        autosave_dir: Some(auto.clone()),
+        ..AppOptions::default()
+    };
+    latent_lab::util::inject_full_disk(&auto, Some(100));
+    let mut h = training(app_with(opts, |s| s.autosave_minutes = 0.002), 3);
+    pump(&mut h, "an autosave error", |a| {
+        !a.shared.run.errors.is_empty()
+    });
+    latent_lab::util::inject_full_disk(&auto, None);
+    let err = h.state().shared.run.errors.join(" ");
+    assert!(
+        err.contains(&auto.to_string_lossy().into_owned()) && err.contains("No space"),
+        "{err}"
+    );
+    let step = h.state().shared.run.step;
+    pump(&mut h, "training goes on", |a| a.shared.run.step > step + 3);
+    // No failed save left a temporary file (once the saves still queued have landed).
+    h.state_mut().shared.settings.autosave = false;
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(temporaries(&auto).is_empty(), "{:?}", temporaries(&auto));
 }

@@ -211,6 +211,8 @@ impl RunState {
                 self.notices
                     .push(format!("saved {} (step {step})", path.display()));
             }
+            // Training goes on (a save is not a step); the file on disk is as it was.
+            Event::SaveFailed { message, .. } => self.errors.push(message),
             Event::Error(e) => {
                 self.set_running(false);
                 if matches!(self.status, Status::Running | Status::Preparing) {

@@ -133,6 +133,12 @@ pub enum Event {
         path: PathBuf,
         step: u64,
     },
+    /// A save failed (a full disk, a vanished folder): nothing was written, a file already
+    /// at `path` is as it was, and training goes on. `message` names the file and the cause.
+    SaveFailed {
+        path: PathBuf,
+        message: String,
+    },
     /// Something failed; the message is meant for the user.
     Error(String),
     /// The training thread hit an internal error (a panic) and dropped the run; it is ready

@@ -318,9 +318,10 @@ impl Worker {
                 });
                 match r {
                     Ok(step) => self.emit(Event::Saved { path, step }),
-                    Err(e) => self.emit(Event::Error(format!(
-                        "saving failed, nothing was written: {e}"
-                    ))),
+                    Err(e) => self.emit(Event::SaveFailed {
+                        path,
+                        message: format!("saving failed, nothing was written: {e}"),
+                    }),
                 }
             }
             Command::Evaluate => match self.with_session(|s| s.evaluate()) {
