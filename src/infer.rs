@@ -294,8 +294,10 @@ pub fn class_walk(a: u32, b: u32, steps: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// Spherical interpolation between `a` and `b` at `t ∈ [0, 1]`; falls back to linear
-/// interpolation when the vectors are (anti)parallel or one is zero.
+/// Spherical interpolation between `a` and `b` at `t ∈ [0, 1]`: the direction along the great
+/// circle, the norm from |a| to |b| linearly. Linear interpolation when the vectors are
+/// parallel or one is zero; a half turn through an orthogonal direction when they are
+/// opposite (the straight line would pass through the origin).
 pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     let na = a.iter().map(|v| v * v).sum::<f32>().sqrt();
     let nb = b.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -303,13 +305,47 @@ pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
         return lerp(a, b, t);
     }
     let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb)).clamp(-1.0, 1.0);
-    let omega = cos.acos();
-    let so = omega.sin();
-    if so.abs() < 1e-5 {
+    if cos > 1.0 - 1e-6 {
+        // (Nearly) the same direction: the arc is a straight line.
         return lerp(a, b, t);
     }
-    let (wa, wb) = (((1.0 - t) * omega).sin() / so, (t * omega).sin() / so);
+    // Within about a degree of opposite, sin ω is too small to divide by in f32.
+    if cos < -1.0 + 1e-4 {
+        // Opposite directions: every great half-circle joins them, and a straight line
+        // would pass through the origin (the image no latent of the prior looks like).
+        // Turn through one direction orthogonal to `a`, the norm going from |a| to |b|.
+        return half_turn(a, na, nb, t);
+    }
+    let omega = cos.acos();
+    let so = omega.sin();
+    // The direction along the great circle, the norm from |a| to |b| in a straight line
+    // (on raw vectors of unequal norms the arc would bulge past the longer one).
+    let r = na + (nb - na) * t;
+    let (wa, wb) = (
+        r * ((1.0 - t) * omega).sin() / (so * na),
+        r * (t * omega).sin() / (so * nb),
+    );
     a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
+}
+
+/// From `a` (norm `na`) to the opposite direction at norm `nb`, through a direction
+/// orthogonal to `a` (the coordinate axis least aligned with it, made orthogonal).
+fn half_turn(a: &[f32], na: f32, nb: f32, t: f32) -> Vec<f32> {
+    let k = a
+        .iter()
+        .enumerate()
+        .min_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let ahat: Vec<f32> = a.iter().map(|v| v / na).collect();
+    let mut e: Vec<f32> = ahat.iter().map(|v| -v * ahat[k]).collect();
+    e[k] += 1.0;
+    let ne = e.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    let (theta, r) = (std::f32::consts::PI * t, na + (nb - na) * t);
+    ahat.iter()
+        .zip(&e)
+        .map(|(x, y)| r * (theta.cos() * x + theta.sin() * y / ne))
+        .collect()
 }
 
 pub fn lerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
@@ -331,6 +367,56 @@ pub fn normal_latents(n: usize, d: usize, seed: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn norm(v: &[f32]) -> f32 {
+        v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    #[test]
+    fn slerp_ends_where_it_should_on_every_kind_of_pair() {
+        let z = normal_latents(2, 16, 3);
+        let (a, b) = (&z[..16], &z[16..]);
+        let scaled: Vec<f32> = b.iter().map(|v| v * 3.0).collect();
+        let near: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 1e-4 * i as f32)
+            .collect();
+        let opposite: Vec<f32> = a.iter().map(|v| -2.0 * v).collect();
+        for (what, b) in [
+            ("random", b.to_vec()),
+            ("unequal norms", scaled),
+            ("near-parallel", near),
+            ("antiparallel", opposite),
+        ] {
+            assert!(close(&slerp(a, &b, 0.0), a, 1e-5), "{what}: t = 0");
+            assert!(close(&slerp(a, &b, 1.0), &b, 1e-5), "{what}: t = 1");
+            let (na, nb) = (norm(a), norm(&b));
+            for i in 1..10 {
+                let m = slerp(a, &b, i as f32 / 10.0);
+                assert!(m.iter().all(|v| v.is_finite()), "{what}");
+                // The path never cuts towards the origin nor bulges: its norm goes from
+                // one endpoint's to the other's (a straight line for near-parallel pairs
+                // dips by at most the chord's sagitta, nothing here).
+                let n = norm(&m);
+                let (lo, hi) = (na.min(nb), na.max(nb));
+                assert!(
+                    n >= 0.999 * lo && n <= 1.001 * hi,
+                    "{what}: |m| {n} not in [{lo}, {hi}]"
+                );
+            }
+        }
+        // Antiparallel endpoints of equal norm: the whole path keeps the norm.
+        let minus: Vec<f32> = a.iter().map(|v| -v).collect();
+        let m = slerp(a, &minus, 0.5);
+        assert!((norm(&m) - norm(a)).abs() < 1e-4, "{}", norm(&m));
+        // Unequal norms: slerp is not lerp in between.
+        assert!(!close(&slerp(a, b, 0.5), &lerp(a, b, 0.5), 1e-3));
+    }
 
     #[test]
     fn slerp_keeps_norm_between_orthogonal_unit_vectors() {

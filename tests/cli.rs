@@ -135,7 +135,11 @@ fn train_eval_sample_interpolate_info_export() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_dir(&many).unwrap().count(), 3);
 
-    for (mode, out) in [("lerp", "strip.png"), ("slerp", "walk.gif")] {
+    for (mode, out) in [
+        ("lerp", "strip.png"),
+        ("slerp", "strip-slerp.png"),
+        ("slerp", "walk.gif"),
+    ] {
         let out = dir.path().join(out);
         let o = run(&[
             "interpolate",
@@ -155,6 +159,37 @@ fn train_eval_sample_interpolate_info_export() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(std::fs::metadata(&out).unwrap().len() > 100);
     }
+    // The same endpoints, two different paths: the strips agree at the ends and differ
+    // in between.
+    let lerp = image::open(dir.path().join("strip.png"))
+        .unwrap()
+        .to_luma8();
+    let slerp = image::open(dir.path().join("strip-slerp.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(lerp.dimensions(), slerp.dimensions());
+    let (w, h) = lerp.dimensions();
+    let column = |img: &image::GrayImage, x0: u32, x1: u32| -> Vec<u8> {
+        (0..h)
+            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+            .map(|(x, y)| img.get_pixel(x, y)[0])
+            .collect()
+    };
+    let cell = w / 6;
+    assert_eq!(
+        column(&lerp, 0, cell / 2),
+        column(&slerp, 0, cell / 2),
+        "first frame"
+    );
+    assert_eq!(
+        column(&lerp, w - cell / 2, w),
+        column(&slerp, w - cell / 2, w),
+        "last frame"
+    );
+    assert_ne!(
+        column(&lerp, 2 * cell, 4 * cell),
+        column(&slerp, 2 * cell, 4 * cell)
+    );
 
     let o = run(&["info", p(&ckpt)]);
     assert!(o.status.success());
