@@ -30,17 +30,17 @@ fn train_button_runs_the_worker_and_the_plot_grows() {
     assert!(pts.last().unwrap().values[0] < pts[0].values[0]);
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.get_by_label("Step").click();
     let paused_at = h.state().shared.run.step;
-    pump(&mut h, "one step", |a| {
-        a.shared.run.step == paused_at + 1
-            || a.shared
-                .run
-                .history
-                .points
-                .last()
-                .is_some_and(|p| p.step > paused_at)
-    });
+    h.get_by_label("Step").click();
+    pump(&mut h, "one step", |a| a.shared.run.step > paused_at);
+    // Exactly one step, and it stays paused.
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(h.state().shared.run.step, paused_at + 1);
+    assert_eq!(h.state().shared.run.status, Status::Paused);
 }
 
 #[test]

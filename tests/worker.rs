@@ -189,6 +189,30 @@ fn worker_trains_pauses_steps_saves_and_reloads() {
         .iter()
         .any(|m| m.text.starts_with("lr =")));
     assert!(info.history.markers.iter().any(|m| m.text == "resumed"));
+    let before = Checkpoint::load(&ckpt).unwrap().header.history;
+    assert_eq!(info.history.points, before.points);
+
+    // Train on from there and save again: the earlier points are kept as they were (none
+    // cut, moved or rewritten), the new ones follow them.
+    w.send(Command::Step(12)).unwrap();
+    wait_for(
+        &w,
+        "paused after resuming",
+        |e| matches!(e, Event::Paused { step: s } if *s == step + 12),
+    );
+    let again = dir.path().join("again.llck");
+    w.send(Command::Save(again.clone())).unwrap();
+    wait_for(&w, "saved again", |e| matches!(e, Event::Saved { .. }));
+    let after = Checkpoint::load(&again).unwrap().header.history;
+    let n = before.points.len();
+    assert!(
+        after.points.len() > n,
+        "{} points after, {n} before",
+        after.points.len()
+    );
+    assert_eq!(after.points[..n], before.points[..]);
+    assert_eq!(after.test[..before.test.len()], before.test[..]);
+    assert!(after.points[n..].iter().all(|p| p.step > step));
 }
 
 #[test]
@@ -231,4 +255,50 @@ fn worker_reports_bad_input_as_events() {
 /// The model preset `name`.
 fn kind(name: &str) -> ModelKind {
     ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
+}
+
+#[test]
+fn the_decoder_serves_the_latest_request_of_a_slot() {
+    use latent_lab::worker::decoder::{DecoderHandle, Job, Output, Slot};
+    let spec = latent_lab::model::ModelSpec::new(
+        ModelKind::parse("vae").unwrap(),
+        latent_lab::model::ImageShape::new(1, 28, 28),
+        &ModelOverrides::default(),
+    )
+    .unwrap();
+    let device = Backend::cpu().device;
+    let nets = spec.init(&device);
+    let inf = std::sync::Arc::new(Inference::new(spec, nets.as_ref(), &device, 7));
+    let dec = DecoderHandle::spawn(None).unwrap();
+    // Three slider positions for the explorer and one interpolation strip, asked before
+    // the decoder has weights: only the newest explorer request is decoded.
+    let z = |v: f32| vec![v; 20];
+    for v in [0.1, 0.2, 0.3] {
+        dec.request(Slot::Explorer, Job::Decode(z(v)));
+    }
+    dec.request(Slot::Interpolation, Job::Decode(z(-1.0)));
+    dec.set_model(Some(inf.clone()));
+    let mut got = Vec::new();
+    while let Some(o) = dec.recv_timeout(Duration::from_secs(2)) {
+        got.push(o);
+    }
+    assert_eq!(got.len(), 2, "one output per slot: {}", got.len());
+    for o in got {
+        let Output::Decoded {
+            slot,
+            images,
+            model_step,
+            ..
+        } = o
+        else {
+            panic!("a decode");
+        };
+        assert_eq!(model_step, 7);
+        let want = match slot {
+            Slot::Explorer => inf.decode(&z(0.3)).unwrap(),
+            Slot::Interpolation => inf.decode(&z(-1.0)).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(images.pixels, want.pixels, "{slot:?}");
+    }
 }
