@@ -42,6 +42,22 @@ const MAX_HEADER: u64 = 256 << 20;
 const MAX_NAME: u32 = 256;
 const MAX_BLOBS: u32 = 64;
 
+/// The bytes of the file at `path` (a checkpoint, or a file to import), the error naming it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Now, for [`CheckpointHeader::saved_unix_secs`].
+pub fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Everything about a run except the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointHeader {
@@ -258,11 +274,7 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_bytes(&bytes, path)
+        Self::from_bytes(&read_file(path)?, path)
     }
 
     /// Write atomically: a crash leaves either the old file or the new one, never half of one.

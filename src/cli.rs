@@ -797,10 +797,7 @@ fn save_answer(worker: &WorkerHandle, path: &Path) -> Result<std::result::Result
 /// Refuse an output path that cannot be written before any training time is spent on it:
 /// its folder must exist, be a folder, and take a file.
 fn check_writable(out: &Path) -> Result<()> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let dir = crate::util::folder_of(out);
     if !dir.is_dir() {
         let what = if dir.exists() {
             "is not a folder"

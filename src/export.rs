@@ -29,6 +29,11 @@ pub use crate::import::{meta, metadata};
 /// The safetensors file of a checkpoint: every tensor of its networks in PyTorch layout
 /// (f32) and the [`meta`] keys.
 pub fn safetensors_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    Ok(encode(ckpt)?.0)
+}
+
+/// [`safetensors_bytes`], with the number of tensors written.
+fn encode(ckpt: &Checkpoint) -> Result<(Vec<u8>, usize)> {
     let device = Backend::cpu().device;
     let nets = ckpt.networks(&device)?;
     let tensors = named_tensors(nets.as_ref())?;
@@ -56,16 +61,14 @@ pub fn safetensors_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
             serde_json::to_string(&h.label_names)?,
         );
     }
-    safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")
+    let data = safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")?;
+    Ok((data, tensors.len()))
 }
 
 pub fn export_safetensors(checkpoint: &Path, out: &Path) -> Result<()> {
     let ckpt = crate::import::open(checkpoint)?;
-    let data = safetensors_bytes(&ckpt)?;
+    let (data, n) = encode(&ckpt)?;
     write_atomic(out, &data).with_context(|| format!("cannot write {}", out.display()))?;
-    let n = safetensors::SafeTensors::deserialize(&data)
-        .map(|t| t.len())
-        .unwrap_or(0);
     eprintln!("wrote {n} tensors to {}", out.display());
     Ok(())
 }

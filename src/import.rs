@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::backend::Backend;
-use crate::checkpoint::{Checkpoint, CheckpointHeader, MAGIC};
+use crate::checkpoint::{now_unix_secs, read_file, Checkpoint, CheckpointHeader, MAGIC};
 use crate::data::{DataSource, ImageShape};
 use crate::error::CheckpointError;
 use crate::model::tensors::{NamedTensor, TensorSource};
@@ -38,14 +38,15 @@ pub struct ImportOptions {
     pub data: Option<DataSource>,
 }
 
-/// The header's `__metadata__` keys (strings, as safetensors has them). `import` reads them;
-/// the first five describe any model, `ARCHITECTURE` is the exact configuration.
+/// The header's `__metadata__` keys (strings, as safetensors has them). `import` reads them:
+/// `MODEL` to `CLASSES` describe a model as the command-line flags do, `ARCHITECTURE` is its
+/// exact configuration.
 pub mod meta {
     /// Version of this layout: `1`.
     pub const FORMAT: &str = "latent_lab.format";
     /// The preset (`--model` value): `vae`, `gan`, `dcgan`, …
     pub const MODEL: &str = "latent_lab.model";
-    /// The family (`vae`, `mlp-gan`, …): the tag of `ARCHITECTURE`.
+    /// The family (`vae`, `gan`, `dcgan`, …): the tag of `ARCHITECTURE`.
     pub const FAMILY: &str = "latent_lab.family";
     pub const LATENT_DIM: &str = "latent_lab.latent_dim";
     /// Hidden widths, comma-separated (MLP families), or the base channel count (conv).
@@ -325,11 +326,7 @@ fn legacy_keys(
 /// Import the safetensors file at `path` as a checkpoint (in memory): its networks with the
 /// file's weights, fresh optimiser state, an empty history marked as imported.
 pub fn import(path: &Path, opts: &ImportOptions) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    import_bytes(&bytes, path, opts)
+    import_bytes(&read_file(path)?, path, opts)
 }
 
 /// [`import`] of a file's bytes (`path` for messages).
@@ -398,10 +395,7 @@ pub fn import_bytes(
         epoch: 0,
         batch_in_epoch: 0,
         history,
-        saved_unix_secs: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        saved_unix_secs: now_unix_secs(),
     };
     let mut ckpt = Checkpoint::from_parts(header, nets.as_ref(), Vec::new())?;
     ckpt.path = path.to_path_buf();
@@ -411,10 +405,7 @@ pub fn import_bytes(
 /// A file the user opened: a checkpoint, or a safetensors file imported with what its
 /// metadata says.
 pub fn open(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_file(path)?;
     if bytes.starts_with(MAGIC) || !is_safetensors(path, &bytes) {
         return Checkpoint::from_bytes(&bytes, path);
     }

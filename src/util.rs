@@ -3,15 +3,20 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The folder a file at `path` goes into (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Write `bytes` to `path` through a temporary file in the same directory, fsync and rename.
 /// A failed write (a full disk, a vanished folder) removes its temporary file and leaves
 /// `path` as it was; temporary files of earlier writes to `path` that were killed
 /// mid-write are removed first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(path);
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;

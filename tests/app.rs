@@ -6,7 +6,7 @@ use egui_kittest::kittest::Queryable;
 use latent_lab::app::{AppCommand, FileAction, Status};
 
 mod common;
-use common::ui::{app, explorer, harness, has_marker, pump};
+use common::ui::{app, explorer, harness, has_marker, pump, run_for};
 
 #[test]
 fn train_button_runs_the_worker_and_the_plot_grows() {
@@ -34,11 +34,7 @@ fn train_button_runs_the_worker_and_the_plot_grows() {
     h.get_by_label("Step").click();
     pump(&mut h, "one step", |a| a.shared.run.step > paused_at);
     // Exactly one step, and it stays paused.
-    let t = std::time::Instant::now();
-    while t.elapsed() < Duration::from_millis(500) {
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    run_for(&mut h, Duration::from_millis(500));
     assert_eq!(h.state().shared.run.step, paused_at + 1);
     assert_eq!(h.state().shared.run.status, Status::Paused);
 }

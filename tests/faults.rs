@@ -18,7 +18,7 @@ use latent_lab::train::{Session, TrainConfig};
 use latent_lab::worker::{Command, Fault};
 
 mod common;
-use common::ui::{app, app_with, harness, has_marker, pump, training};
+use common::ui::{app, app_with, harness, has_marker, pump, run_for, training};
 
 #[test]
 fn divergence_pauses_and_lowering_the_learning_rate_continues() {
@@ -145,11 +145,7 @@ fn autosave_rotates_and_a_crash_offers_the_newest_one() {
     // Pause and let the last autosave (of the paused step) land and be pruned.
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(1) {
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    run_for(&mut h, Duration::from_secs(1));
     let store = Autosave::new(&auto);
     let list = store.list();
     assert!(!list.is_empty() && list.len() <= 2, "{list:?}");
@@ -541,10 +537,6 @@ fn an_unwritable_autosave_folder_is_said_and_training_goes_on() {
     h.state_mut().shared.settings.autosave = false;
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(500) {
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    run_for(&mut h, Duration::from_millis(500));
     assert!(temporaries(&auto).is_empty(), "{:?}", temporaries(&auto));
 }

@@ -27,19 +27,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The tensors of a probe file by name.
-fn probe(name: &str) -> HashMap<String, NamedTensor> {
-    let bytes = std::fs::read(fixture(name)).unwrap();
+/// The tensors of a safetensors file, by name.
+fn tensors_by_name(path: &Path) -> HashMap<String, NamedTensor> {
+    let bytes = std::fs::read(path).unwrap();
     let (_, tensors) = read_safetensors(&bytes).unwrap();
     tensors.into_iter().map(|t| (t.name.clone(), t)).collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+/// The tensors of a probe fixture by name.
+fn probe(name: &str) -> HashMap<String, NamedTensor> {
+    tensors_by_name(&fixture(name))
 }
 
 fn inference(ckpt: &Checkpoint) -> Inference {
@@ -63,10 +60,10 @@ fn a_pytorch_vae_imports_and_matches_pytorch() {
     let inf = inference(&ckpt);
     // The encoder and the decoder, against PyTorch's outputs for the same images.
     let (mu, logvar) = inf.encode(&p["x"].values).unwrap();
-    assert!(max_abs_diff(&mu, &p["mu"].values) < 1e-4);
-    assert!(max_abs_diff(&logvar, &p["logvar"].values) < 1e-4);
+    assert!(max_diff(&mu, &p["mu"].values) < 1e-4);
+    assert!(max_diff(&logvar, &p["logvar"].values) < 1e-4);
     let decoded = inf.decode(&p["mu"].values).unwrap();
-    let d = max_abs_diff(&decoded.pixels, &p["decoded_mu"].values);
+    let d = max_diff(&decoded.pixels, &p["decoded_mu"].values);
     assert!(d < 1e-5, "decoded {d}");
     // KL and -ELBO on the same 1,000 test images.
     let data = mnist();
@@ -103,7 +100,7 @@ fn pytorch_gans_decode_what_pytorch_decodes() {
         assert_eq!(ckpt.header.model.kind.name(), m);
         let p = probe(&format!("torch-{m}.probe.safetensors"));
         let images = inference(&ckpt).decode(&p["z"].values).unwrap();
-        let d = max_abs_diff(&images.pixels, &p["decoded"].values);
+        let d = max_diff(&images.pixels, &p["decoded"].values);
         assert!(d < pixels, "{m}: max pixel difference {d}");
     }
 }
@@ -374,13 +371,7 @@ fn compare_with_pytorch_probes() {
             continue;
         }
         let ckpt = import(&w, &ImportOptions::default()).unwrap();
-        let bytes = std::fs::read(dir.join(format!("{m}.probe.safetensors"))).unwrap();
-        let p: HashMap<String, NamedTensor> = read_safetensors(&bytes)
-            .unwrap()
-            .1
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
+        let p = tensors_by_name(&dir.join(format!("{m}.probe.safetensors")));
         let inf = inference(&ckpt);
         if m == "vae" {
             let (mu, _) = inf.encode(&p["x"].values).unwrap();
@@ -392,8 +383,8 @@ fn compare_with_pytorch_probes() {
             };
             println!(
                 "{m}: mu max diff {:.2e}, decoded max diff {:.2e}, KL {:.6} vs PyTorch {:.6}",
-                max_abs_diff(&mu, &p["mu"].values),
-                max_abs_diff(&dec.pixels, &p["decoded_mu"].values),
+                max_diff(&mu, &p["mu"].values),
+                max_diff(&dec.pixels, &p["decoded_mu"].values),
                 r.kl,
                 p["kl"].values[0]
             );
@@ -401,7 +392,7 @@ fn compare_with_pytorch_probes() {
             let images = inf.decode(&p["z"].values).unwrap();
             println!(
                 "{m}: samples max pixel diff {:.2e} (of 1.0) over {} pixels",
-                max_abs_diff(&images.pixels, &p["decoded"].values),
+                max_diff(&images.pixels, &p["decoded"].values),
                 images.pixels.len()
             );
         }

@@ -1,7 +1,10 @@
 //! The worker protocol end to end: commands in, events out, on the CPU backend.
 
+mod common;
+
 use std::time::Duration;
 
+use common::max_diff;
 use latent_lab::backend::{Backend, BackendChoice};
 use latent_lab::checkpoint::Checkpoint;
 use latent_lab::data::DataSource;
@@ -23,14 +26,6 @@ fn wait_for(w: &WorkerHandle, what: &str, mut pred: impl FnMut(&Event) -> bool) 
         }
     }
     panic!("timed out waiting for {what}");
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn assert_close(a: &[f32], b: &[f32]) {

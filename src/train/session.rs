@@ -555,10 +555,7 @@ impl Session {
             epoch: self.epoch,
             batch_in_epoch: self.batch,
             history: self.history.clone(),
-            saved_unix_secs: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            saved_unix_secs: crate::checkpoint::now_unix_secs(),
         };
         let optims = self.trainer.optim_bytes()?;
         Ok(Checkpoint::from_parts(

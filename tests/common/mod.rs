@@ -30,6 +30,15 @@ pub fn mnist() -> Arc<Dataset> {
         .clone()
 }
 
+/// The largest absolute difference between two equally long slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// The model preset `name` (`vae`, `conv-vae`, `gan`, `dcgan`, `seed-vae`, `seed-gan`).
 pub fn kind(name: &str) -> ModelKind {
     ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))

@@ -46,6 +46,15 @@ pub fn pump(
     h.step();
 }
 
+/// Step frames for `d` of real time (events the worker and decoder send meanwhile land).
+pub fn run_for(h: &mut Harness<'static, LatentLabApp>, d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A harness whose app has been training (the default VAE on the CPU) for `min_step` steps.
 pub fn training(app: LatentLabApp, min_step: u64) -> Harness<'static, LatentLabApp> {
     use egui_kittest::kittest::Queryable;
