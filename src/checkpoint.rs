@@ -31,7 +31,7 @@ pub use crate::util::write_atomic;
 
 use crate::data::DataSource;
 use crate::model::{ModelSpec, Nets};
-use crate::run::{MetricsHistory, TrainConfig};
+use crate::run::{MetricsHistory, NamedDirection, TrainConfig};
 
 pub const MAGIC: &[u8; 8] = b"LATLAB\r\n";
 pub const FORMAT_VERSION: u32 = 1;
@@ -78,6 +78,9 @@ pub struct CheckpointHeader {
     pub batch_in_epoch: usize,
     pub history: MetricsHistory,
     pub saved_unix_secs: u64,
+    /// Latent directions the user named (absent in files before version 0.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<NamedDirection>,
 }
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+mod explore;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::{Backend, BackendChoice};
@@ -40,7 +42,8 @@ pub struct GuiArgs {
     /// Start training the default (or last used) configuration at once
     #[arg(long)]
     pub train: bool,
-    /// Open on this tab: training, explorer, interpolation, manifold, scatter
+    /// Open on this tab: training, explorer, interpolation, manifold, scatter, directions,
+    /// traversal
     #[arg(long)]
     pub tab: Option<String>,
     /// Render this many frames, then exit (window smoke test)
@@ -56,6 +59,10 @@ pub struct GuiArgs {
     /// Write the --bench-ui JSON here instead of stdout
     #[arg(long)]
     pub bench_out: Option<PathBuf>,
+    /// With --bench-ui: also keep the analyses busy (principal directions and a t-SNE of the
+    /// encoded test set, recomputed from every snapshot) and report their times
+    #[arg(long, requires = "bench_ui")]
+    pub bench_analyses: bool,
     /// Ignore and do not overwrite saved settings
     #[arg(long)]
     pub fresh_settings: bool,
@@ -90,6 +97,12 @@ pub enum Cmd {
     Import(ImportArgs),
     /// Measure training throughput, decode latency and memory (see docs/performance.md)
     Bench(BenchArgs),
+    /// A traversal grid: one row per latent dimension (or principal direction)
+    Traverse(explore::TraverseArgs),
+    /// Principal directions (VAE: PCA of encoder means; GAN: GANSpace)
+    Directions(explore::DirectionsArgs),
+    /// Project the encoded test set to 2-D (PCA, t-SNE or two raw dimensions)
+    Project(explore::ProjectArgs),
 }
 
 /// `--model`: the presets of the family registry ([`ModelKind::all`]), listed in `--help`.
@@ -437,6 +450,9 @@ where
         Cmd::Sample(a) => sample(a),
         Cmd::Score(a) => score(a),
         Cmd::Interpolate(a) => interpolate(a),
+        Cmd::Traverse(a) => explore::traverse(a),
+        Cmd::Directions(a) => explore::directions(a),
+        Cmd::Project(a) => explore::project(a),
         Cmd::Info(a) => info(a),
         Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
         Cmd::Import(a) => import(a),
@@ -445,9 +461,19 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", msg.join(": "));
+            // One line: the chain of causes joined, each said once (an error that
+            // already ends with its cause's text, "path: cause", is not followed by it).
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if msg.ends_with(&cause) {
+                    continue;
+                }
+                if !msg.is_empty() {
+                    msg.push_str(": ");
+                }
+                msg.push_str(&cause);
+            }
+            eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }
@@ -468,6 +494,7 @@ fn gui(a: GuiArgs) -> Result<()> {
         tab,
         bench_secs: a.bench_ui,
         bench_out: a.bench_out,
+        bench_analyses: a.bench_analyses,
         fresh_settings: a.fresh_settings || a.smoke_frames.is_some() || a.bench_ui.is_some(),
         autosave_dir: if a.no_autosave {
             None

@@ -97,6 +97,59 @@ impl ImageBatch {
 }
 
 /// Write a PNG atomically (temporary file + rename).
+/// The colour of class `i` in scatter plots (matplotlib's "tab10"), in the app and the CLI.
+pub fn label_rgb(i: usize) -> [u8; 3] {
+    const C: [[u8; 3]; 10] = [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+    ];
+    C[i % C.len()]
+}
+
+/// A `size × size` scatter plot of `points` on white, each a 5-pixel square coloured by its
+/// label (`labels` empty: all one colour), fitted to the canvas with a margin.
+pub fn scatter_image(points: &[[f32; 2]], labels: &[u32], size: u32) -> image::RgbaImage {
+    let mut img = image::RgbaImage::from_pixel(size, size, image::Rgba([255, 255, 255, 255]));
+    let finite = points
+        .iter()
+        .filter(|p| p[0].is_finite() && p[1].is_finite());
+    let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
+    for p in finite {
+        for a in 0..2 {
+            lo[a] = lo[a].min(p[a]);
+            hi[a] = hi[a].max(p[a]);
+        }
+    }
+    let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-6);
+    let margin = size as f32 * 0.05;
+    let inner = size as f32 - 2.0 * margin;
+    for (i, p) in points.iter().enumerate() {
+        if !(p[0].is_finite() && p[1].is_finite()) {
+            continue;
+        }
+        let x = margin + (p[0] - lo[0]) / span * inner;
+        let y = size as f32 - margin - (p[1] - lo[1]) / span * inner;
+        let [r, g, b] = label_rgb(labels.get(i).copied().unwrap_or(0) as usize);
+        for dy in -2i64..=2 {
+            for dx in -2i64..=2 {
+                let (px, py) = (x as i64 + dx, y as i64 + dy);
+                if px >= 0 && py >= 0 && px < size as i64 && py < size as i64 {
+                    img.put_pixel(px as u32, py as u32, image::Rgba([r, g, b, 255]));
+                }
+            }
+        }
+    }
+    img
+}
+
 pub fn save_png(img: &image::RgbaImage, path: &Path) -> Result<(), ImageError> {
     let mut bytes = Vec::new();
     img.write_to(

@@ -396,6 +396,7 @@ pub fn import_bytes(
         batch_in_epoch: 0,
         history,
         saved_unix_secs: now_unix_secs(),
+        directions: Vec::new(),
     };
     let mut ckpt = Checkpoint::from_parts(header, nets.as_ref(), Vec::new())?;
     ckpt.path = path.to_path_buf();

@@ -210,6 +210,21 @@ impl Inference {
         })
     }
 
+    /// The generator's first hidden activations for `latents` (`n × latent_dim`), as
+    /// `n × features` values and the feature count; `None` where the family does not expose
+    /// them (VAEs, conditional GANs).
+    pub fn first_hidden(&self, latents: &[f32]) -> Result<Option<(Vec<f32>, usize)>, TrainError> {
+        if self.classes().is_some() {
+            return Ok(None);
+        }
+        let z = self.latents_tensor(latents)?;
+        let Some(h) = self.nets.first_hidden(z) else {
+            return Ok(None);
+        };
+        let features = h.dims()[1];
+        Ok(Some((read_f32(h)?, features)))
+    }
+
     /// Encode images (pixels in [0, 1], `n × pixels`) to their posterior means and
     /// log-variances (`n × latent_dim` each). Families with an encoder (VAEs) only.
     pub fn encode(&self, images: &[f32]) -> Result<(Vec<f32>, Vec<f32>), TrainError> {

@@ -6,6 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
+/// A latent direction the user named — a principal direction or an attribute vector
+/// (mean of one group of latents minus another's) — kept in the checkpoint with the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedDirection {
+    pub name: String,
+    /// `latent_dim` values; a slider moves the latent by α times this.
+    pub vector: Vec<f32>,
+    /// Where it came from (e.g. "principal direction 1 at step 1200, 31 % of variance").
+    #[serde(default)]
+    pub note: String,
+}
+
 /// One logged point: the mean of each loss term over the steps since the previous point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::data::{Dataset, SplitMix64};
 use crate::error::TrainError;
+use crate::linalg::{moments, sym_eigen};
 use crate::model::tensors::read_f32;
 
 /// Feature width of the classifier (the dimension of the FID Gaussians).
@@ -213,85 +214,6 @@ fn argmax(row: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-/// Mean and covariance of `x` (`n × d`, row-major).
-fn moments(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = (x.len() / d).max(1);
-    let mut mean = vec![0.0; d];
-    for row in x.chunks(d) {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += v / n as f64;
-        }
-    }
-    let mut cov = vec![0.0; d * d];
-    for row in x.chunks(d) {
-        for i in 0..d {
-            let a = row[i] - mean[i];
-            for j in i..d {
-                cov[i * d + j] += a * (row[j] - mean[j]);
-            }
-        }
-    }
-    let denom = (n.max(2) - 1) as f64;
-    for i in 0..d {
-        for j in i..d {
-            let v = cov[i * d + j] / denom;
-            cov[i * d + j] = v;
-            cov[j * d + i] = v;
-        }
-    }
-    (mean, cov)
-}
-
-/// Eigenvalues and eigenvectors (columns of `v`) of the symmetric `d × d` matrix `a`
-/// (cyclic Jacobi rotations).
-fn sym_eigen(mut a: Vec<f64>, d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0.0; d * d];
-    for i in 0..d {
-        v[i * d + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..d)
-            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * d + j].powi(2))
-            .sum();
-        if off < 1e-22 {
-            break;
-        }
-        for p in 0..d {
-            for q in p + 1..d {
-                let apq = a[p * d + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
-                let sign = if theta >= 0.0 { 1.0 } else { -1.0 };
-                let t = sign / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..d {
-                    let akp = a[k * d + p];
-                    let akq = a[k * d + q];
-                    a[k * d + p] = c * akp - s * akq;
-                    a[k * d + q] = s * akp + c * akq;
-                }
-                for k in 0..d {
-                    let apk = a[p * d + k];
-                    let aqk = a[q * d + k];
-                    a[p * d + k] = c * apk - s * aqk;
-                    a[q * d + k] = s * apk + c * aqk;
-                }
-                for k in 0..d {
-                    let vkp = v[k * d + p];
-                    let vkq = v[k * d + q];
-                    v[k * d + p] = c * vkp - s * vkq;
-                    v[k * d + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..d).map(|i| a[i * d + i]).collect(), v)
-}
-
 /// `a · b` for `d × d` matrices.
 fn matmul(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
     let mut out = vec![0.0; d * d];
@@ -359,16 +281,5 @@ mod tests {
         assert!((got - want).abs() < 0.1, "{got} vs {want}");
         let same = frechet(&x, &gaussian(20_000, d, &[1.0, 2.0, 0.5, 1.0], 0.0, 3), d);
         assert!(same < 0.02, "{same}");
-    }
-
-    #[test]
-    fn jacobi_finds_eigenvalues() {
-        // [[2, 1], [1, 2]] has eigenvalues 1 and 3.
-        let (mut e, _) = sym_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
-        e.sort_by(f64::total_cmp);
-        assert!(
-            (e[0] - 1.0).abs() < 1e-9 && (e[1] - 3.0).abs() < 1e-9,
-            "{e:?}"
-        );
     }
 }

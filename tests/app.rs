@@ -376,3 +376,213 @@ fn a_dropped_safetensors_file_opens_as_an_imported_model() {
     );
     h.get_by_label_contains("fresh optimiser state");
 }
+
+/// The principal directions of a training VAE: computed off the UI thread from each new
+/// snapshot, a slider moves the explorer's latent along its direction, and a saved direction
+/// goes into the checkpoint and comes back with it.
+#[test]
+fn direction_sliders_follow_training_and_named_directions_are_saved() {
+    use egui_kittest::kittest::{by, NodeT};
+    use latent_lab::app::DirectionsView;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirs.llck");
+    let mut h = common::ui::training(app(), 30);
+    h.state_mut().shared.tab = "directions";
+    pump(&mut h, "directions", |a| {
+        a.shared.analysis.directions().is_some()
+    });
+    let first = h.state().shared.analysis.directions().unwrap().step;
+    // Recomputed with newer weights while training goes on.
+    pump(&mut h, "directions of a newer snapshot", |a| {
+        a.shared
+            .analysis
+            .directions()
+            .is_some_and(|d| d.step > first)
+    });
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    run_for(&mut h, Duration::from_millis(300));
+    let dirs = h
+        .state()
+        .shared
+        .analysis
+        .directions()
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(dirs.vectors.len(), 8);
+    // Sorted by explained variance, after matching to the previous snapshot's order at most
+    // swaps neighbours of nearly equal variance.
+    assert!(dirs.explained.iter().all(|e| (0.0..=1.0).contains(e)));
+    assert!(
+        dirs.explained[0] >= dirs.explained[7],
+        "{:?}",
+        dirs.explained
+    );
+    let before = h.state().shared.latent.z.clone();
+    let slider = h.get(
+        by().role(egui::accesskit::Role::Slider)
+            .label_contains("direction 1 ("),
+    );
+    assert!(slider.accesskit_node().label().is_some());
+    slider.set_value_accesskit(1.5);
+    h.step();
+    h.step();
+    let after = h.state().shared.latent.z.clone();
+    // The latent moved along direction 1 only: its coordinate is 1.5, the rest kept.
+    let v = &dirs.vectors[0];
+    let delta: Vec<f32> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let along: f32 = delta.iter().zip(v).map(|(d, v)| d * v).sum();
+    let off: f32 = delta
+        .iter()
+        .zip(v)
+        .map(|(d, v)| (d - along * v).abs())
+        .sum();
+    assert!(along.abs() > 0.1 && off < 1e-3, "along {along}, off {off}");
+    let coord: f32 = after.iter().zip(v).map(|(z, v)| z * v).sum();
+    assert!((coord - 1.5).abs() < 1e-3, "{coord}");
+
+    // Save direction 1 under a name, then the checkpoint.
+    h.get_all_by_label("save").next().unwrap().click();
+    pump(&mut h, "named", |a| {
+        a.panel::<DirectionsView>()
+            .is_some_and(|p| p.named.len() == 1)
+    });
+    h.state_mut()
+        .on_file_chosen(FileAction::SaveCheckpoint, path.clone());
+    pump(&mut h, "saved", |a| {
+        a.shared.run.notices.iter().any(|n| n.starts_with("saved"))
+    });
+    let ckpt = latent_lab::checkpoint::Checkpoint::load(&path).unwrap();
+    assert_eq!(ckpt.header.directions.len(), 1);
+    assert_eq!(ckpt.header.directions[0].vector.len(), 20);
+    h.get_by_label("Stop").click();
+    pump(&mut h, "stopped", |a| a.shared.run.info.is_none());
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenCheckpoint, path.clone());
+    pump(&mut h, "loaded", |a| a.shared.run.status == Status::Ready);
+    let named = &h.state().panel::<DirectionsView>().unwrap().named;
+    assert_eq!(named, &ckpt.header.directions);
+}
+
+/// The traversal grid: rows × steps images around the explorer's latent, redrawn when the
+/// latent moves, exported as a PNG of that grid.
+#[test]
+fn traversal_grid_has_a_row_per_dimension_and_exports() {
+    use latent_lab::app::Traversal;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = common::ui::training(app(), 30);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "traversal";
+    let count = |a: &latent_lab::app::LatentLabApp| {
+        a.panel::<Traversal>()
+            .and_then(|t| t.grid.as_ref().map(|g| g.count()))
+            .unwrap_or(0)
+    };
+    pump(&mut h, "grid", |a| count(a) == 10 * 9);
+    let grid = h
+        .state()
+        .panel::<Traversal>()
+        .unwrap()
+        .grid
+        .clone()
+        .unwrap();
+    // Each row walks one dimension: its images differ from end to end.
+    let px = grid.shape.numel();
+    let img = |i: usize| &grid.pixels[i * px..(i + 1) * px];
+    for r in 0..10 {
+        assert!(
+            common::max_diff(img(r * 9), img(r * 9 + 8)) > 0.05,
+            "row {r}"
+        );
+    }
+    h.state_mut().shared.latent.z[0] += 2.0;
+    pump(&mut h, "redrawn", |a| {
+        a.panel::<Traversal>()
+            .and_then(|t| t.grid.as_ref())
+            .is_some_and(|g| g.pixels != grid.pixels)
+    });
+    let out = dir.path().join("traversal.png");
+    let images = h
+        .state()
+        .panel::<Traversal>()
+        .unwrap()
+        .grid
+        .clone()
+        .unwrap();
+    h.state_mut().on_file_chosen(
+        FileAction::ExportGrid {
+            images: images.clone(),
+            cols: 9,
+            name: "traversal.png",
+        },
+        out.clone(),
+    );
+    pump(&mut h, "exported", |a| {
+        a.shared
+            .run
+            .notices
+            .iter()
+            .any(|n| n.starts_with("exported"))
+    });
+    let png = image::open(&out).unwrap();
+    let want = images.grid(9, 2, 2);
+    assert_eq!((png.width(), png.height()), want.dimensions());
+}
+
+/// t-SNE of the encoded test set runs on the analysis thread while the UI keeps drawing,
+/// then the scatter shows it; a second method is cached beside it.
+#[test]
+fn scatter_projects_with_tsne_and_pca_off_the_ui_thread() {
+    use latent_lab::explore::Projection;
+    let mut h = common::ui::training(app(), 30);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "scatter";
+    h.step();
+    h.get_by_label("t-SNE").click();
+    // Frames keep coming while it computes, each showing its progress.
+    let frames_while_computing = std::cell::Cell::new(0);
+    pump(&mut h, "t-SNE", |a| {
+        if a.shared.analysis.projecting(Projection::Tsne).is_some() {
+            frames_while_computing.set(frames_while_computing.get() + 1);
+        }
+        a.shared.analysis.projection(Projection::Tsne).is_some()
+    });
+    assert!(
+        frames_while_computing.get() >= 3,
+        "{} frames drawn while t-SNE ran",
+        frames_while_computing.get()
+    );
+    let t = h
+        .state()
+        .shared
+        .analysis
+        .projection(Projection::Tsne)
+        .unwrap();
+    assert_eq!(t.value.len(), 1000);
+    assert!(t.value.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
+    let spread = t
+        .value
+        .iter()
+        .map(|p| p[0].abs() + p[1].abs())
+        .fold(0.0f32, f32::max);
+    assert!(spread > 1.0, "{spread}");
+    h.get_by_label("PCA").click();
+    pump(&mut h, "PCA", |a| {
+        a.shared.analysis.projection(Projection::Pca).is_some()
+    });
+    // The t-SNE result is kept (cached for this snapshot).
+    assert!(h
+        .state()
+        .shared
+        .analysis
+        .projection(Projection::Tsne)
+        .is_some());
+    assert!(
+        h.state().shared.run.errors.is_empty(),
+        "{:?}",
+        h.state().shared.run.errors
+    );
+}

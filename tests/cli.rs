@@ -551,6 +551,9 @@ fn help_lists_the_commands() {
         "interpolate",
         "info",
         "export",
+        "traverse",
+        "directions",
+        "project",
         "--smoke-frames",
     ] {
         assert!(out.contains(c), "{c} missing from help");

@@ -156,5 +156,23 @@ fn old_checkpoints_sample_and_describe() {
         let o = run(&["info", ckpt.to_str().unwrap()]);
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains(family), "{family}: info says {text}");
+        // Older files have no named directions: an empty list, and the views still work.
+        let o = run(&[
+            "directions",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--k",
+            "2",
+            "--samples",
+            "50",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("directions --json");
+        assert_eq!(v["named"], serde_json::json!([]), "{family}");
+        assert_eq!(
+            v["directions"].as_array().map(Vec::len),
+            Some(2),
+            "{family}"
+        );
     }
 }

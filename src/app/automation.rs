@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::stats::Rolling;
 use super::{explorer, AppOptions, Shared, Status};
+use crate::explore::Projection;
 
 pub struct Automation {
     /// Exit after this many frames.
@@ -15,6 +16,7 @@ pub struct Automation {
     screenshot: Option<PathBuf>,
     bench_secs: Option<f64>,
     bench_out: Option<PathBuf>,
+    bench_analyses: bool,
     frames: u64,
     bench_started: Option<Instant>,
     screenshot_requested: bool,
@@ -31,6 +33,7 @@ impl Automation {
             screenshot: opts.screenshot.clone(),
             bench_secs: opts.bench_secs,
             bench_out: opts.bench_out.clone(),
+            bench_analyses: opts.bench_analyses,
             frames: 0,
             bench_started: None,
             screenshot_requested: false,
@@ -63,6 +66,13 @@ impl Automation {
                 shared.tab = explorer::ID;
                 if let Some(v) = shared.latent.z.first_mut() {
                     *v = (3.0 * (t * 2.0).sin()) as f32;
+                }
+                if self.bench_analyses {
+                    // As if the Directions and Scatter views were open beside the explorer,
+                    // with "Recompute" pressed on every snapshot.
+                    shared.analysis.want_directions();
+                    shared.analysis.want_projection(Projection::Tsne);
+                    shared.analysis.refresh_projection();
                 }
                 if t > secs {
                     self.write_bench(shared);
@@ -120,6 +130,7 @@ impl Automation {
             "training_step": s.run.step,
             "images_per_sec": s.run.last_point.as_ref().map(|p| p.images_per_sec),
             "gpu_colormap": s.gpu_colormap,
+            "analyses": s.analysis.timings_json(),
         });
         let text = v.to_string();
         match &self.bench_out {

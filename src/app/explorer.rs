@@ -115,6 +115,7 @@ impl Panel for Explorer {
             }
             Output::Encoded { mu, .. } => shared.latent.set(mu),
             Output::Failed { message, .. } => shared.run.errors.push(message),
+            Output::Analysed { .. } => {}
         }
     }
 

@@ -22,6 +22,12 @@ pub enum FileAction {
     OpenFolder,
     ExportPng(ImageBatch),
     ExportGif(ImageBatch),
+    /// A grid of `cols` columns (the traversal grid), as PNG; `name` is the suggested file.
+    ExportGrid {
+        images: ImageBatch,
+        cols: usize,
+        name: &'static str,
+    },
 }
 
 impl FileAction {
@@ -33,6 +39,7 @@ impl FileAction {
             FileAction::OpenFolder => "Open image folder",
             FileAction::ExportPng(_) => "Export PNG strip",
             FileAction::ExportGif(_) => "Export GIF",
+            FileAction::ExportGrid { .. } => "Export PNG grid",
         }
     }
 }
@@ -104,6 +111,7 @@ impl Files {
             FileAction::OpenFolder => Box::pin(d.pick_folder()),
             FileAction::ExportPng(_) => save(d, "interpolation.png", ("PNG", &["png"])),
             FileAction::ExportGif(_) => save(d, "interpolation.gif", ("GIF", &["gif"])),
+            FileAction::ExportGrid { name, .. } => save(d, name, ("PNG", &["png"])),
         };
         let fut = async move { pick.await.map(|h| h.path().to_path_buf()) };
         let tx = self.tx.clone();
@@ -183,14 +191,17 @@ impl Files {
     }
 
     /// Write an interpolation export on a helper thread; the outcome comes back as a message.
-    fn export(&self, path: PathBuf, batch: ImageBatch, gif: bool) {
+    /// Write `batch` to `path` off the UI thread: a GIF of its frames, or a PNG grid of
+    /// `cols` columns (`None`: one strip).
+    fn export(&self, path: PathBuf, batch: ImageBatch, gif: bool, cols: Option<usize>) {
         let tx = self.messages.0.clone();
         std::thread::spawn(move || {
             let r = if gif {
                 let frames: Vec<_> = (0..batch.count()).map(|i| batch.single(i, 4)).collect();
                 crate::images::save_gif(&frames, 80, &path)
             } else {
-                crate::images::save_png(&batch.grid(batch.count(), 2, 2), &path)
+                let cols = cols.unwrap_or(batch.count()).max(1);
+                crate::images::save_png(&batch.grid(cols, 2, 2), &path)
             };
             let _ = tx.send(match r {
                 Ok(()) => format!("exported {}", path.display()),
@@ -214,6 +225,7 @@ pub fn apply(app: &mut LatentLabApp, action: FileAction, path: PathBuf) {
             shared.run.errors.clear();
             shared.run.status = super::Status::Preparing;
             shared.decoder.set_model(None);
+            shared.analyser.set_model(None);
             shared.send(Command::Load {
                 path: path.clone(),
                 backend: shared.settings.backend,
@@ -241,7 +253,10 @@ pub fn apply(app: &mut LatentLabApp, action: FileAction, path: PathBuf) {
                 Err(e) => shared.run.errors.push(e.to_string()),
             }
         }
-        FileAction::ExportPng(b) => app.files.export(path, b, false),
-        FileAction::ExportGif(b) => app.files.export(path, b, true),
+        FileAction::ExportPng(b) => app.files.export(path, b, false, None),
+        FileAction::ExportGif(b) => app.files.export(path, b, true, None),
+        FileAction::ExportGrid { images, cols, .. } => {
+            app.files.export(path, images, false, Some(cols))
+        }
     }
 }

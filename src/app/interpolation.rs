@@ -140,6 +140,7 @@ impl Panel for Interpolation {
                 self.frame = 0;
             }
             Output::Failed { message, .. } => shared.run.errors.push(message),
+            Output::Analysed { .. } => {}
         }
     }
 
@@ -150,6 +151,12 @@ impl Panel for Interpolation {
         };
         let is_vae = info.spec.has_encoder();
         let n = info.test_preview.count();
+        // Two clicks in the scatter chose the ends.
+        if let Some([a, b]) = shared.interpolation_ends.take() {
+            (self.from, self.to, self.random) = (a, b, false);
+            self.ends = None;
+            self.dirty = true;
+        }
         if shared.class_picker(ui) || shared.class != self.class {
             self.dirty = true;
         }

@@ -73,6 +73,7 @@ impl Panel for Manifold {
                 self.version += 1;
             }
             Output::Failed { message, .. } => shared.run.errors.push(message),
+            Output::Analysed { .. } => {}
             Output::Encoded { .. } => {}
         }
     }

@@ -5,8 +5,10 @@
 //! [`panels`]. Panels push [`AppCommand`]s while drawing; [`LatentLabApp`] runs them after
 //! every panel has drawn.
 
+pub mod analysis;
 mod automation;
 pub mod colormap;
+mod directions;
 mod explorer;
 mod files;
 pub mod gpu_image;
@@ -21,17 +23,20 @@ pub mod stats;
 mod status_bar;
 mod train_panel;
 mod training_view;
+mod traversal;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use directions::DirectionsView;
 pub use explorer::Explorer;
 pub use files::FileAction;
 pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
 pub use settings::Settings;
+pub use traversal::Traversal;
 
 use crate::worker::decoder::{DecoderHandle, Job, Output};
 use crate::worker::{Command, Event, WorkerHandle, WorkerOptions};
@@ -54,6 +59,8 @@ pub struct AppOptions {
     /// then write frame-time and decode-latency percentiles to `bench_out` and exit.
     pub bench_secs: Option<f64>,
     pub bench_out: Option<PathBuf>,
+    /// With `bench_secs`: keep the analyses (directions, t-SNE) computing all along.
+    pub bench_analyses: bool,
     /// Ignore saved settings (tests, benchmarks).
     pub fresh_settings: bool,
     /// Autosave folder (with the crash marker); `None` turns autosave off.
@@ -69,6 +76,8 @@ pub fn panels() -> Vec<Box<dyn Panel>> {
         Box::new(interpolation::Interpolation::default()),
         Box::new(manifold::Manifold::default()),
         Box::new(scatter::Scatter::default()),
+        Box::new(directions::DirectionsView::default()),
+        Box::new(traversal::Traversal::default()),
     ]
 }
 
@@ -110,6 +119,10 @@ pub struct Shared {
     pub settings: Settings,
     pub worker: WorkerHandle,
     pub decoder: DecoderHandle,
+    /// The analysis thread: principal directions and projections ([`Job::is_analysis`]).
+    pub analyser: DecoderHandle,
+    /// Results of the analyses the views share, per snapshot.
+    pub analysis: analysis::Analysis,
     pub run: RunState,
     /// Frame time (ms): eframe's CPU time for the last frame.
     pub frame_ms: Rolling,
@@ -126,6 +139,12 @@ pub struct Shared {
     /// The id of the tab shown.
     pub tab: &'static str,
     pub latent: Latent,
+    /// Test-preview images the user selected as groups A and B (the scatter's boxes): an
+    /// attribute vector is the mean of A's latents minus B's.
+    pub groups: [Vec<usize>; 2],
+    /// Test-preview images the scatter chose as the interpolation's ends (taken by the
+    /// interpolation view).
+    pub interpolation_ends: Option<[usize; 2]>,
     /// The class the explorer, interpolation and manifold decode (conditional models).
     pub class: u32,
     commands: Vec<AppCommand>,
@@ -255,7 +274,8 @@ impl LatentLabApp {
             waker: Some(waker.clone()),
             low_priority: true,
         })?;
-        let decoder = DecoderHandle::spawn(Some(waker))?;
+        let decoder = DecoderHandle::spawn(Some(waker.clone()))?;
+        let analyser = DecoderHandle::spawn_analysis(Some(waker))?;
         let tabs = panels();
         let tab = opts
             .tab
@@ -267,6 +287,8 @@ impl LatentLabApp {
                 settings,
                 worker,
                 decoder,
+                analyser,
+                analysis: Default::default(),
                 run: RunState::default(),
                 frame_ms: Rolling::new(600),
                 decode_ms: Rolling::new(600),
@@ -277,6 +299,8 @@ impl LatentLabApp {
                 textures: HashMap::new(),
                 tab,
                 latent: Latent::default(),
+                groups: Default::default(),
+                interpolation_ends: None,
                 class: 0,
                 commands: Vec::new(),
             },
@@ -322,7 +346,9 @@ impl LatentLabApp {
             };
             match ev {
                 Event::Snapshot(snap) => {
+                    self.shared.analyser.set_model(Some(snap.clone()));
                     self.shared.decoder.set_model(Some(snap));
+                    self.shared.analysis.on_snapshot();
                     self.shared.run.new_weights = true;
                 }
                 Event::Ready(info) => {
@@ -348,6 +374,8 @@ impl LatentLabApp {
                         })
                         .unwrap_or_default();
                     st.data = info.data_source.clone();
+                    self.shared.analysis.reset();
+                    self.shared.groups = Default::default();
                     for p in &mut self.tabs {
                         p.on_run_ready(&info, &mut self.shared);
                     }
@@ -364,12 +392,26 @@ impl LatentLabApp {
                 other => self.shared.run.apply(other),
             }
         }
-        while let Some(out) = self.shared.decoder.try_recv() {
-            let slot = match &out {
-                Output::Decoded { slot, .. }
-                | Output::Encoded { slot, .. }
-                | Output::Failed { slot, .. } => *slot,
-            };
+        while let Some(out) = self
+            .shared
+            .decoder
+            .try_recv()
+            .or_else(|| self.shared.analyser.try_recv())
+        {
+            let slot = out.slot();
+            if analysis::SLOTS.contains(&slot) {
+                let d = self.shared.latent.z.len();
+                let d = self
+                    .shared
+                    .run
+                    .info
+                    .as_ref()
+                    .map_or(d, |i| i.spec.latent_dim());
+                self.shared.analysis.on_output(out, d);
+                let errors = std::mem::take(&mut self.shared.analysis.errors);
+                self.shared.run.errors.extend(errors);
+                continue;
+            }
             match self.tabs.iter_mut().find(|p| p.slots().contains(&slot)) {
                 Some(p) => p.on_decoded(out, &mut self.shared),
                 // No panel asks for this slot; only a failure is news.
@@ -422,6 +464,7 @@ impl LatentLabApp {
         }
         self.dropped_files(ui);
         self.recovery.tick(&mut self.shared);
+        analysis::Analysis::request(&mut self.shared);
         self.execute(ui.ctx(), frame);
         self.shared.run.new_weights = false;
         // Keep the clock in the status bar and the progress line moving while training.
@@ -442,12 +485,16 @@ impl LatentLabApp {
             );
             match cmd {
                 AppCommand::Worker(c) => self.shared.send(c),
+                AppCommand::Decoder(slot, job) if job.is_analysis() => {
+                    self.shared.analyser.request(slot, job)
+                }
                 AppCommand::Decoder(slot, job) => self.shared.decoder.request(slot, job),
                 AppCommand::StartRun { request, train } => {
                     let s = &mut self.shared;
                     s.run.errors.clear();
                     s.run.status = Status::Preparing;
                     s.decoder.set_model(None);
+                    s.analyser.set_model(None);
                     s.send(Command::Start(request));
                     if train {
                         s.send(Command::Train);
@@ -717,10 +764,11 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), tabs.len(), "two tabs share an id");
         let mut slots: Vec<Slot> = tabs.iter().flat_map(|p| p.slots().to_vec()).collect();
+        slots.extend(analysis::SLOTS);
         let all = slots.len();
         slots.sort();
         slots.dedup();
-        assert_eq!(slots.len(), all, "two tabs claim one decoder slot");
+        assert_eq!(slots.len(), all, "two owners claim one decoder slot");
         for s in [
             Slot::Explorer,
             Slot::EncodeImage,
@@ -728,6 +776,10 @@ mod tests {
             Slot::Manifold,
             Slot::EncodeSet,
             Slot::ClassStrip,
+            Slot::Directions,
+            Slot::Traversal,
+            Slot::PrincipalDirections,
+            Slot::Projection,
         ] {
             assert!(slots.contains(&s), "no tab receives {s:?}");
         }

@@ -220,9 +220,9 @@ pub const PAPER_INIT: Initializer = Initializer::Normal {
     std: 0.02,
 };
 
-impl GenModule for DcGenerator {
-    /// `[batch, latent]` → `[batch, c·s·s]` in [-1, 1].
-    fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+impl DcGenerator {
+    /// The first layer: `z` projected to the smallest feature map, after batch norm and ReLU.
+    fn projected(&self, z: Tensor<2>) -> Tensor<4> {
         let [b, _] = z.dims();
         let stages = self.extra.len() + 2;
         let q = self.size >> stages;
@@ -230,12 +230,24 @@ impl GenModule for DcGenerator {
             .fc
             .forward(z)
             .reshape([b, self.width << (stages - 1), q, q]);
-        let mut h = relu(self.bn0.forward(h));
+        relu(self.bn0.forward(h))
+    }
+}
+
+impl GenModule for DcGenerator {
+    /// `[batch, latent]` → `[batch, c·s·s]` in [-1, 1].
+    fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        let mut h = self.projected(z);
         for block in &self.extra {
             h = relu(block.bn.forward(block.conv.forward(h)));
         }
         let h = relu(self.bn1.forward(self.t1.forward(h))); // [b, w, s/2, s/2]
         tanh(self.t2.forward(h)).flatten(1, 3) // [b, c·s·s]
+    }
+
+    /// The projected latent after its batch norm and ReLU, flattened to `[b, features]`.
+    fn first_hidden(&self, z: Tensor<2>) -> Option<Tensor<2>> {
+        Some(self.projected(z).flatten(1, 3))
     }
 }
 

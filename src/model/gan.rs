@@ -143,6 +143,10 @@ impl GenModule for MlpGenerator {
                 .forward(mlp_stack(&self.hidden, z, |t| LEAKY.tensor(t))),
         )
     }
+
+    fn first_hidden(&self, z: Tensor<2>) -> Option<Tensor<2>> {
+        Some(LEAKY.tensor(self.hidden.first()?.forward(z)))
+    }
 }
 
 impl MlpDiscriminator {

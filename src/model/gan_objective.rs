@@ -117,6 +117,13 @@ pub trait GenModule: Module + Send + Sync + 'static {
         let _ = cond;
         self.forward(z)
     }
+    /// The activations of the generator's first hidden layer, `[batch, features]`: the
+    /// principal directions of a GAN (GANSpace) are the PCA of these over sampled latents.
+    /// `None` (the default) where a family does not say; the analysis then uses the output.
+    fn first_hidden(&self, z: Tensor<2>) -> Option<Tensor<2>> {
+        let _ = z;
+        None
+    }
 }
 
 /// A discriminator: images `[batch, pixels]` in [-1, 1] → logits `[batch, 1]`.
@@ -234,6 +241,10 @@ impl<A: GanArch> Nets for GanNets<A> {
 
     fn encode(&self, _x: Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
         None
+    }
+
+    fn first_hidden(&self, z: Tensor<2>) -> Option<Tensor<2>> {
+        self.gen.first_hidden(z)
     }
 
     fn discriminate(&self, x: Tensor<2>) -> Option<Tensor<2>> {

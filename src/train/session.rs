@@ -15,7 +15,7 @@ use crate::eval::{evaluate, EvalReport};
 use crate::images::ImageBatch;
 use crate::infer::{class_rows, normal_latents, Inference};
 use crate::model::{adam, Batch, ModelSpec, Nets, StepTerms, Trainer, TrainerSetup};
-use crate::run::{Marker, MetricPoint, MetricsHistory, TestPoint, TrainConfig};
+use crate::run::{Marker, MetricPoint, MetricsHistory, NamedDirection, TestPoint, TrainConfig};
 
 /// Set to `burn` to train every family on the CPU through burn's autodiff instead of its fast
 /// path (for comparisons; both give the same steps).
@@ -82,6 +82,8 @@ pub struct Session {
     interval_images: usize,
     /// Why a model the fused path supports trains through burn's path instead.
     fused_off: Option<String>,
+    /// Latent directions the user named, saved with the run.
+    directions: Vec<NamedDirection>,
     /// The fast CPU path was asked for (the CPU backend, not opted out).
     fused_asked: bool,
 }
@@ -143,7 +145,7 @@ impl Session {
                 text: "resumed".into(),
             });
         }
-        Self::assemble(
+        let mut session = Self::assemble(
             h.model.clone(),
             config,
             data,
@@ -152,7 +154,9 @@ impl Session {
             (nets, optims),
             history,
             (h.step, h.epoch, h.batch_in_epoch),
-        )
+        )?;
+        session.set_directions(h.directions.clone())?;
+        Ok(session)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -234,6 +238,7 @@ impl Session {
             interval_start: Instant::now(),
             interval_images: 0,
             fused_off,
+            directions: Vec::new(),
             fused_asked: fused,
         })
     }
@@ -280,6 +285,28 @@ impl Session {
     pub fn batches_per_epoch(&self) -> usize {
         self.plan.batches_per_epoch()
     }
+    /// The named latent directions saved with the run.
+    pub fn directions(&self) -> &[NamedDirection] {
+        &self.directions
+    }
+
+    /// Replace the named directions (each must have the model's latent size).
+    pub fn set_directions(&mut self, directions: Vec<NamedDirection>) -> Result<(), TrainError> {
+        let d = self.spec.latent_dim();
+        if let Some(bad) = directions
+            .iter()
+            .find(|v| v.vector.len() != d || v.vector.iter().any(|x| !x.is_finite()))
+        {
+            return Err(TrainError::Invalid(format!(
+                "direction \"{}\" has {} finite values or fewer; the model's latent has {d}",
+                bad.name,
+                bad.vector.len()
+            )));
+        }
+        self.directions = directions;
+        Ok(())
+    }
+
     pub fn history(&self) -> &MetricsHistory {
         &self.history
     }
@@ -556,6 +583,7 @@ impl Session {
             batch_in_epoch: self.batch,
             history: self.history.clone(),
             saved_unix_secs: crate::checkpoint::now_unix_secs(),
+            directions: self.directions.clone(),
         };
         let optims = self.trainer.optim_bytes()?;
         Ok(Checkpoint::from_parts(

@@ -5,12 +5,14 @@
 //! (latest request wins), so dragging a slider never builds a queue.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::Waker;
+use crate::explore::{self, Directions, Encoded, Projection};
 use crate::images::ImageBatch;
 use crate::infer::Inference;
 
@@ -27,6 +29,14 @@ pub enum Slot {
     EncodeSet,
     /// The explorer's latent in every class (conditional models: "same style, every class").
     ClassStrip,
+    /// The directions view's image (the explorer's latent).
+    Directions,
+    /// The traversal grid.
+    Traversal,
+    /// Principal directions of the model ([`Job::Directions`], analysis thread).
+    PrincipalDirections,
+    /// A 2-D projection of the encoded test set ([`Job::Project`], analysis thread).
+    Projection,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +49,61 @@ pub enum Job {
     Encode(Vec<f32>),
     /// [`Job::Encode`] with each image's class label (conditional models).
     EncodeLabelled { images: Vec<f32>, labels: Vec<u32> },
+    /// The top `k` principal directions: PCA of `means` (`n × latent_dim` encoder means of
+    /// a VAE), or GANSpace over `samples` latents of `seed` when `means` is empty.
+    Directions {
+        means: Vec<f32>,
+        k: usize,
+        samples: usize,
+        seed: u64,
+    },
+    /// A 2-D projection of `points` (`n × dim`), reporting to `progress`.
+    Project {
+        points: Vec<f32>,
+        dim: usize,
+        method: Projection,
+        progress: Arc<Progress>,
+    },
+}
+
+impl Job {
+    /// Analyses take seconds: they run on the analysis thread, not behind a slider's decode.
+    pub fn is_analysis(&self) -> bool {
+        matches!(self, Job::Directions { .. } | Job::Project { .. })
+    }
+}
+
+/// How far a long job is, and a way to stop it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    permille: AtomicU32,
+    cancelled: AtomicBool,
+}
+
+impl Progress {
+    /// Done so far, in [0, 1].
+    pub fn fraction(&self) -> f32 {
+        self.permille.load(Ordering::Relaxed) as f32 / 1000.0
+    }
+
+    /// Ask the job to stop (its slot then answers [`Output::Failed`] with "cancelled").
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn report(&self, f: f32) -> bool {
+        self.permille
+            .store((f.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Relaxed);
+        !self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// What an analysis job found.
+#[derive(Clone, Debug)]
+pub enum Analysed {
+    Directions(Directions),
+    /// One `[x, y]` per point.
+    Projection(Vec<[f32; 2]>),
 }
 
 #[derive(Debug)]
@@ -56,11 +121,30 @@ pub enum Output {
         mu: Vec<f32>,
         logvar: Vec<f32>,
         latency_secs: f64,
+        /// Training step of the weights used.
+        model_step: u64,
+    },
+    Analysed {
+        slot: Slot,
+        result: Analysed,
+        latency_secs: f64,
+        model_step: u64,
     },
     Failed {
         slot: Slot,
         message: String,
     },
+}
+
+impl Output {
+    pub fn slot(&self) -> Slot {
+        match self {
+            Output::Decoded { slot, .. }
+            | Output::Encoded { slot, .. }
+            | Output::Analysed { slot, .. }
+            | Output::Failed { slot, .. } => *slot,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -77,13 +161,30 @@ pub struct DecoderHandle {
 }
 
 impl DecoderHandle {
+    /// The decoder thread of the sliders and views.
     pub fn spawn(waker: Option<Waker>) -> std::io::Result<Self> {
+        Self::spawn_named("latent-lab-decoder", false, waker)
+    }
+
+    /// A thread for analyses ([`Job::is_analysis`]), at training priority so that the UI,
+    /// the decoder and (equally) training keep their share of the CPU while it computes.
+    pub fn spawn_analysis(waker: Option<Waker>) -> std::io::Result<Self> {
+        Self::spawn_named("latent-lab-analysis", true, waker)
+    }
+
+    fn spawn_named(name: &str, low: bool, waker: Option<Waker>) -> std::io::Result<Self> {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let (tx, rx) = mpsc::sync_channel(64);
         let s = shared.clone();
+        let pool_name = format!("{name}-pool");
         let thread = std::thread::Builder::new()
-            .name("latent-lab-decoder".into())
-            .spawn(move || decoder_loop(s, tx, waker))?;
+            .name(name.into())
+            .spawn(move || {
+                if low {
+                    crate::backend::lower_thread_priority();
+                }
+                decoder_loop(s, tx, waker, pool_name, low)
+            })?;
         Ok(Self {
             shared,
             results: rx,
@@ -139,6 +240,8 @@ fn decoder_loop(
     shared: Arc<(Mutex<Shared>, Condvar)>,
     tx: SyncSender<Output>,
     waker: Option<Waker>,
+    pool_name: String,
+    low: bool,
 ) {
     let (lock, cv) = &*shared;
     // burn's CPU backend runs its kernels on rayon. On the global pool, a decode queues
@@ -146,7 +249,12 @@ fn decoder_loop(
     // training); a pool of our own keeps it to the decode's own cost.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
-        .thread_name(|i| format!("latent-lab-decode-{i}"))
+        .thread_name(move |i| format!("{pool_name}-{i}"))
+        .start_handler(move |_| {
+            if low {
+                crate::backend::lower_thread_priority();
+            }
+        })
         .build()
         .ok();
     loop {
@@ -184,6 +292,19 @@ fn decoder_loop(
                 mu,
                 logvar,
                 latency_secs: asked.elapsed().as_secs_f64(),
+                model_step: model.step,
+            },
+            Err(e) => Output::Failed {
+                slot,
+                message: e.to_string(),
+            },
+        };
+        let analysed = |r: Result<Analysed, crate::error::TrainError>| match r {
+            Ok(result) => Output::Analysed {
+                slot,
+                result,
+                latency_secs: asked.elapsed().as_secs_f64(),
+                model_step: model.step,
             },
             Err(e) => Output::Failed {
                 slot,
@@ -198,6 +319,42 @@ fn decoder_loop(
             Job::Encode(x) => encoded(model.encode(x)),
             Job::EncodeLabelled { images, labels } => {
                 encoded(model.encode_labelled(images, labels))
+            }
+            Job::Directions {
+                means,
+                k,
+                samples,
+                seed,
+            } => {
+                let d = model.latent_dim();
+                let r = if means.is_empty() {
+                    explore::gan_space(&model, *k, *samples, *seed)
+                } else {
+                    let enc = Encoded {
+                        mu: means.clone(),
+                        logvar: Vec::new(),
+                        n: means.len() / d.max(1),
+                        d,
+                    };
+                    Ok(explore::directions_of_means(&enc, *k))
+                };
+                analysed(r.map(Analysed::Directions))
+            }
+            Job::Project {
+                points,
+                dim,
+                method,
+                progress,
+            } => {
+                let n = points.len() / (*dim).max(1);
+                let mut report = |f: f32| progress.report(f);
+                match explore::project(points, n, *dim, *method, 0, &mut report) {
+                    Some(p) => analysed(Ok(Analysed::Projection(p))),
+                    None => Output::Failed {
+                        slot,
+                        message: "cancelled".into(),
+                    },
+                }
             }
         };
         // A decode the plain-Rust path handles runs right here: handing it to a pool thread

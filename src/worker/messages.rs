@@ -8,6 +8,7 @@ use crate::data::DataSource;
 use crate::images::ImageBatch;
 use crate::infer::Inference;
 use crate::model::{ModelKind, ModelOverrides, ModelSpec};
+use crate::run::NamedDirection;
 use crate::train::metrics::{MetricPoint, MetricsHistory, TestPoint};
 use crate::train::TrainConfig;
 
@@ -40,6 +41,8 @@ pub enum Command {
     SetLearningRate(f64),
     SetBeta(f64),
     SetEpochs(usize),
+    /// Replace the run's named latent directions (saved with its checkpoints).
+    SetDirections(Vec<NamedDirection>),
     /// Save a checkpoint (atomically).
     Save(PathBuf),
     /// Evaluate on the test split now.
@@ -83,6 +86,8 @@ pub struct RunInfo {
     pub test_preview: ImageBatch,
     /// Their labels (empty when the dataset has none).
     pub test_preview_labels: Vec<u32>,
+    /// Latent directions named by the user, from the checkpoint.
+    pub directions: Vec<NamedDirection>,
 }
 
 /// Test images sent with [`RunInfo`].

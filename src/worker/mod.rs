@@ -303,6 +303,11 @@ impl Worker {
             Command::SetBeta(beta) => {
                 self.change_config(|s| s.set_beta(beta));
             }
+            Command::SetDirections(v) => {
+                if let Err(e) = self.with_session(|s| s.set_directions(v)) {
+                    self.emit(Event::Error(e.to_string()));
+                }
+            }
             Command::SetEpochs(n) => {
                 self.change_config(|s| {
                     s.set_epochs(n);
@@ -451,6 +456,7 @@ impl Worker {
                 pixels,
             },
             test_preview_labels,
+            directions: session.directions().to_vec(),
         };
         self.session = Some(session);
         self.emit(Event::Ready(Box::new(info)));
