@@ -66,6 +66,10 @@ pub struct GuiArgs {
     /// Ignore and do not overwrite saved settings
     #[arg(long)]
     pub fresh_settings: bool,
+    /// With --smoke-frames or --bench-ui: use the saved settings (e.g. a screenshot of the
+    /// scatter on the projection used last) instead of fresh ones
+    #[arg(long, conflicts_with = "fresh_settings")]
+    pub saved_settings: bool,
     /// Open this checkpoint at start (with --train: and continue training it)
     #[arg(long)]
     pub open: Option<PathBuf>,
@@ -495,7 +499,8 @@ fn gui(a: GuiArgs) -> Result<()> {
         bench_secs: a.bench_ui,
         bench_out: a.bench_out,
         bench_analyses: a.bench_analyses,
-        fresh_settings: a.fresh_settings || a.smoke_frames.is_some() || a.bench_ui.is_some(),
+        fresh_settings: a.fresh_settings
+            || ((a.smoke_frames.is_some() || a.bench_ui.is_some()) && !a.saved_settings),
         autosave_dir: if a.no_autosave {
             None
         } else {

@@ -257,7 +257,7 @@ fn randomised(
     denom: f64,
 ) -> (Vec<f64>, Vec<Vec<f64>>) {
     let l = (k + 10).min(d).min(n);
-    let mut rng = SplitMix64::new(0x5eed_9ca);
+    let mut rng = SplitMix64::new(0x05ee_d9ca);
     let omega: Vec<Vec<f64>> = (0..l)
         .map(|_| (0..d).map(|_| rng.next_f32() as f64 - 0.5).collect())
         .collect();

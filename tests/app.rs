@@ -586,3 +586,45 @@ fn scatter_projects_with_tsne_and_pca_off_the_ui_thread() {
         h.state().shared.run.errors
     );
 }
+
+/// Latent arithmetic: "mean of class 0 − mean of class 1" from the encoded test set becomes a
+/// named direction, and "+1" adds exactly that vector to the explorer's latent.
+#[test]
+fn attribute_vectors_from_classes_move_the_latent() {
+    use latent_lab::app::DirectionsView;
+    let mut h = common::ui::training(app(), 30);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "directions";
+    pump(&mut h, "encoded", |a| a.shared.analysis.encoded().is_some());
+    h.step();
+    h.get_by_label("make vector").click();
+    pump(&mut h, "made", |a| {
+        a.panel::<DirectionsView>()
+            .is_some_and(|p| p.named.len() == 1)
+    });
+    let enc = h.state().shared.analysis.encoded().unwrap().value.clone();
+    let labels = h
+        .state()
+        .shared
+        .run
+        .info
+        .as_ref()
+        .unwrap()
+        .test_preview_labels
+        .clone();
+    let group = |c: u32| -> Vec<usize> { (0..enc.n).filter(|&i| labels[i] == c).collect() };
+    let want = latent_lab::explore::attribute_vector(&enc.mu, enc.d, &group(0), &group(1)).unwrap();
+    let named = h.state().panel::<DirectionsView>().unwrap().named[0].clone();
+    assert_eq!(named.name, "mean 0 − mean 1");
+    assert!(common::max_diff(&named.vector, &want) < 1e-6);
+    // It is a real difference of classes, not a zero vector.
+    assert!(want.iter().map(|v| v * v).sum::<f32>() > 0.5, "{want:?}");
+    h.step();
+    let before = h.state().shared.latent.z.clone();
+    h.get_by_label("+1").click();
+    h.step();
+    let after = h.state().shared.latent.z.clone();
+    let moved: Vec<f32> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(common::max_diff(&moved, &want) < 1e-5, "{moved:?}");
+}

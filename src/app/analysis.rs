@@ -47,8 +47,9 @@ pub struct Analysis {
     /// The user asked to recompute a projection with the newest weights.
     refresh_projection: bool,
     pub errors: Vec<String>,
-    /// Seconds from request to result of the last results, per kind (for `--bench-ui`).
-    timings: HashMap<&'static str, Vec<f64>>,
+    /// Seconds from request to result, and of the computation alone, of each result so far,
+    /// per kind (for `--bench-ui`).
+    timings: HashMap<&'static str, Vec<(f64, f64)>>,
 }
 
 /// The slots whose results belong to [`Analysis`].
@@ -202,20 +203,29 @@ impl Analysis {
     pub fn timings_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for (k, v) in &self.timings {
-            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            let max = v.iter().copied().fold(0.0, f64::max);
+            let n = v.len().max(1) as f64;
+            let mean = v.iter().map(|t| t.0).sum::<f64>() / n;
+            let max = v.iter().map(|t| t.0).fold(0.0, f64::max);
+            let compute = v.iter().map(|t| t.1).sum::<f64>() / n;
+            let compute_max = v.iter().map(|t| t.1).fold(0.0, f64::max);
             m.insert(
                 (*k).into(),
-                serde_json::json!({ "count": v.len(), "mean_s": mean, "max_s": max }),
+                serde_json::json!({
+                    "count": v.len(),
+                    "mean_s": mean,
+                    "max_s": max,
+                    "compute_mean_s": compute,
+                    "compute_max_s": compute_max,
+                }),
             );
         }
         m.into()
     }
 
-    fn timed(&mut self, kind: &'static str, seconds: f64) {
+    fn timed(&mut self, kind: &'static str, seconds: f64, compute: f64) {
         let v = self.timings.entry(kind).or_default();
         if v.len() < 10_000 {
-            v.push(seconds);
+            v.push((seconds, compute));
         }
     }
 
@@ -232,7 +242,7 @@ impl Analysis {
                 ..
             } => {
                 let d = latent_dim.max(1);
-                self.timed("encode", latency_secs);
+                self.timed("encode", latency_secs, latency_secs);
                 self.encoded = Some(Cached {
                     step: model_step,
                     generation,
@@ -248,11 +258,12 @@ impl Analysis {
             Output::Analysed {
                 result,
                 latency_secs,
+                compute_secs,
                 model_step,
                 ..
             } => match result {
                 Analysed::Directions(mut dirs) => {
-                    self.timed("directions", latency_secs);
+                    self.timed("directions", latency_secs, compute_secs);
                     // Keep each slider's meaning: same slot, same sign as before.
                     if let Some(prev) = &self.directions {
                         dirs.align_to(&prev.value);
@@ -266,7 +277,7 @@ impl Analysis {
                 }
                 Analysed::Projection(points) => {
                     if let Some((m, _)) = self.projecting.take() {
-                        self.timed(m.name(), latency_secs);
+                        self.timed(m.name(), latency_secs, compute_secs);
                         self.projections.insert(
                             m,
                             Cached {

@@ -129,10 +129,12 @@ impl Panel for DirectionsView {
 fn coordinate_slider(ui: &mut egui::Ui, z: &mut [f32], v: &[f32], range: f32, text: String) {
     let mut alpha = explore::coordinate(z, v);
     let r = range.max(1e-3);
+    ui.spacing_mut().slider_width = (ui.available_width() * 0.45).clamp(120.0, 320.0);
     if ui
         .add(
             egui::Slider::new(&mut alpha, -r..=r)
                 .text(text)
+                .fixed_decimals(2)
                 .clamping(egui::SliderClamping::Never),
         )
         .changed()
@@ -327,7 +329,7 @@ impl DirectionsView {
             self.shown = self.version;
         }
         if let Some(t) = shared.cached_texture("directions") {
-            let side = ui.available_width().min(320.0).max(128.0);
+            let side = ui.available_width().clamp(128.0, 320.0);
             ui.add(egui::Image::new(&t).fit_to_exact_size(egui::vec2(side, side)));
         }
         if let Some(s) = &shared.latent.source {

@@ -49,6 +49,8 @@ pub struct Scatter {
     /// Where a selection box started (plot coordinates).
     box_start: Option<PlotPoint>,
     hover_shown: Option<usize>,
+    /// `view` was taken from the settings (the axes used last).
+    view_restored: bool,
 }
 
 impl Default for Scatter {
@@ -63,6 +65,7 @@ impl Default for Scatter {
             first_end: None,
             box_start: None,
             hover_shown: None,
+            view_restored: false,
         }
     }
 }
@@ -112,11 +115,25 @@ impl Panel for Scatter {
 impl Scatter {
     fn controls_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let d = shared.run.info.as_ref().map_or(2, |i| i.spec.latent_dim());
+        if !self.view_restored {
+            self.view_restored = true;
+            self.view = shared
+                .settings
+                .scatter_projection
+                .map_or(View::Dims, View::Projected);
+        }
         ui.horizontal_wrapped(|ui| {
             ui.label("axes");
+            let before = self.view;
             ui.selectable_value(&mut self.view, View::Dims, "two dimensions");
             ui.selectable_value(&mut self.view, View::Projected(Projection::Pca), "PCA");
             ui.selectable_value(&mut self.view, View::Projected(Projection::Tsne), "t-SNE");
+            if self.view != before {
+                shared.settings.scatter_projection = match self.view {
+                    View::Dims => None,
+                    View::Projected(m) => Some(m),
+                };
+            }
             if self.view == View::Dims && d >= 2 {
                 let before = (self.dim_x, self.dim_y);
                 let l = ui.label("x: z");

@@ -48,6 +48,8 @@ pub struct Settings {
     pub colormap: Colormap,
     pub log_scale: bool,
     pub sort_by_kl: bool,
+    /// The scatter's axes: a projection, or `None` for two raw dimensions.
+    pub scatter_projection: Option<crate::explore::Projection>,
     /// Autosave checkpoints while training (see `app::recovery`).
     pub autosave: bool,
     pub autosave_minutes: f64,
@@ -73,6 +75,7 @@ impl Default for Settings {
             colormap: Colormap::Gray,
             log_scale: false,
             sort_by_kl: true,
+            scatter_projection: None,
             autosave: true,
             autosave_minutes: 5.0,
             autosave_keep: 3,

@@ -274,11 +274,11 @@ impl Directions {
                 }
             }
         }
-        for j in 0..k {
-            if slot_of[j].is_none() {
-                let free = (0..k).find(|&s| !taken[s]).unwrap_or(j);
+        for (j, s) in slot_of.iter_mut().enumerate() {
+            if s.is_none() {
+                let free = (0..k).find(|&t| !taken[t]).unwrap_or(j);
                 taken[free] = true;
-                slot_of[j] = Some(free);
+                *s = Some(free);
             }
         }
         let mut order: Vec<usize> = (0..k).collect(); // slot → new index
@@ -370,7 +370,8 @@ pub fn attribute_vector(mu: &[f32], d: usize, a: &[usize], b: &[usize]) -> Optio
 }
 
 /// A 2-D projection method for encoded data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Projection {
     /// The first two principal components.
     Pca,

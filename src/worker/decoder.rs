@@ -127,7 +127,10 @@ pub enum Output {
     Analysed {
         slot: Slot,
         result: Analysed,
+        /// From the request to the result (waiting behind other analyses included).
         latency_secs: f64,
+        /// The computation alone.
+        compute_secs: f64,
         model_step: u64,
     },
     Failed {
@@ -274,6 +277,7 @@ fn decoder_loop(
                 g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         };
+        let started = Instant::now();
         let decoded = |r: Result<ImageBatch, crate::error::TrainError>| match r {
             Ok(images) => Output::Decoded {
                 slot,
@@ -304,6 +308,7 @@ fn decoder_loop(
                 slot,
                 result,
                 latency_secs: asked.elapsed().as_secs_f64(),
+                compute_secs: started.elapsed().as_secs_f64(),
                 model_step: model.step,
             },
             Err(e) => Output::Failed {
