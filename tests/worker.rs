@@ -297,3 +297,83 @@ fn the_decoder_serves_the_latest_request_of_a_slot() {
         assert_eq!(images.pixels, want.pixels, "{slot:?}");
     }
 }
+
+/// New directions do not wait behind a t-SNE: they have a thread of their own, and a
+/// projection nobody wants any more can be cancelled.
+#[test]
+fn directions_do_not_wait_behind_a_projection() {
+    use latent_lab::explore::Projection;
+    use latent_lab::worker::decoder::{Analysed, AnalysisThreads, Job, Output, Progress, Slot};
+    let spec = latent_lab::model::ModelSpec::new(
+        ModelKind::parse("vae").unwrap(),
+        latent_lab::model::ImageShape::new(1, 28, 28),
+        &ModelOverrides::default(),
+    )
+    .unwrap();
+    let device = Backend::cpu().device;
+    let nets = spec.init(&device);
+    let inf = std::sync::Arc::new(Inference::new(spec, nets.as_ref(), &device, 3));
+    let threads = AnalysisThreads::spawn(None).unwrap();
+    threads.set_model(Some(inf));
+    let points = latent_lab::infer::normal_latents(3000, 20, 1);
+    let progress = std::sync::Arc::new(Progress::default());
+    threads.request(
+        Slot::Projection,
+        Job::Project {
+            points,
+            dim: 20,
+            method: Projection::Tsne,
+            progress: progress.clone(),
+        },
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    threads.request(
+        Slot::PrincipalDirections,
+        Job::Directions {
+            means: latent_lab::infer::normal_latents(500, 20, 2),
+            k: 4,
+            samples: 500,
+            seed: 0,
+        },
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut outputs = Vec::new();
+    let order = |o: &[Output]| -> Vec<Slot> { o.iter().map(Output::slot).collect() };
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            order(&outputs)
+        );
+        match threads.try_recv() {
+            Some(o) => {
+                let done = matches!(
+                    o,
+                    Output::Failed { .. }
+                        | Output::Analysed {
+                            result: Analysed::Projection(_),
+                            ..
+                        }
+                );
+                outputs.push(o);
+                if done {
+                    break;
+                }
+                // Directions are back: the t-SNE is still running; stop it.
+                assert!(progress.fraction() < 1.0);
+                progress.cancel();
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert!(
+        matches!(&outputs[0], Output::Analysed { result: Analysed::Directions(d), .. } if d.vectors.len() == 4),
+        "directions first: {:?}",
+        order(&outputs)
+    );
+    assert!(
+        matches!(&outputs[1], Output::Failed { slot: Slot::Projection, message } if message == "cancelled"),
+        "{:?}",
+        order(&outputs)
+    );
+}

@@ -1,6 +1,6 @@
 //! The latent analyses the views share — the encoded test set, the principal directions and
 //! the 2-D projections — cached per model snapshot and computed off the UI thread: encodes on
-//! the decoder thread, directions and projections on the analysis thread.
+//! the decoder thread, directions and projections on their analysis threads (`AnalysisThreads`).
 //!
 //! A view asks with `want_*` while it draws (and reads what is there); after the frame the
 //! app calls [`Analysis::request`], which sends what is wanted and older than the newest

@@ -38,7 +38,7 @@ pub use run_state::{RunState, Status};
 pub use settings::Settings;
 pub use traversal::Traversal;
 
-use crate::worker::decoder::{DecoderHandle, Job, Output};
+use crate::worker::decoder::{AnalysisThreads, DecoderHandle, Job, Output};
 use crate::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use stats::Rolling;
 
@@ -119,8 +119,8 @@ pub struct Shared {
     pub settings: Settings,
     pub worker: WorkerHandle,
     pub decoder: DecoderHandle,
-    /// The analysis thread: principal directions and projections ([`Job::is_analysis`]).
-    pub analyser: DecoderHandle,
+    /// The analysis threads: principal directions, and projections ([`Job::is_analysis`]).
+    pub analyser: AnalysisThreads,
     /// Results of the analyses the views share, per snapshot.
     pub analysis: analysis::Analysis,
     pub run: RunState,
@@ -275,7 +275,7 @@ impl LatentLabApp {
             low_priority: true,
         })?;
         let decoder = DecoderHandle::spawn(Some(waker.clone()))?;
-        let analyser = DecoderHandle::spawn_analysis(Some(waker))?;
+        let analyser = AnalysisThreads::spawn(Some(waker))?;
         let tabs = panels();
         let tab = opts
             .tab

@@ -1,5 +1,5 @@
 //! Scatter of the encoded test set (posterior means) coloured by label: two raw dimensions,
-//! or a projection of all of them (PCA, t-SNE; computed on the analysis thread, cached per
+//! or a projection of all of them (PCA, t-SNE; computed on a projection thread of its own, cached per
 //! snapshot). Hovering shows the test image; a click explores its latent or sets an
 //! interpolation endpoint; a dragged box selects groups A and B for attribute vectors.
 

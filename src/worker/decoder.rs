@@ -73,6 +73,43 @@ impl Job {
     }
 }
 
+/// The analysis threads: one for principal directions (milliseconds to a second), one for
+/// projections (a t-SNE takes seconds), so that new directions never wait behind a t-SNE.
+/// Both at training priority (nice 10, their pools too), so that the UI, the decoder and
+/// (equally) training keep their share of the CPU while they compute.
+pub struct AnalysisThreads {
+    directions: DecoderHandle,
+    projections: DecoderHandle,
+}
+
+impl AnalysisThreads {
+    pub fn spawn(waker: Option<Waker>) -> std::io::Result<Self> {
+        Ok(Self {
+            directions: DecoderHandle::spawn_named("latent-lab-analysis", true, waker.clone())?,
+            projections: DecoderHandle::spawn_named("latent-lab-projection", true, waker)?,
+        })
+    }
+
+    pub fn set_model(&self, model: Option<Arc<Inference>>) {
+        self.directions.set_model(model.clone());
+        self.projections.set_model(model);
+    }
+
+    /// Queue an analysis job ([`Job::is_analysis`]) on its thread.
+    pub fn request(&self, slot: Slot, job: Job) {
+        match job {
+            Job::Project { .. } => self.projections.request(slot, job),
+            _ => self.directions.request(slot, job),
+        }
+    }
+
+    pub fn try_recv(&self) -> Option<Output> {
+        self.directions
+            .try_recv()
+            .or_else(|| self.projections.try_recv())
+    }
+}
+
 /// How far a long job is, and a way to stop it.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -169,13 +206,7 @@ impl DecoderHandle {
         Self::spawn_named("latent-lab-decoder", false, waker)
     }
 
-    /// A thread for analyses ([`Job::is_analysis`]), at training priority so that the UI,
-    /// the decoder and (equally) training keep their share of the CPU while it computes.
-    pub fn spawn_analysis(waker: Option<Waker>) -> std::io::Result<Self> {
-        Self::spawn_named("latent-lab-analysis", true, waker)
-    }
-
-    fn spawn_named(name: &str, low: bool, waker: Option<Waker>) -> std::io::Result<Self> {
+    fn spawn_named(name: &'static str, low: bool, waker: Option<Waker>) -> std::io::Result<Self> {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let (tx, rx) = mpsc::sync_channel(64);
         let s = shared.clone();
