@@ -43,7 +43,7 @@ pub struct GuiArgs {
     #[arg(long)]
     pub train: bool,
     /// Open on this tab: training, explorer, interpolation, manifold, scatter, directions,
-    /// traversal
+    /// traversal, health
     #[arg(long)]
     pub tab: Option<String>,
     /// Render this many frames, then exit (window smoke test)

@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod explore;
 pub mod export;
+pub mod health;
 pub mod images;
 pub mod import;
 pub mod infer;

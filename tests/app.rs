@@ -628,3 +628,61 @@ fn attribute_vectors_from_classes_move_the_latent() {
     let moved: Vec<f32> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert!(common::max_diff(&moved, &want) < 1e-5, "{moved:?}");
 }
+
+/// Latent health: quiet on a healthy run; when test evaluations show units dying, it warns
+/// and its button lowers β on the running session.
+#[test]
+fn latent_health_warns_of_posterior_collapse_and_lowers_beta() {
+    use egui_kittest::kittest::by;
+    use latent_lab::app::Health;
+    use latent_lab::run::{EvalReport, TestPoint, VaeReport};
+    let mut h = common::ui::training(app(), 30);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "health";
+    h.step();
+    h.step();
+    let health =
+        |a: &latent_lab::app::LatentLabApp| a.panel::<Health>().and_then(|p| p.health().cloned());
+    let quiet = health(h.state()).expect("the training KL of the run so far");
+    assert!(!quiet.train_kl.is_empty());
+    assert_eq!(quiet.warning, None, "{:?}", quiet.warning);
+    // Test evaluations in which 14 of 20 dimensions die.
+    let point = |step: u64, active: usize| {
+        let kl_per_dim: Vec<f64> = (0..20)
+            .map(|i| if i < active { 1.5 } else { 0.0 })
+            .collect();
+        let kl = kl_per_dim.iter().sum();
+        TestPoint {
+            step,
+            epoch: 1,
+            value: 100.0,
+            report: EvalReport::Vae(VaeReport {
+                neg_elbo: 100.0,
+                recon: 100.0 - kl,
+                kl,
+                kl_per_dim,
+                active_units: active,
+                iwae_nll: None,
+                iw_samples: 0,
+                images: 1000,
+            }),
+        }
+    };
+    let test = &mut h.state_mut().shared.run.history.test;
+    test.extend([point(10, 20), point(20, 12), point(30, 6)]);
+    h.step();
+    h.step();
+    let w = health(h.state()).unwrap().warning.expect("a warning");
+    assert!(w.contains("active units fell from 20 to 6"), "{w}");
+    assert_eq!(health(h.state()).unwrap().kl_per_dim.len(), 3);
+    let beta = h.state().shared.run.config.as_ref().unwrap().beta;
+    h.get(by().label_contains("Lower β to")).click();
+    pump(&mut h, "β lowered on the session", |a| {
+        a.shared
+            .run
+            .config
+            .as_ref()
+            .is_some_and(|c| (c.beta - beta / 2.0).abs() < 1e-9)
+    });
+}

@@ -12,6 +12,7 @@ mod directions;
 mod explorer;
 mod files;
 pub mod gpu_image;
+mod health;
 mod interpolation;
 mod manifold;
 mod panel;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 pub use directions::DirectionsView;
 pub use explorer::Explorer;
 pub use files::FileAction;
+pub use health::Health;
 pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
 pub use settings::Settings;
@@ -78,6 +80,7 @@ pub fn panels() -> Vec<Box<dyn Panel>> {
         Box::new(scatter::Scatter::default()),
         Box::new(directions::DirectionsView::default()),
         Box::new(traversal::Traversal::default()),
+        Box::new(health::Health::default()),
     ]
 }
 

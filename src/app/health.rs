@@ -1,0 +1,189 @@
+//! Latent health: is a VAE using its latent? A heat strip of the KL of every latent dimension
+//! at each test evaluation, active units and KL over time, and a posterior-collapse warning
+//! (rules in [`crate::health`]) with a one-click remedy: lower β and continue.
+
+use egui_plot::{Line, Plot, PlotPoints, Points};
+
+use super::colormap::map;
+use super::settings::Colormap;
+use super::training_view::downsample;
+use super::{AppCommand, Panel, Shared};
+use crate::health::{vae_health, VaeHealth};
+use crate::worker::RunInfo;
+
+#[derive(Default)]
+pub struct Health {
+    /// The health of the history of this length (points, test points), recomputed when it grows.
+    cached: Option<((usize, usize), Option<VaeHealth>)>,
+    strip: Option<((usize, usize), egui::TextureHandle)>,
+}
+
+impl Health {
+    /// The last computed health (tests).
+    pub fn health(&self) -> Option<&VaeHealth> {
+        self.cached.as_ref().and_then(|c| c.1.as_ref())
+    }
+}
+
+impl Panel for Health {
+    fn id(&self) -> &'static str {
+        "health"
+    }
+
+    fn title(&self) -> &'static str {
+        "Latent health"
+    }
+
+    fn on_run_ready(&mut self, _info: &RunInfo, _shared: &mut Shared) {
+        self.cached = None;
+        self.strip = None;
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        if shared.run.info.is_none() {
+            ui.label("Train or load a VAE to see how much each latent dimension is used.");
+            return;
+        }
+        if !shared.run.capabilities().encoder {
+            ui.label(
+                "Latent health follows a VAE's KL per dimension; a GAN has no encoder to measure.",
+            );
+            return;
+        }
+        let h = &shared.run.history;
+        let key = (h.points.len(), h.test.len());
+        if self.cached.as_ref().is_none_or(|c| c.0 != key) {
+            self.cached = Some((key, vae_health(h)));
+        }
+        let Some(health) = self.cached.as_ref().and_then(|c| c.1.clone()) else {
+            ui.label("No KL logged yet: train a few steps.");
+            return;
+        };
+        if let Some(w) = &health.warning {
+            let beta = shared.run.config.as_ref().map_or(1.0, |c| c.beta);
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("Warning — {w}"));
+                let lower = (beta / 2.0).max(0.01);
+                if ui
+                    .button(format!("Lower β to {lower} and continue"))
+                    .on_hover_text(
+                        "less weight on the KL term lets the encoder carry information again \
+                         (marked on the loss plot)",
+                    )
+                    .clicked()
+                {
+                    shared.settings.beta = lower;
+                    shared.push(AppCommand::ApplyHyperparameters);
+                }
+            });
+        } else {
+            ui.weak("No sign of posterior collapse: active units and KL are holding.");
+        }
+        ui.separator();
+        self.strip_ui(ui, &health);
+        ui.separator();
+        let w = (ui.available_width() / 2.0 - 8.0).max(120.0);
+        let ht = (ui.available_height() - 8.0).clamp(120.0, 260.0);
+        ui.horizontal(|ui| {
+            Plot::new("health-active")
+                .width(w)
+                .height(ht)
+                .x_axis_label("step")
+                .y_axis_label("active units")
+                .include_y(0.0)
+                .show(ui, |p| {
+                    let pts: Vec<[f64; 2]> = health
+                        .steps
+                        .iter()
+                        .zip(&health.active_units)
+                        .map(|(&s, &a)| [s as f64, a as f64])
+                        .collect();
+                    p.line(Line::new(
+                        "active units (test)",
+                        PlotPoints::from(pts.clone()),
+                    ));
+                    p.points(Points::new("", PlotPoints::from(pts)).radius(3.0));
+                });
+            Plot::new("health-kl")
+                .width(w)
+                .height(ht)
+                .x_axis_label("step")
+                .y_axis_label("KL (nats)")
+                .include_y(0.0)
+                .legend(egui_plot::Legend::default())
+                .show(ui, |p| {
+                    p.line(Line::new(
+                        "training KL",
+                        PlotPoints::from(downsample(&health.train_kl, 2000)),
+                    ));
+                    let test: Vec<[f64; 2]> = health
+                        .steps
+                        .iter()
+                        .zip(&health.kl)
+                        .map(|(&s, &k)| [s as f64, k])
+                        .collect();
+                    p.points(Points::new("test KL", PlotPoints::from(test)).radius(3.0));
+                });
+        });
+    }
+}
+
+impl Health {
+    /// Rows: latent dimensions; columns: test evaluations; brightness: KL (viridis).
+    fn strip_ui(&mut self, ui: &mut egui::Ui, health: &VaeHealth) {
+        let cols = health.kl_per_dim.len();
+        let rows = health.kl_per_dim.iter().map(Vec::len).max().unwrap_or(0);
+        if cols == 0 || rows == 0 {
+            ui.weak("The KL heat strip fills in at each test evaluation (end of every epoch).");
+            return;
+        }
+        let top = health
+            .kl_per_dim
+            .iter()
+            .flatten()
+            .copied()
+            .fold(0.0f64, f64::max)
+            .max(1e-6);
+        if self.strip.as_ref().is_none_or(|s| s.0 != (cols, rows)) {
+            let to8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+            let mut px = Vec::with_capacity(cols * rows);
+            for r in 0..rows {
+                for c in 0..cols {
+                    let kl = health.kl_per_dim[c].get(r).copied().unwrap_or(0.0);
+                    let [red, g, b] = map(Colormap::Viridis, (kl / top) as f32);
+                    px.push(egui::Color32::from_rgb(to8(red), to8(g), to8(b)));
+                }
+            }
+            let img = egui::ColorImage::new([cols, rows], px);
+            let tex = ui
+                .ctx()
+                .load_texture("kl-strip", img, egui::TextureOptions::NEAREST);
+            self.strip = Some(((cols, rows), tex));
+        }
+        let Some((_, tex)) = &self.strip else {
+            return;
+        };
+        ui.label(format!(
+            "KL per dimension at each test evaluation: rows z0 (top) … z{} , columns steps {} … {}; \
+             brightest = {top:.2} nats",
+            rows - 1,
+            health.steps.first().copied().unwrap_or(0),
+            health.steps.last().copied().unwrap_or(0)
+        ));
+        let w = ui.available_width().min(900.0);
+        let h = (rows as f32 * 10.0).clamp(60.0, 320.0);
+        // Painted stretched (the strip is a few pixels per evaluation and dimension).
+        let (_, resp) = ui.allocate_exact_size(egui::vec2(w, h), egui::Sense::hover());
+        let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+        ui.painter()
+            .image(tex.id(), resp.rect, uv, egui::Color32::WHITE);
+        if let Some(pos) = resp.hover_pos() {
+            let c = (((pos.x - resp.rect.left()) / resp.rect.width()) * cols as f32) as usize;
+            let r = (((pos.y - resp.rect.top()) / resp.rect.height()) * rows as f32) as usize;
+            if let (Some(kls), Some(&step)) = (health.kl_per_dim.get(c), health.steps.get(c)) {
+                let kl = kls.get(r).copied().unwrap_or(0.0);
+                resp.on_hover_text(format!("z{r} at step {step}: KL {kl:.3} nats"));
+            }
+        }
+    }
+}

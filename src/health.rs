@@ -1,0 +1,182 @@
+//! Signs of posterior collapse in a VAE run's history, as plain data: per-dimension KL and
+//! active units at each test evaluation, the training KL, and a warning when they fall.
+//! The app's Latent health view draws it; it reads only [`MetricsHistory`].
+//!
+//! When it warns (each rule needs a real fall, so a run that never used its latent, or one
+//! that is still warming up, is not called collapsing):
+//! - **active units fell**: the latest test evaluation has at least `max(2, peak / 4)` fewer
+//!   active units (KL > 0.01 nats) than the most seen in this run;
+//! - **test KL heads to zero**: the latest test KL is below 10 % of its peak and below 2 nats,
+//!   after a peak above 5 nats;
+//! - **training KL heads to zero** (live, between test evaluations): the mean of the last 10
+//!   logged KL values is below 10 % of the highest 10-point mean and below 2 nats, after a
+//!   peak above 5 nats.
+
+use crate::run::{EvalReport, MetricsHistory};
+
+/// A VAE run's latent health over time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VaeHealth {
+    /// Training step of each test evaluation.
+    pub steps: Vec<u64>,
+    /// KL per latent dimension (nats per image) at each test evaluation.
+    pub kl_per_dim: Vec<Vec<f64>>,
+    pub active_units: Vec<usize>,
+    /// Total test KL at each evaluation.
+    pub kl: Vec<f64>,
+    /// `[step, KL]` of the logged training KL (empty when the objective has no `kl` term).
+    pub train_kl: Vec<[f64; 2]>,
+    /// Why this looks like posterior collapse, when it does.
+    pub warning: Option<String>,
+}
+
+/// Points averaged for the live training-KL rule.
+const WINDOW: usize = 10;
+
+/// The health of the VAE whose history this is (`None` when it has no VAE test reports and
+/// no `kl` term: a GAN).
+pub fn vae_health(h: &MetricsHistory) -> Option<VaeHealth> {
+    let mut out = VaeHealth::default();
+    for t in &h.test {
+        if let EvalReport::Vae(r) = &t.report {
+            out.steps.push(t.step);
+            out.kl_per_dim.push(r.kl_per_dim.clone());
+            out.active_units.push(r.active_units);
+            out.kl.push(r.kl);
+        }
+    }
+    if let Some(term) = h.names.iter().position(|n| n == "kl") {
+        out.train_kl = h.series(term);
+    }
+    if out.steps.is_empty() && out.train_kl.is_empty() {
+        return None;
+    }
+    out.warning = warning(&out);
+    Some(out)
+}
+
+fn warning(v: &VaeHealth) -> Option<String> {
+    if let (Some(&peak), Some(&now)) = (v.active_units.iter().max(), v.active_units.last()) {
+        if peak >= now + (peak / 4).max(2) {
+            let at = v.steps.last().copied().unwrap_or(0);
+            return Some(format!(
+                "posterior collapse: active units fell from {peak} to {now} (test at step {at}) \
+                 — dimensions stop carrying information"
+            ));
+        }
+    }
+    let falls = |peak: f64, now: f64| peak > 5.0 && now < 2.0 && now < 0.1 * peak;
+    if let (Some(peak), Some(&now)) = (v.kl.iter().copied().reduce(f64::max), v.kl.last()) {
+        if falls(peak, now) {
+            return Some(format!(
+                "posterior collapse: test KL fell to {now:.2} nats (peak {peak:.1}) — the \
+                 decoder is learning to ignore the latent"
+            ));
+        }
+    }
+    if v.train_kl.len() >= 2 * WINDOW {
+        let means: Vec<f64> = v
+            .train_kl
+            .windows(WINDOW)
+            .map(|w| w.iter().map(|p| p[1]).sum::<f64>() / WINDOW as f64)
+            .collect();
+        let peak = means.iter().copied().fold(f64::MIN, f64::max);
+        let now = means.last().copied().unwrap_or(peak);
+        if falls(peak, now) {
+            return Some(format!(
+                "posterior collapse: training KL fell to {now:.2} nats (peak {peak:.1}) — \
+                 the decoder is learning to ignore the latent"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::{MetricPoint, TestPoint, VaeReport};
+
+    fn test_point(step: u64, kl_per_dim: Vec<f64>) -> TestPoint {
+        let kl: f64 = kl_per_dim.iter().sum();
+        let active = kl_per_dim.iter().filter(|&&k| k > 0.01).count();
+        TestPoint {
+            step,
+            epoch: step as usize / 100,
+            value: 100.0 + kl,
+            report: EvalReport::Vae(VaeReport {
+                neg_elbo: 100.0 + kl,
+                recon: 100.0,
+                kl,
+                kl_per_dim,
+                active_units: active,
+                iwae_nll: None,
+                iw_samples: 0,
+                images: 1000,
+            }),
+        }
+    }
+
+    fn history(kls: &[Vec<f64>], train_kl: &[f32]) -> MetricsHistory {
+        let mut h = MetricsHistory::new(&["loss", "recon", "kl"]);
+        for (i, k) in kls.iter().enumerate() {
+            h.test.push(test_point(100 * (i as u64 + 1), k.clone()));
+        }
+        for (i, &k) in train_kl.iter().enumerate() {
+            h.points.push(MetricPoint {
+                step: 10 * i as u64,
+                epoch: i as f64 / 10.0,
+                values: vec![100.0 + k, 100.0, k],
+                images_per_sec: 1000.0,
+            });
+        }
+        h
+    }
+
+    #[test]
+    fn a_healthy_run_is_quiet_and_a_collapsing_one_warns() {
+        let healthy = vec![vec![2.0; 10], vec![2.2; 10], vec![2.1; 10]];
+        let h = vae_health(&history(&healthy, &[20.0; 40])).unwrap();
+        assert_eq!(h.warning, None);
+        assert_eq!(h.active_units, vec![10, 10, 10]);
+        assert_eq!(h.kl_per_dim.len(), 3);
+        assert_eq!(h.train_kl.len(), 40);
+
+        // Dimensions dying one evaluation after another.
+        let mut dying = healthy.clone();
+        dying.push([vec![2.0; 4], vec![0.0; 6]].concat());
+        let w = vae_health(&history(&dying, &[])).unwrap().warning.unwrap();
+        assert!(w.contains("active units fell from 10 to 4"), "{w}");
+
+        // All dimensions still "active" but the total KL gone.
+        let mut fading = healthy.clone();
+        fading.push(vec![0.05; 10]);
+        let w = vae_health(&history(&fading, &[])).unwrap().warning.unwrap();
+        assert!(w.contains("test KL fell to 0.50"), "{w}");
+
+        // Live: the logged training KL falls between evaluations.
+        let mut train: Vec<f32> = vec![20.0; 30];
+        train.extend(vec![0.3; 20]);
+        let w = vae_health(&history(&healthy, &train))
+            .unwrap()
+            .warning
+            .unwrap();
+        assert!(w.contains("training KL fell to 0.30"), "{w}");
+    }
+
+    #[test]
+    fn no_false_alarms_at_the_start_or_without_a_latent_to_lose() {
+        // KL that was never large (a tiny latent) and one unit lost are not a collapse.
+        let small = vec![vec![0.3, 0.2, 0.0], vec![0.2, 0.0, 0.0]];
+        assert_eq!(
+            vae_health(&history(&small, &[1.0; 40])).unwrap().warning,
+            None
+        );
+        // Rising KL at the start of training.
+        let rising: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        assert_eq!(vae_health(&history(&[], &rising)).unwrap().warning, None);
+        // A GAN's history: nothing to say.
+        let gan = MetricsHistory::new(&["d_loss", "g_loss"]);
+        assert_eq!(vae_health(&gan), None);
+    }
+}
