@@ -2,7 +2,12 @@
 //! active units at each test evaluation, the training KL, and a warning when they fall.
 //! The app's Latent health view draws it; it reads only [`MetricsHistory`].
 //!
-//! When it warns (each rule needs a real fall, so a run that never used its latent, or one
+//! For any model, GANs above all: the **diversity** of the fixed-noise sample grid the run
+//! draws every few hundred steps — the mean pixel distance between two of its samples,
+//! divided by the same for real test images. Mode collapse makes samples alike, and the
+//! ratio falls towards 0; it warns when the ratio is below 0.5 and below half its peak.
+//!
+//! When the VAE rules warn (each rule needs a real fall, so a run that never used its latent, or one
 //! that is still warming up, is not called collapsing):
 //! - **active units fell**: the latest test evaluation has at least `max(2, peak / 4)` fewer
 //!   active units (KL > 0.01 nats) than the most seen in this run;
@@ -12,6 +17,7 @@
 //!   logged KL values is below 10 % of the highest 10-point mean and below 2 nats, after a
 //!   peak above 5 nats.
 
+use crate::images::ImageBatch;
 use crate::run::{EvalReport, MetricsHistory};
 
 /// A VAE run's latent health over time.
@@ -53,6 +59,41 @@ pub fn vae_health(h: &MetricsHistory) -> Option<VaeHealth> {
     }
     out.warning = warning(&out);
     Some(out)
+}
+
+/// The mean root-mean-square pixel distance between two different images of `batch` (all
+/// pairs of its first 64).
+pub fn diversity(batch: &ImageBatch) -> f64 {
+    let p = batch.shape.numel();
+    let n = batch.count().min(64);
+    if n < 2 || p == 0 {
+        return 0.0;
+    }
+    let img = |i: usize| &batch.pixels[i * p..(i + 1) * p];
+    let mut sum = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            let d2: f64 = img(i)
+                .iter()
+                .zip(img(j))
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum();
+            sum += (d2 / p as f64).sqrt();
+        }
+    }
+    sum / (n * (n - 1) / 2) as f64
+}
+
+/// A mode-collapse warning from `[step, diversity ratio]` points (samples' diversity over
+/// the real images').
+pub fn collapse_of_samples(ratios: &[[f64; 2]]) -> Option<String> {
+    let peak = ratios.iter().map(|p| p[1]).fold(f64::MIN, f64::max);
+    let &[step, now] = ratios.last()?;
+    (now < 0.5 && now < 0.5 * peak).then(|| {
+        format!(
+            "mode collapse: the samples are alike — their diversity fell to {now:.2} of the              real images' (peak {peak:.2}) at step {step}"
+        )
+    })
 }
 
 fn warning(v: &VaeHealth) -> Option<String> {
@@ -162,6 +203,34 @@ mod tests {
             .warning
             .unwrap();
         assert!(w.contains("training KL fell to 0.30"), "{w}");
+    }
+
+    #[test]
+    fn alike_samples_have_no_diversity_and_warn() {
+        use crate::model::ImageShape;
+        let shape = ImageShape::new(1, 4, 4);
+        let varied: Vec<f32> = (0..8 * 16).map(|i| ((i * 37) % 11) as f32 / 10.0).collect();
+        let d = diversity(&ImageBatch {
+            shape,
+            pixels: varied.clone(),
+        });
+        assert!(d > 0.1, "{d}");
+        let same: Vec<f32> = varied[..16].repeat(8);
+        assert_eq!(
+            diversity(&ImageBatch {
+                shape,
+                pixels: same
+            }),
+            0.0
+        );
+        assert_eq!(
+            collapse_of_samples(&[[200.0, 0.9], [400.0, 1.0], [600.0, 0.95]]),
+            None
+        );
+        // Low from the start (an untrained generator) is not a fall.
+        assert_eq!(collapse_of_samples(&[[200.0, 0.3]]), None);
+        let w = collapse_of_samples(&[[200.0, 0.9], [400.0, 0.2]]).unwrap();
+        assert!(w.contains("fell to 0.20") && w.contains("step 400"), "{w}");
     }
 
     #[test]

@@ -686,3 +686,61 @@ fn latent_health_warns_of_posterior_collapse_and_lowers_beta() {
             .is_some_and(|c| (c.beta - beta / 2.0).abs() < 1e-9)
     });
 }
+
+/// Mode collapse from the run's own sample grids: varied samples are quiet, samples that
+/// become alike warn.
+#[test]
+fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
+    use latent_lab::worker::Event;
+    let mut h = common::ui::training(app(), 30);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "health";
+    // The real test images as "samples": as diverse as the data.
+    let real = h
+        .state()
+        .shared
+        .run
+        .info
+        .as_ref()
+        .unwrap()
+        .test_preview
+        .clone();
+    let one = |i: usize| {
+        let p = real.shape.numel();
+        latent_lab::images::ImageBatch {
+            shape: real.shape,
+            pixels: real.pixels[i * p..(i + 1) * p].repeat(64),
+        }
+    };
+    // The run's own sample grids are measured as they arrive.
+    let n0 = h.state().shared.run.sample_diversity.len();
+    assert!(n0 >= 1, "the live run's first sample grid");
+    assert!(h
+        .state()
+        .shared
+        .run
+        .sample_diversity
+        .iter()
+        .all(|p| p[1] > 0.0));
+    h.state_mut().shared.run.apply(Event::Samples {
+        step: 1000,
+        images: real.clone(),
+    });
+    h.step();
+    let d = h.state().shared.run.sample_diversity.clone();
+    assert_eq!(d.len(), n0 + 1);
+    assert!((d[n0][1] - 1.0).abs() < 1e-9, "{d:?}");
+    assert!(h.query_by_label_contains("mode collapse").is_none());
+    // Then 64 copies of one digit: diversity 0 and a warning.
+    h.state_mut().shared.run.apply(Event::Samples {
+        step: 1200,
+        images: one(3),
+    });
+    h.step();
+    h.step();
+    assert_eq!(h.state().shared.run.sample_diversity[n0 + 1][1], 0.0);
+    assert!(h
+        .query_by_label_contains("mode collapse: the samples are alike")
+        .is_some());
+}

@@ -1,6 +1,8 @@
 //! Latent health: is a VAE using its latent? A heat strip of the KL of every latent dimension
 //! at each test evaluation, active units and KL over time, and a posterior-collapse warning
-//! (rules in [`crate::health`]) with a one-click remedy: lower β and continue.
+//! (rules in [`crate::health`]) with a one-click remedy: lower β and continue. For every
+//! model (GANs above all): the diversity of the fixed-noise samples against real images over
+//! steps, with a mode-collapse warning when it falls.
 
 use egui_plot::{Line, Plot, PlotPoints, Points};
 
@@ -8,7 +10,7 @@ use super::colormap::map;
 use super::settings::Colormap;
 use super::training_view::downsample;
 use super::{AppCommand, Panel, Shared};
-use crate::health::{vae_health, VaeHealth};
+use crate::health::{collapse_of_samples, vae_health, VaeHealth};
 use crate::worker::RunInfo;
 
 #[derive(Default)]
@@ -41,24 +43,103 @@ impl Panel for Health {
 
     fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         if shared.run.info.is_none() {
-            ui.label("Train or load a VAE to see how much each latent dimension is used.");
+            ui.label("Train or load a model to see whether it collapses.");
             return;
         }
-        if !shared.run.capabilities().encoder {
-            ui.label(
-                "Latent health follows a VAE's KL per dimension; a GAN has no encoder to measure.",
-            );
-            return;
+        let samples_warning = collapse_of_samples(&shared.run.sample_diversity);
+        if let Some(w) = &samples_warning {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning — {w}"));
         }
-        let h = &shared.run.history;
-        let key = (h.points.len(), h.test.len());
-        if self.cached.as_ref().is_none_or(|c| c.0 != key) {
-            self.cached = Some((key, vae_health(h)));
-        }
-        let Some(health) = self.cached.as_ref().and_then(|c| c.1.clone()) else {
-            ui.label("No KL logged yet: train a few steps.");
-            return;
+        let health = if shared.run.capabilities().encoder {
+            let h = &shared.run.history;
+            let key = (h.points.len(), h.test.len());
+            if self.cached.as_ref().is_none_or(|c| c.0 != key) {
+                self.cached = Some((key, vae_health(h)));
+            }
+            self.cached.as_ref().and_then(|c| c.1.clone())
+        } else {
+            None
         };
+        match &health {
+            Some(health) => self.vae_ui(ui, shared, health),
+            None if samples_warning.is_none() => {
+                ui.weak("No sign of mode collapse: the samples are as varied as before.");
+            }
+            None => {}
+        }
+        ui.separator();
+        let plots = if health.is_some() { 3.0 } else { 1.0 };
+        let w = (ui.available_width() / plots - 8.0).max(120.0);
+        let ht = (ui.available_height() - 8.0).clamp(120.0, 260.0);
+        ui.horizontal(|ui| {
+            if let Some(health) = &health {
+                kl_plots(ui, health, w, ht);
+            }
+            Plot::new("health-diversity")
+                .width(w)
+                .height(ht)
+                .x_axis_label("step")
+                .y_axis_label("sample diversity / real")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(ui, |p| {
+                    let d = &shared.run.sample_diversity;
+                    p.line(Line::new(
+                        "diversity of the fixed-noise samples",
+                        PlotPoints::from(downsample(d, 2000)),
+                    ));
+                    p.points(Points::new("", PlotPoints::from(downsample(d, 2000))).radius(2.5));
+                });
+        });
+    }
+}
+
+/// Active units and KL over steps.
+fn kl_plots(ui: &mut egui::Ui, health: &VaeHealth, w: f32, ht: f32) {
+    Plot::new("health-active")
+        .width(w)
+        .height(ht)
+        .x_axis_label("step")
+        .y_axis_label("active units")
+        .include_y(0.0)
+        .show(ui, |p| {
+            let pts: Vec<[f64; 2]> = health
+                .steps
+                .iter()
+                .zip(&health.active_units)
+                .map(|(&s, &a)| [s as f64, a as f64])
+                .collect();
+            p.line(Line::new(
+                "active units (test)",
+                PlotPoints::from(pts.clone()),
+            ));
+            p.points(Points::new("", PlotPoints::from(pts)).radius(3.0));
+        });
+    Plot::new("health-kl")
+        .width(w)
+        .height(ht)
+        .x_axis_label("step")
+        .y_axis_label("KL (nats)")
+        .include_y(0.0)
+        .legend(egui_plot::Legend::default())
+        .show(ui, |p| {
+            p.line(Line::new(
+                "training KL",
+                PlotPoints::from(downsample(&health.train_kl, 2000)),
+            ));
+            let test: Vec<[f64; 2]> = health
+                .steps
+                .iter()
+                .zip(&health.kl)
+                .map(|(&s, &k)| [s as f64, k])
+                .collect();
+            p.points(Points::new("test KL", PlotPoints::from(test)).radius(3.0));
+        });
+}
+
+impl Health {
+    /// The VAE's warning (and remedy) and its KL heat strip.
+    fn vae_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, health: &VaeHealth) {
         if let Some(w) = &health.warning {
             let beta = shared.run.config.as_ref().map_or(1.0, |c| c.beta);
             ui.horizontal_wrapped(|ui| {
@@ -80,51 +161,7 @@ impl Panel for Health {
             ui.weak("No sign of posterior collapse: active units and KL are holding.");
         }
         ui.separator();
-        self.strip_ui(ui, &health);
-        ui.separator();
-        let w = (ui.available_width() / 2.0 - 8.0).max(120.0);
-        let ht = (ui.available_height() - 8.0).clamp(120.0, 260.0);
-        ui.horizontal(|ui| {
-            Plot::new("health-active")
-                .width(w)
-                .height(ht)
-                .x_axis_label("step")
-                .y_axis_label("active units")
-                .include_y(0.0)
-                .show(ui, |p| {
-                    let pts: Vec<[f64; 2]> = health
-                        .steps
-                        .iter()
-                        .zip(&health.active_units)
-                        .map(|(&s, &a)| [s as f64, a as f64])
-                        .collect();
-                    p.line(Line::new(
-                        "active units (test)",
-                        PlotPoints::from(pts.clone()),
-                    ));
-                    p.points(Points::new("", PlotPoints::from(pts)).radius(3.0));
-                });
-            Plot::new("health-kl")
-                .width(w)
-                .height(ht)
-                .x_axis_label("step")
-                .y_axis_label("KL (nats)")
-                .include_y(0.0)
-                .legend(egui_plot::Legend::default())
-                .show(ui, |p| {
-                    p.line(Line::new(
-                        "training KL",
-                        PlotPoints::from(downsample(&health.train_kl, 2000)),
-                    ));
-                    let test: Vec<[f64; 2]> = health
-                        .steps
-                        .iter()
-                        .zip(&health.kl)
-                        .map(|(&s, &k)| [s as f64, k])
-                        .collect();
-                    p.points(Points::new("test KL", PlotPoints::from(test)).radius(3.0));
-                });
-        });
+        self.strip_ui(ui, health);
     }
 }
 

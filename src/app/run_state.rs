@@ -47,6 +47,11 @@ pub struct RunState {
     pub step: u64,
     pub last_point: Option<MetricPoint>,
     pub samples: Option<(u64, ImageBatch)>,
+    /// `[step, diversity of the samples / diversity of the test preview]` of every sample
+    /// grid of this session ([`crate::health::diversity`]).
+    pub sample_diversity: Vec<[f64; 2]>,
+    /// The same measure of the run's test preview (real images).
+    pub real_diversity: f64,
     pub recon: Option<(ImageBatch, ImageBatch)>,
     /// Training time of this session (excludes pauses).
     pub elapsed: Duration,
@@ -68,6 +73,8 @@ impl Default for RunState {
             step: 0,
             last_point: None,
             samples: None,
+            sample_diversity: Vec::new(),
+            real_diversity: 0.0,
             recon: None,
             elapsed: Duration::ZERO,
             running_since: None,
@@ -129,6 +136,7 @@ impl RunState {
                 self.config = Some(info.config.clone());
                 self.last_point = info.history.points.last().cloned();
                 self.samples = None;
+                self.sample_diversity.clear();
                 self.recon = None;
                 self.elapsed = Duration::ZERO;
                 self.running_since = None;
@@ -149,6 +157,7 @@ impl RunState {
                         info.data_skipped[0]
                     ));
                 }
+                self.real_diversity = crate::health::diversity(&info.test_preview);
                 self.info = Some(*info);
                 self.status = Status::Ready;
             }
@@ -183,7 +192,13 @@ impl RunState {
                 self.history.test.retain(|x| x.step != t.step);
                 self.history.test.push(t);
             }
-            Event::Samples { step, images } => self.samples = Some((step, images)),
+            Event::Samples { step, images } => {
+                if self.real_diversity > 0.0 {
+                    let ratio = crate::health::diversity(&images) / self.real_diversity;
+                    self.sample_diversity.push([step as f64, ratio]);
+                }
+                self.samples = Some((step, images));
+            }
             Event::Reconstructions {
                 originals,
                 reconstructions,
