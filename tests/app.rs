@@ -471,10 +471,7 @@ fn direction_sliders_follow_training_and_named_directions_are_saved() {
 fn traversal_grid_has_a_row_per_dimension_and_exports() {
     use latent_lab::app::Traversal;
     let dir = tempfile::tempdir().unwrap();
-    let mut h = common::ui::training(app(), 30);
-    h.get_by_label("Pause").click();
-    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.state_mut().shared.tab = "traversal";
+    let mut h = common::ui::paused_on(30, "traversal");
     let count = |a: &latent_lab::app::LatentLabApp| {
         a.panel::<Traversal>()
             .and_then(|t| t.grid.as_ref().map(|g| g.count()))
@@ -536,10 +533,7 @@ fn traversal_grid_has_a_row_per_dimension_and_exports() {
 #[test]
 fn scatter_projects_with_tsne_and_pca_off_the_ui_thread() {
     use latent_lab::explore::Projection;
-    let mut h = common::ui::training(app(), 30);
-    h.get_by_label("Pause").click();
-    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.state_mut().shared.tab = "scatter";
+    let mut h = common::ui::paused_on(30, "scatter");
     h.step();
     h.get_by_label("t-SNE").click();
     // Frames keep coming while it computes, each showing its progress.
@@ -592,10 +586,7 @@ fn scatter_projects_with_tsne_and_pca_off_the_ui_thread() {
 #[test]
 fn attribute_vectors_from_classes_move_the_latent() {
     use latent_lab::app::DirectionsView;
-    let mut h = common::ui::training(app(), 30);
-    h.get_by_label("Pause").click();
-    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.state_mut().shared.tab = "directions";
+    let mut h = common::ui::paused_on(30, "directions");
     pump(&mut h, "encoded", |a| a.shared.analysis.encoded().is_some());
     h.step();
     h.get_by_label("make vector").click();
@@ -636,10 +627,7 @@ fn latent_health_warns_of_posterior_collapse_and_lowers_beta() {
     use egui_kittest::kittest::by;
     use latent_lab::app::Health;
     use latent_lab::run::{EvalReport, TestPoint, VaeReport};
-    let mut h = common::ui::training(app(), 30);
-    h.get_by_label("Pause").click();
-    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.state_mut().shared.tab = "health";
+    let mut h = common::ui::paused_on(30, "health");
     h.step();
     h.step();
     let health =
@@ -692,10 +680,7 @@ fn latent_health_warns_of_posterior_collapse_and_lowers_beta() {
 #[test]
 fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
     use latent_lab::worker::Event;
-    let mut h = common::ui::training(app(), 30);
-    h.get_by_label("Pause").click();
-    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    h.state_mut().shared.tab = "health";
+    let mut h = common::ui::paused_on(30, "health");
     // The real test images as "samples": as diverse as the data.
     let real = h
         .state()

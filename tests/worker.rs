@@ -252,9 +252,8 @@ fn kind(name: &str) -> ModelKind {
     ModelKind::parse(name).unwrap_or_else(|| panic!("no preset {name}"))
 }
 
-#[test]
-fn the_decoder_serves_the_latest_request_of_a_slot() {
-    use latent_lab::worker::decoder::{DecoderHandle, Job, Output, Slot};
+/// A freshly initialised MLP VAE as the decoder sees it, at training step `step`.
+fn untrained_vae(step: u64) -> std::sync::Arc<Inference> {
     let spec = latent_lab::model::ModelSpec::new(
         ModelKind::parse("vae").unwrap(),
         latent_lab::model::ImageShape::new(1, 28, 28),
@@ -263,7 +262,13 @@ fn the_decoder_serves_the_latest_request_of_a_slot() {
     .unwrap();
     let device = Backend::cpu().device;
     let nets = spec.init(&device);
-    let inf = std::sync::Arc::new(Inference::new(spec, nets.as_ref(), &device, 7));
+    std::sync::Arc::new(Inference::new(spec, nets.as_ref(), &device, step))
+}
+
+#[test]
+fn the_decoder_serves_the_latest_request_of_a_slot() {
+    use latent_lab::worker::decoder::{DecoderHandle, Job, Output, Slot};
+    let inf = untrained_vae(7);
     let dec = DecoderHandle::spawn(None).unwrap();
     // Three slider positions for the explorer and one interpolation strip, asked before
     // the decoder has weights: only the newest explorer request is decoded.
@@ -304,15 +309,7 @@ fn the_decoder_serves_the_latest_request_of_a_slot() {
 fn directions_do_not_wait_behind_a_projection() {
     use latent_lab::explore::Projection;
     use latent_lab::worker::decoder::{Analysed, AnalysisThreads, Job, Output, Progress, Slot};
-    let spec = latent_lab::model::ModelSpec::new(
-        ModelKind::parse("vae").unwrap(),
-        latent_lab::model::ImageShape::new(1, 28, 28),
-        &ModelOverrides::default(),
-    )
-    .unwrap();
-    let device = Backend::cpu().device;
-    let nets = spec.init(&device);
-    let inf = std::sync::Arc::new(Inference::new(spec, nets.as_ref(), &device, 3));
+    let inf = untrained_vae(3);
     let threads = AnalysisThreads::spawn(None).unwrap();
     threads.set_model(Some(inf));
     let points = latent_lab::infer::normal_latents(3000, 20, 1);

@@ -65,6 +65,18 @@ pub fn training(app: LatentLabApp, min_step: u64) -> Harness<'static, LatentLabA
     h
 }
 
+/// A VAE trained for `min_step` steps, paused, showing the tab `tab`.
+pub fn paused_on(min_step: u64, tab: &'static str) -> Harness<'static, LatentLabApp> {
+    use egui_kittest::kittest::Queryable;
+    let mut h = training(app(), min_step);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| {
+        a.shared.run.status == latent_lab::app::Status::Paused
+    });
+    h.state_mut().shared.tab = tab;
+    h
+}
+
 /// Whether the loss plot carries a marker whose text satisfies `f`.
 pub fn has_marker(app: &LatentLabApp, f: impl Fn(&str) -> bool) -> bool {
     app.shared.run.history.markers.iter().any(|m| f(&m.text))
