@@ -96,7 +96,6 @@ impl ImageBatch {
     }
 }
 
-/// Write a PNG atomically (temporary file + rename).
 /// The colour of class `i` in scatter plots (matplotlib's "tab10"), in the app and the CLI.
 pub fn label_rgb(i: usize) -> [u8; 3] {
     const C: [[u8; 3]; 10] = [
@@ -150,6 +149,7 @@ pub fn scatter_image(points: &[[f32; 2]], labels: &[u32], size: u32) -> image::R
     img
 }
 
+/// Write a PNG atomically (temporary file + rename).
 pub fn save_png(img: &image::RgbaImage, path: &Path) -> Result<(), ImageError> {
     let mut bytes = Vec::new();
     img.write_to(

@@ -184,6 +184,22 @@ pub fn pca(data: &[f32], n: usize, d: usize, k: usize) -> Pca {
     }
 }
 
+/// The coordinates of the `n` rows of `data` (`n × d`) on their first two principal axes
+/// (0 where the data has fewer).
+pub fn pca_2d(data: &[f32], n: usize, d: usize) -> Vec<[f64; 2]> {
+    let p = pca(data, n, d, 2);
+    data.chunks_exact(d.max(1))
+        .take(n)
+        .map(|r| {
+            let c = p.project(r);
+            [
+                c.first().copied().unwrap_or(0.0),
+                c.get(1).copied().unwrap_or(0.0),
+            ]
+        })
+        .collect()
+}
+
 /// Flip `v` so that its largest-magnitude entry is positive.
 pub fn canonical_sign(v: &mut [f64]) {
     let big = v

@@ -58,6 +58,11 @@ fn train(model: &str, data: &str, steps: &str, out: &Path) {
     ]);
 }
 
+/// The width and height of the PNG at `path`, decoded.
+fn png_size(path: &Path) -> (u32, u32) {
+    image::open(path).expect("a PNG").to_rgba8().dimensions()
+}
+
 /// A grid of `rows × cols` 28 px images at `scale` with 2 px padding (`ImageBatch::grid`).
 fn grid_size(rows: u32, cols: u32, scale: u32) -> (u32, u32) {
     (
@@ -87,10 +92,7 @@ fn vae_twins_write_the_grid_strips_and_projections() {
         "--scale",
         "1",
     ]);
-    assert_eq!(
-        image::open(&png).unwrap().to_rgba8().dimensions(),
-        grid_size(3, 7, 1)
-    );
+    assert_eq!(png_size(&png), grid_size(3, 7, 1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("row 2: z3"), "{err}");
     let o = ok(&[
@@ -104,10 +106,7 @@ fn vae_twins_write_the_grid_strips_and_projections() {
         "--scale",
         "2",
     ]);
-    assert_eq!(
-        image::open(&png).unwrap().to_rgba8().dimensions(),
-        grid_size(4, 9, 2)
-    );
+    assert_eq!(png_size(&png), grid_size(4, 9, 2));
     // The rows are ordered by decreasing KL.
     let err = String::from_utf8_lossy(&o.stderr);
     let kls: Vec<f64> = err
@@ -174,10 +173,7 @@ fn vae_twins_write_the_grid_strips_and_projections() {
         assert!(d["pixel_change_per_unit"].as_f64().unwrap() > 0.0);
     }
     assert!(v["named"].as_array().unwrap().is_empty());
-    assert_eq!(
-        image::open(&strips).unwrap().to_rgba8().dimensions(),
-        grid_size(5, 6, 1)
-    );
+    assert_eq!(png_size(&strips), grid_size(5, 6, 1));
 
     // project: points and labels of the same length, labels of MNIST, an accuracy.
     for method in ["pca", "tsne", "raw"] {
@@ -206,10 +202,7 @@ fn vae_twins_write_the_grid_strips_and_projections() {
         assert!(labels.iter().all(|l| l.as_u64().is_some_and(|l| l < 10)));
         let acc = v["knn5_accuracy"].as_f64().unwrap();
         assert!(acc > 0.15, "{method}: {acc} (chance is 0.1)");
-        assert_eq!(
-            image::open(&scatter).unwrap().to_rgba8().dimensions(),
-            (800, 800)
-        );
+        assert_eq!(png_size(&scatter), (800, 800));
         if method == "raw" {
             assert_eq!(v["dims"].as_array().unwrap().len(), 2);
         } else {
@@ -275,10 +268,7 @@ fn unlabelled_data_projects_with_null_labels_and_gans_cannot_be_projected() {
         "--scale",
         "1",
     ]);
-    assert_eq!(
-        image::open(&png).unwrap().to_rgba8().dimensions(),
-        grid_size(3, 4, 1)
-    );
+    assert_eq!(png_size(&png), grid_size(3, 4, 1));
     let v = json(&ok(&[
         "directions",
         "--checkpoint",

@@ -46,7 +46,6 @@ pub struct Analysis {
     want_projection: Option<Projection>,
     /// The user asked to recompute a projection with the newest weights.
     refresh_projection: bool,
-    pub errors: Vec<String>,
     /// Seconds from request to result, and of the computation alone, of each result so far,
     /// per kind (for `--bench-ui`).
     timings: HashMap<&'static str, Vec<(f64, f64)>>,
@@ -229,8 +228,9 @@ impl Analysis {
         }
     }
 
-    /// A result for one of [`SLOTS`].
-    pub fn on_output(&mut self, out: Output, latent_dim: usize) {
+    /// A result for one of [`SLOTS`]; a failure's message (other than a cancellation) comes
+    /// back for the window to show.
+    pub fn on_output(&mut self, out: Output, latent_dim: usize) -> Option<String> {
         let slot = out.slot();
         let generation = self.in_flight.remove(&slot).unwrap_or(self.generation);
         match out {
@@ -295,10 +295,11 @@ impl Analysis {
                     self.projecting = None;
                 }
                 if message != "cancelled" {
-                    self.errors.push(message);
+                    return Some(message);
                 }
             }
             Output::Decoded { .. } => {}
         }
+        None
     }
 }

@@ -9,7 +9,6 @@ use super::colormap::{grid_image, to_color_image};
 use super::gpu_image::ColormapCallback;
 use super::settings::Colormap;
 use super::{AppCommand, Panel, Shared};
-use crate::eval::EvalReport;
 use crate::images::ImageBatch;
 use crate::infer::normal_latents;
 use crate::worker::decoder::{Output, Slot};
@@ -132,15 +131,7 @@ impl Panel for Explorer {
         if shared.run.new_weights || (self.image.is_none() && shared.decoder.has_model()) {
             self.dirty = true;
         }
-        let kl: Option<Vec<f64>> = shared
-            .run
-            .history
-            .test
-            .last()
-            .and_then(|t| match &t.report {
-                EvalReport::Vae(r) => Some(r.kl_per_dim.clone()),
-                EvalReport::Gan(_) => None,
-            });
+        let kl: Option<Vec<f64>> = shared.run.last_kl_per_dim().map(<[f64]>::to_vec);
 
         let avail = ui.available_size();
         let slider_w = (avail.x * 0.42).clamp(260.0, 480.0);

@@ -403,16 +403,10 @@ impl LatentLabApp {
         {
             let slot = out.slot();
             if analysis::SLOTS.contains(&slot) {
-                let d = self.shared.latent.z.len();
-                let d = self
-                    .shared
-                    .run
-                    .info
-                    .as_ref()
-                    .map_or(d, |i| i.spec.latent_dim());
-                self.shared.analysis.on_output(out, d);
-                let errors = std::mem::take(&mut self.shared.analysis.errors);
-                self.shared.run.errors.extend(errors);
+                let d = (self.shared.run.latent_dim()).unwrap_or(self.shared.latent.z.len());
+                if let Some(e) = self.shared.analysis.on_output(out, d) {
+                    self.shared.run.errors.push(e);
+                }
                 continue;
             }
             match self.tabs.iter_mut().find(|p| p.slots().contains(&slot)) {

@@ -123,6 +123,14 @@ impl RunState {
             })
     }
 
+    /// The KL of each latent dimension at the last test evaluation (VAEs).
+    pub fn last_kl_per_dim(&self) -> Option<&[f64]> {
+        match &self.history.test.last()?.report {
+            crate::run::EvalReport::Vae(r) => Some(&r.kl_per_dim),
+            crate::run::EvalReport::Gan(_) => None,
+        }
+    }
+
     pub fn latent_dim(&self) -> Option<usize> {
         self.info.as_ref().map(|i| i.spec.latent_dim())
     }

@@ -6,7 +6,6 @@
 use egui_plot::{Legend, Plot, PlotPoint, PlotPoints, Points, Polygon};
 
 use super::{explorer, AppCommand, Panel, Shared};
-use crate::eval::EvalReport;
 use crate::explore::Projection;
 use crate::images::label_rgb;
 use crate::worker::RunInfo;
@@ -126,8 +125,9 @@ impl Scatter {
             ui.label("axes");
             let before = self.view;
             ui.selectable_value(&mut self.view, View::Dims, "two dimensions");
-            ui.selectable_value(&mut self.view, View::Projected(Projection::Pca), "PCA");
-            ui.selectable_value(&mut self.view, View::Projected(Projection::Tsne), "t-SNE");
+            for m in Projection::ALL {
+                ui.selectable_value(&mut self.view, View::Projected(m), m.title());
+            }
             if self.view != before {
                 shared.settings.scatter_projection = match self.view {
                     View::Dims => None,
@@ -175,10 +175,7 @@ impl Scatter {
         let info = shared.run.info.as_ref()?;
         let d = info.spec.latent_dim();
         let n = info.test_preview.count();
-        let kl: Option<Vec<f64>> = match shared.run.history.test.last().map(|t| &t.report) {
-            Some(EvalReport::Vae(r)) => Some(r.kl_per_dim.clone()),
-            _ => None,
-        };
+        let kl: Option<Vec<f64>> = shared.run.last_kl_per_dim().map(<[f64]>::to_vec);
         match self.view {
             View::Dims => {
                 // Until the user picks axes, show the two dimensions that carry the most
@@ -218,11 +215,7 @@ impl Scatter {
                             ui.weak(format!(
                                 "{} of all {d} dimensions of {n} encoded test images, weights of \
                                  step {} ({:.1} s)",
-                                if m == Projection::Tsne {
-                                    "t-SNE"
-                                } else {
-                                    "PCA"
-                                },
+                                m.title(),
                                 p.step,
                                 p.seconds
                             ));

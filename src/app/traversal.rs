@@ -5,7 +5,6 @@
 use super::colormap::grid_image;
 use super::files::FileAction;
 use super::{AppCommand, Panel, Shared};
-use crate::eval::EvalReport;
 use crate::explore;
 use crate::images::ImageBatch;
 use crate::worker::decoder::{Output, Slot};
@@ -148,12 +147,11 @@ impl Traversal {
     ) -> Option<(Vec<Vec<f32>>, Vec<String>, String)> {
         match self.rows {
             Rows::Dims => {
-                let kl: Option<Vec<f64>> = match shared.run.history.test.last().map(|t| &t.report) {
-                    Some(EvalReport::Vae(r)) if r.kl_per_dim.len() == d => {
-                        Some(r.kl_per_dim.clone())
-                    }
-                    _ => None,
-                };
+                let kl: Option<Vec<f64>> = shared
+                    .run
+                    .last_kl_per_dim()
+                    .filter(|kl| kl.len() == d)
+                    .map(<[f64]>::to_vec);
                 let order = kl
                     .as_deref()
                     .map_or_else(|| (0..d).collect(), explore::dims_by_kl);

@@ -11,7 +11,7 @@ pub mod tsne;
 
 use crate::error::TrainError;
 use crate::infer::{normal_latents, Inference};
-use crate::linalg::pca;
+use crate::linalg::{canonical_sign, pca, pca_2d};
 
 /// How a set of principal directions was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,15 +145,16 @@ pub fn principal_directions(
                 "principal directions of a VAE need test images to encode".into(),
             ));
         }
-        Ok(directions_of_means(&encode_set(model, images, labels)?, k))
+        let e = encode_set(model, images, labels)?;
+        Ok(directions_of_means(&e.mu, e.n, e.d, k))
     } else {
         gan_space(model, k, samples, seed)
     }
 }
 
-/// PCA of the posterior means.
-pub fn directions_of_means(enc: &Encoded, k: usize) -> Directions {
-    let p = pca(&enc.mu, enc.n, enc.d, k);
+/// PCA of the `n × d` posterior means `mu`.
+pub fn directions_of_means(mu: &[f32], n: usize, d: usize, k: usize) -> Directions {
+    let p = pca(mu, n, d, k);
     Directions {
         explained: p.explained(),
         spread: p.variance.iter().map(|v| v.sqrt() as f32).collect(),
@@ -163,7 +164,7 @@ pub fn directions_of_means(enc: &Encoded, k: usize) -> Directions {
             .map(|c| c.iter().map(|&x| x as f32).collect())
             .collect(),
         method: DirectionMethod::EncoderMeans,
-        samples: enc.n,
+        samples: n,
     }
 }
 
@@ -216,6 +217,7 @@ pub fn gan_space(
             v.iter_mut().zip(zi).for_each(|(v, &z)| *v += x * z as f64);
         }
         let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        canonical_sign(&mut v);
         let v: Vec<f32> = if xx > 0.0 && norm > 0.0 {
             v.iter().map(|x| (x / norm) as f32).collect()
         } else {
@@ -228,28 +230,16 @@ pub fn gan_space(
         spread.push(var.sqrt() as f32);
         vectors.push(v);
     }
-    let mut dirs = Directions {
+    Ok(Directions {
         explained: p.explained(),
         spread,
         vectors,
         method,
         samples,
-    };
-    dirs.canonical_signs();
-    Ok(dirs)
+    })
 }
 
 impl Directions {
-    /// Flip each vector so that its largest-magnitude entry is positive.
-    fn canonical_signs(&mut self) {
-        for v in &mut self.vectors {
-            let big = v.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs()));
-            if big.unwrap_or(0.0) < 0.0 {
-                v.iter_mut().for_each(|x| *x = -*x);
-            }
-        }
-    }
-
     /// Keep the meaning of each slot steady from one snapshot to the next: slot `i` takes
     /// the new direction closest (|cos|) to the previous slot `i`, if it is close enough
     /// (|cos| ≥ 0.5), with its sign flipped to agree; the rest fill the free slots in order of
@@ -389,6 +379,14 @@ impl Projection {
         }
     }
 
+    /// How people write it: "PCA", "t-SNE".
+    pub fn title(self) -> &'static str {
+        match self {
+            Projection::Pca => "PCA",
+            Projection::Tsne => "t-SNE",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| {
             p.name()
@@ -408,22 +406,12 @@ pub fn project(
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Option<Vec<[f32; 2]>> {
     match method {
-        Projection::Pca => {
-            let p = pca(points, n, d, 2);
-            Some(
-                points
-                    .chunks_exact(d.max(1))
-                    .take(n)
-                    .map(|r| {
-                        let c = p.project(r);
-                        [
-                            c.first().copied().unwrap_or(0.0) as f32,
-                            c.get(1).copied().unwrap_or(0.0) as f32,
-                        ]
-                    })
-                    .collect(),
-            )
-        }
+        Projection::Pca => Some(
+            pca_2d(points, n, d)
+                .into_iter()
+                .map(|[x, y]| [x as f32, y as f32])
+                .collect(),
+        ),
         Projection::Tsne => {
             let opts = tsne::TsneOptions {
                 seed,

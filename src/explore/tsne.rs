@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use crate::data::SplitMix64;
-use crate::linalg::pca;
+use crate::linalg::pca_2d;
 
 /// t-SNE's settings (defaults as scikit-learn's).
 #[derive(Clone, Debug)]
@@ -246,18 +246,7 @@ fn conditional_row(dists: &[f64], perplexity: f64) -> Vec<f64> {
 /// The start: PCA of the data scaled to a standard deviation of 1e-4 along its first axis
 /// (scikit-learn's `init="pca"`), or small random points when the data has no spread.
 fn initial(data: &[f32], n: usize, d: usize, seed: u64) -> Vec<f64> {
-    let p = pca(data, n, d, 2);
-    let mut y: Vec<f64> = data
-        .chunks_exact(d.max(1))
-        .take(n)
-        .flat_map(|r| {
-            let c = p.project(r);
-            [
-                c.first().copied().unwrap_or(0.0),
-                c.get(1).copied().unwrap_or(0.0),
-            ]
-        })
-        .collect();
+    let mut y: Vec<f64> = pca_2d(data, n, d).into_iter().flatten().collect();
     let mean0 = y.iter().step_by(2).sum::<f64>() / n as f64;
     let std0 = (y
         .iter()

@@ -149,13 +149,13 @@ pub trait Nets: Debug + Send + Sync + 'static {
         let _ = labels;
         self.encode(x)
     }
-    /// A discriminator's (critic's) logits `[batch, 1]` for images in the objective's pixel
-    /// range; `None` for families without one.
     /// The generator's first hidden activations for latents `z` (`[batch, features]`), where
     /// the family exposes them ([`crate::model::gan_objective::GenModule::first_hidden`]).
     fn first_hidden(&self, _z: Tensor<2>) -> Option<Tensor<2>> {
         None
     }
+    /// A discriminator's (critic's) logits `[batch, 1]` for images in the objective's pixel
+    /// range; `None` for families without one.
     fn discriminate(&self, _x: Tensor<2>) -> Option<Tensor<2>> {
         None
     }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::Waker;
-use crate::explore::{self, Directions, Encoded, Projection};
+use crate::explore::{self, Directions, Projection};
 use crate::images::ImageBatch;
 use crate::infer::Inference;
 
@@ -366,13 +366,8 @@ fn decoder_loop(
                 let r = if means.is_empty() {
                     explore::gan_space(&model, *k, *samples, *seed)
                 } else {
-                    let enc = Encoded {
-                        mu: means.clone(),
-                        logvar: Vec::new(),
-                        n: means.len() / d.max(1),
-                        d,
-                    };
-                    Ok(explore::directions_of_means(&enc, *k))
+                    let n = means.len() / d.max(1);
+                    Ok(explore::directions_of_means(means, n, d, *k))
                 };
                 analysed(r.map(Analysed::Directions))
             }
