@@ -11,7 +11,9 @@
 //! blob_count   u32
 //! blob × n     u32 name_len, name (UTF-8), u64 len, bytes
 //!                        burnpack records: "model" + "optim" (VAE) or
-//!                        "generator" + "discriminator" + "optim_g" + "optim_d" (GAN)
+//!                        "generator" + "discriminator" + "optim_g" + "optim_d" (GAN);
+//!                        "timeline": the sample history (`crate::timeline`, deflated;
+//!                        optional, skipped by readers that do not know it)
 //! crc32        u32       CRC-32 of every byte before it
 //! ```
 //!
@@ -152,6 +154,23 @@ impl Checkpoint {
                 msg,
             },
         })
+    }
+
+    /// The run's sample history (empty in files without one).
+    pub fn timeline(&self) -> Result<crate::timeline::Timeline, CheckpointError> {
+        match self
+            .blobs
+            .iter()
+            .find(|(n, _)| n == crate::timeline::SECTION)
+        {
+            None => Ok(crate::timeline::Timeline::default()),
+            Some((_, b)) => {
+                crate::timeline::Timeline::from_bytes(b).map_err(|what| CheckpointError::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("sample history: {what}"),
+                })
+            }
+        }
     }
 
     /// Whether the file has optimiser states (an imported model has none: it trains on with

@@ -73,6 +73,12 @@ pub struct GuiArgs {
     /// Open this checkpoint at start (with --train: and continue training it)
     #[arg(long)]
     pub open: Option<PathBuf>,
+    /// Open this checkpoint beside it as a reference run to compare with
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Put the Training view's step cursor on this step (screenshots of the history)
+    #[arg(long)]
+    pub cursor: Option<u64>,
     /// Autosave folder (default: `autosave` in the app's data folder)
     #[arg(long)]
     pub autosave_dir: Option<PathBuf>,
@@ -107,6 +113,8 @@ pub enum Cmd {
     Directions(explore::DirectionsArgs),
     /// Project the encoded test set to 2-D (PCA, t-SNE or two raw dimensions)
     Project(explore::ProjectArgs),
+    /// The run's sample history as an animated GIF or a PNG contact sheet
+    Timelapse(explore::TimelapseArgs),
 }
 
 /// `--model`: the presets of the family registry ([`ModelKind::all`]), listed in `--help`.
@@ -186,6 +194,10 @@ pub struct TrainArgs {
     /// KL weight (β-VAE)
     #[arg(long)]
     pub beta: Option<f64>,
+    /// KL warm-up: β rises from 0 to its value over this many steps (from the start, or
+    /// from where a resumed run is); a remedy for posterior collapse
+    #[arg(long)]
+    pub kl_warmup: Option<u64>,
     #[arg(long)]
     pub adam_beta1: Option<f64>,
     #[arg(long)]
@@ -210,6 +222,12 @@ pub struct TrainArgs {
     /// Stop after this many optimiser steps (for quick checks)
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Record a sample grid in the run's history every this many steps [default: 200]
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Log the losses every this many steps [default: 10]
+    #[arg(long)]
+    pub log_every: Option<u64>,
     /// List every file an image folder skipped (default: the first few)
     #[arg(long)]
     pub show_skipped: bool,
@@ -457,6 +475,7 @@ where
         Cmd::Traverse(a) => explore::traverse(a),
         Cmd::Directions(a) => explore::directions(a),
         Cmd::Project(a) => explore::project(a),
+        Cmd::Timelapse(a) => explore::timelapse(a),
         Cmd::Info(a) => info(a),
         Cmd::Export(a) => crate::export::export_safetensors(&a.checkpoint, &a.safetensors),
         Cmd::Import(a) => import(a),
@@ -495,6 +514,8 @@ fn gui(a: GuiArgs) -> Result<()> {
         screenshot: a.screenshot,
         autostart: a.train,
         open: a.open,
+        reference: a.reference,
+        cursor: a.cursor,
         tab,
         bench_secs: a.bench_ui,
         bench_out: a.bench_out,
@@ -588,6 +609,15 @@ fn train(a: TrainArgs) -> Result<()> {
         if let Some(b) = a.beta {
             config.beta = b;
         }
+        if let Some(n) = a.kl_warmup {
+            config.kl_warmup_steps = n;
+        }
+        if let Some(n) = a.sample_every {
+            config.sample_every = n;
+        }
+        if let Some(n) = a.log_every {
+            config.log_every = n;
+        }
         if let Some(b) = a.adam_beta1 {
             config.adam_beta1 = b;
         }
@@ -631,6 +661,9 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         if let Some(beta) = a.beta {
             worker.send(Command::SetBeta(beta))?;
+        }
+        if let Some(n) = a.kl_warmup {
+            worker.send(Command::SetKlWarmup(n))?;
         }
     }
     if let Some(n) = &info.backend_notice {
@@ -1362,6 +1395,7 @@ fn info(a: InfoArgs) -> Result<()> {
             "epoch": h.epoch,
             "batch_in_epoch": h.batch_in_epoch,
             "metric_points": h.history.points.len(),
+            "sample_history": ckpt.timeline().map(|t| t.len()).unwrap_or(0),
             "test": h.history.test.last(),
             "app_version": h.app_version,
         });
@@ -1405,6 +1439,20 @@ fn info(a: InfoArgs) -> Result<()> {
         h.history.test.len(),
         h.history.markers.len()
     );
+    let tl = ckpt.timeline()?;
+    if let (Some(a), Some(b)) = (tl.frames().first(), tl.frames().last()) {
+        let div: Vec<f32> = tl.frames().iter().map(|f| f.diversity).collect();
+        let peak = div.iter().copied().fold(0.0f32, f32::max);
+        println!(
+            "samples      {} grids, steps {}–{} (1 in {} kept, {:.1} MB); diversity {:.3} now, peak {peak:.3}",
+            tl.len(),
+            a.step,
+            b.step,
+            tl.stride(),
+            tl.bytes() as f64 / 1e6,
+            b.diversity,
+        );
+    }
     Ok(())
 }
 

@@ -72,6 +72,12 @@ impl Inference {
         ))
     }
 
+    /// A checkpoint's networks on the CPU with the fast decoder: a model to decode with
+    /// beside the training one (the app's reference run).
+    pub fn from_checkpoint_on_cpu(ckpt: &Checkpoint) -> Result<Self, TrainError> {
+        Ok(Self::from_checkpoint(ckpt, &Device::flex())?.with_fast_decode())
+    }
+
     pub fn networks(&self) -> &dyn Nets {
         self.nets.as_ref()
     }

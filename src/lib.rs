@@ -24,6 +24,7 @@ pub mod linalg;
 pub mod model;
 pub mod run;
 pub mod score;
+pub mod timeline;
 pub mod train;
 pub mod util;
 pub mod worker;

@@ -121,6 +121,17 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Importance samples for the IWAE bound at each epoch end (0 = skip).
     pub iw_samples: usize,
+    /// KL warm-up (VAEs): β rises linearly from 0 to `beta` over this many steps, counted
+    /// from step `kl_warmup_start` (0: off). A remedy for posterior collapse: the decoder
+    /// learns to use the latents before the KL term pulls them to the prior.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kl_warmup_steps: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kl_warmup_start: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl TrainConfig {
@@ -137,7 +148,26 @@ impl TrainConfig {
             log_every: 10,
             sample_every: 200,
             iw_samples: 0,
+            kl_warmup_steps: 0,
+            kl_warmup_start: 0,
         }
+    }
+
+    /// β at optimiser step `step` (counting from 0): `beta`, scaled down during a KL
+    /// warm-up.
+    pub fn beta_at(&self, step: u64) -> f64 {
+        if self.kl_warmup_steps == 0 || step < self.kl_warmup_start {
+            return self.beta;
+        }
+        let done = (step - self.kl_warmup_start + 1) as f64 / self.kl_warmup_steps as f64;
+        self.beta * done.min(1.0)
+    }
+
+    /// Whether a KL warm-up is still under way at `step`.
+    pub fn warming_up(&self, step: u64) -> bool {
+        self.kl_warmup_steps > 0
+            && step >= self.kl_warmup_start
+            && step - self.kl_warmup_start < self.kl_warmup_steps
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {

@@ -673,6 +673,18 @@ fn latent_health_warns_of_posterior_collapse_and_lowers_beta() {
             .as_ref()
             .is_some_and(|c| (c.beta - beta / 2.0).abs() < 1e-9)
     });
+    // The other remedy: a KL warm-up on the session from this step, marked on the plot.
+    let step = h.state().shared.run.step;
+    h.get(by().label_contains("Warm the KL up again")).click();
+    pump(&mut h, "KL warm-up on the session", |a| {
+        a.shared
+            .run
+            .config
+            .as_ref()
+            .is_some_and(|c| c.kl_warmup_steps >= 100 && c.kl_warmup_start == step)
+    });
+    assert!(has_marker(h.state(), |t| t.starts_with("KL warm-up over")));
+    assert!(h.query_by_label_contains("KL warm-up: β at").is_some());
 }
 
 /// Mode collapse from the run's own sample grids: varied samples are quiet, samples that
@@ -691,6 +703,11 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         .unwrap()
         .test_preview
         .clone();
+    // A grid's worth, as the run's sample grids are.
+    let real = latent_lab::images::ImageBatch {
+        shape: real.shape,
+        pixels: real.pixels[..64 * real.shape.numel()].to_vec(),
+    };
     let one = |i: usize| {
         let p = real.shape.numel();
         latent_lab::images::ImageBatch {
@@ -708,24 +725,177 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         .sample_diversity
         .iter()
         .all(|p| p[1] > 0.0));
+    let recon = h.state().shared.run.recon.clone();
     h.state_mut().shared.run.apply(Event::Samples {
         step: 1000,
         images: real.clone(),
+        recon: recon.clone(),
     });
     h.step();
     let d = h.state().shared.run.sample_diversity.clone();
     assert_eq!(d.len(), n0 + 1);
-    assert!((d[n0][1] - 1.0).abs() < 1e-9, "{d:?}");
+    assert!((d[n0][1] - 1.0).abs() < 1e-6, "{d:?}");
     assert!(h.query_by_label_contains("mode collapse").is_none());
     // Then 64 copies of one digit: diversity 0 and a warning.
     h.state_mut().shared.run.apply(Event::Samples {
         step: 1200,
         images: one(3),
+        recon,
     });
     h.step();
     h.step();
     assert_eq!(h.state().shared.run.sample_diversity[n0 + 1][1], 0.0);
     assert!(h
         .query_by_label_contains("mode collapse: the samples are alike")
+        .is_some());
+}
+
+/// The Training view's step cursor: keys, a click on a loss plot and the slider move the
+/// sample grid through the run's recorded history; End (or "live") follows the newest.
+#[test]
+fn the_step_cursor_moves_the_grid_through_the_sample_history() {
+    use latent_lab::app::TrainingView;
+    use latent_lab::images::ImageBatch;
+    use latent_lab::worker::Event;
+    let mut h = common::ui::paused_on(30, "training");
+    h.step();
+    let now = h.state().shared.run.step;
+    let shape = h.state().shared.run.info.as_ref().unwrap().spec.shape;
+    let flat = |v: f32| ImageBatch {
+        shape,
+        pixels: vec![v; 64 * shape.numel()],
+    };
+    // The run recorded step 0; three more grids, each one grey level (with the run's
+    // reconstructions, as the worker sends them).
+    let recon = h.state().shared.run.recon.clone();
+    assert!(recon.is_some());
+    for (step, v) in [(10, 0.2), (20, 0.5), (now, 0.9)] {
+        h.state_mut().shared.run.apply(Event::Samples {
+            step,
+            images: flat(v),
+            recon: recon.clone(),
+        });
+    }
+    h.step();
+    let cursor = |h: &egui_kittest::Harness<'_, latent_lab::app::LatentLabApp>| {
+        h.state().panel::<TrainingView>().unwrap().cursor
+    };
+    let tl = &h.state().shared.run.timeline;
+    assert_eq!(
+        tl.frames().iter().map(|f| f.step).collect::<Vec<_>>(),
+        [0, 10, 20, now]
+    );
+    assert_eq!(cursor(&h), None);
+    assert!(h.query_by_label(&format!("step {now} (live)")).is_some());
+
+    h.key_press(egui::Key::ArrowLeft);
+    h.step();
+    h.step();
+    assert_eq!(cursor(&h), Some(20));
+    assert!(h.query_by_label("step 20").is_some());
+    h.key_press(egui::Key::Home);
+    h.step();
+    h.step();
+    assert_eq!(cursor(&h), Some(0));
+    assert!(h.query_by_label("step 0").is_some());
+    h.key_press(egui::Key::ArrowRight);
+    h.step();
+    h.step();
+    assert!(h.query_by_label("step 10").is_some());
+
+    // A click on the loss plot at step 15 shows the grid of step 10 (the last at or before).
+    let t = h.state().panel::<TrainingView>().unwrap().plot_transforms[0];
+    let pos = egui::pos2(t.position_from_point_x(15.0), t.frame().center().y);
+    h.hover_at(pos);
+    h.step();
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.step();
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.step();
+    h.step();
+    let c = cursor(&h).expect("the click set the cursor");
+    assert!((14..=16).contains(&c), "{c}");
+    assert!(h.query_by_label("step 10").is_some());
+
+    // Hovering previews: away from the plot, the pinned cursor shows again.
+    h.hover_at(egui::pos2(
+        t.position_from_point_x(25.0),
+        t.frame().center().y,
+    ));
+    h.step();
+    h.step();
+    assert!(
+        h.query_by_label("step 20").is_some(),
+        "hover shows step 25's grid"
+    );
+    h.hover_at(egui::pos2(5.0, 5.0));
+    h.step();
+    h.step();
+    assert!(h.query_by_label("step 10").is_some());
+    h.key_press(egui::Key::End);
+    h.step();
+    h.step();
+    assert_eq!(cursor(&h), None);
+    assert!(h.query_by_label(&format!("step {now} (live)")).is_some());
+}
+
+/// A second checkpoint opened as the reference run: its curves join the plots under its
+/// name, its samples sit beside the live grid, and the explorer decodes the same latent
+/// through its model (not the live one).
+#[test]
+fn a_reference_run_overlays_curves_and_samples_and_decodes_the_same_latent() {
+    use egui_kittest::kittest::by;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("before.llck");
+    let mut h = common::ui::paused_on(30, "training");
+    h.state_mut()
+        .on_file_chosen(FileAction::SaveCheckpoint, path.clone());
+    pump(&mut h, "saved", |_| path.exists());
+    h.state_mut()
+        .on_file_chosen(FileAction::OpenReference, path.clone());
+    pump(&mut h, "the reference run", |a| {
+        a.shared.reference.is_some()
+    });
+    h.step();
+    assert!(h.query_by_label("Reference: before.llck").is_some());
+    assert!(
+        h.query(by().label_contains("loss · before.llck")).is_some(),
+        "the legend names the reference run's curve"
+    );
+    let saved = latent_lab::checkpoint::Checkpoint::load(&path).unwrap();
+    let model = latent_lab::infer::Inference::from_checkpoint_on_cpu(&saved).unwrap();
+
+    // The live run trains on: its weights move away from the reference's.
+    h.get_by_label("Resume").click();
+    let at = h.state().shared.run.step;
+    pump(&mut h, "more training", |a| a.shared.run.step >= at + 60);
+    h.get_by_label("Pause").click();
+    pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
+    h.state_mut().shared.tab = "explorer";
+    h.state_mut().shared.latent.set(vec![0.7; 20]);
+    pump(&mut h, "both decodes of the latent", |a| {
+        let e = explorer(a);
+        e.reference_image().is_some() && e.image().is_some() && !a.shared.run.new_weights
+    });
+    run_for(&mut h, Duration::from_millis(300));
+    let want = model.decode(&vec![0.7; 20]).unwrap();
+    let e = explorer(h.state());
+    assert!(common::max_diff(&e.reference_image().unwrap().pixels, &want.pixels) < 1e-5);
+    assert!(
+        common::max_diff(&e.image().unwrap().pixels, &want.pixels) > 1e-3,
+        "the live image is the live model's"
+    );
+    assert!(h
+        .query_by_label_contains("Reference: before.llck")
         .is_some());
 }

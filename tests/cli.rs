@@ -734,3 +734,106 @@ fn score_judges_an_image_file_another_program_wrote() {
     let o = run(&["score"]);
     assert!(!o.status.success());
 }
+
+/// GIF frames decoded: (count, width, height, first frame's RGBA, last frame's RGBA).
+fn gif_frames(path: &Path) -> (usize, u32, u32, Vec<u8>, Vec<u8>) {
+    use image::AnimationDecoder;
+    let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let frames = image::codecs::gif::GifDecoder::new(f)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap();
+    let (w, h) = frames[0].buffer().dimensions();
+    let first = frames[0].buffer().as_raw().clone();
+    let last = frames.last().unwrap().buffer().as_raw().clone();
+    (frames.len(), w, h, first, last)
+}
+
+#[test]
+fn timelapse_writes_the_sample_history_as_gif_and_contact_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("vae.llck");
+    let train = |steps: &str, resume: bool| {
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--out",
+            p(&ckpt),
+            "--backend",
+            "cpu",
+        ];
+        if resume {
+            args.extend(["--resume", p(&ckpt)]);
+        } else {
+            args.extend(["--model", "vae", "--data", "mnist", "--seed", "1"]);
+        }
+        args.extend(["--max-steps", steps]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    // Grids at the start and at each save: steps 0, 30, then 45 after a resume.
+    train("30", false);
+    train("45", true);
+    let o = run(&["info", p(&ckpt), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sample_history"], 3, "{v}");
+
+    let gif = dir.path().join("run.gif");
+    let o = run(&[
+        "timelapse",
+        "--checkpoint",
+        p(&ckpt),
+        "--out",
+        p(&gif),
+        "--scale",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("3 of 3 recorded grids, steps 0–45"), "{out}");
+    let (n, w, h, first, last) = gif_frames(&gif);
+    // 8 × 8 grid of 28 px with 2 px pads, and the 4 px progress bar.
+    assert_eq!((n, w, h), (3, 8 * 28 + 9 * 2, 8 * 28 + 9 * 2 + 4));
+    assert_ne!(first, last, "the untrained and the trained samples differ");
+    // --every 2 keeps frames 0 and 2 (the last is always in).
+    let o = run(&[
+        "timelapse",
+        "--checkpoint",
+        p(&ckpt),
+        "--out",
+        p(&gif),
+        "--every",
+        "2",
+        "--scale",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (n, w, _, _, _) = gif_frames(&gif);
+    assert_eq!((n, w), (2, 8 * 56 + 9 * 2));
+
+    let sheet = dir.path().join("sheet.png");
+    let o = run(&[
+        "timelapse",
+        "--checkpoint",
+        p(&ckpt),
+        "--out",
+        p(&sheet),
+        "--scale",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&sheet).unwrap();
+    // 3 tiles in one row, 6 px apart and around.
+    assert_eq!(
+        (img.width(), img.height()),
+        (3 * (242 + 6) + 6, (246 + 6) + 6)
+    );
+
+    assert_fails(
+        &run(&["timelapse", "--checkpoint", p(&ckpt), "--out", "x.jpg"]),
+        1,
+        "--out must end in .gif",
+    );
+}

@@ -17,6 +17,8 @@ pub struct Automation {
     bench_secs: Option<f64>,
     bench_out: Option<PathBuf>,
     bench_analyses: bool,
+    /// The tab the benchmark shows (`--tab`; default the explorer).
+    bench_tab: &'static str,
     frames: u64,
     bench_started: Option<Instant>,
     screenshot_requested: bool,
@@ -34,6 +36,7 @@ impl Automation {
             bench_secs: opts.bench_secs,
             bench_out: opts.bench_out.clone(),
             bench_analyses: opts.bench_analyses,
+            bench_tab: opts.tab.unwrap_or(explorer::ID),
             frames: 0,
             bench_started: None,
             screenshot_requested: false,
@@ -63,7 +66,9 @@ impl Automation {
             if running || self.bench_started.is_some() {
                 let t0 = *self.bench_started.get_or_insert_with(Instant::now);
                 let t = t0.elapsed().as_secs_f64();
-                shared.tab = explorer::ID;
+                // The explorer's latent moves whichever tab is shown (e.g. the Training view's
+                // plots with a reference run, `--tab training --reference`).
+                shared.tab = self.bench_tab;
                 if let Some(v) = shared.latent.z.first_mut() {
                     *v = (3.0 * (t * 2.0).sin()) as f32;
                 }

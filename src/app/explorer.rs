@@ -45,6 +45,11 @@ pub struct Explorer {
     /// The colour map of the strip's texture; `None` when a strip arrived that it does not
     /// show yet.
     strip_shown: Option<Colormap>,
+    /// The same latent through the reference run's model, and the file it came from.
+    reference_image: Option<ImageBatch>,
+    reference_for: Option<std::path::PathBuf>,
+    /// A reference image arrived that the texture does not show yet.
+    reference_new: bool,
 }
 
 impl Default for Explorer {
@@ -62,6 +67,9 @@ impl Default for Explorer {
             randomize_seed: 1,
             strip: None,
             strip_shown: None,
+            reference_image: None,
+            reference_for: None,
+            reference_new: false,
         }
     }
 }
@@ -76,7 +84,12 @@ impl Panel for Explorer {
     }
 
     fn slots(&self) -> &'static [Slot] {
-        &[Slot::Explorer, Slot::EncodeImage, Slot::ClassStrip]
+        &[
+            Slot::Explorer,
+            Slot::EncodeImage,
+            Slot::ClassStrip,
+            Slot::Reference,
+        ]
     }
 
     fn on_run_ready(&mut self, info: &RunInfo, shared: &mut Shared) {
@@ -92,6 +105,14 @@ impl Panel for Explorer {
             } => {
                 self.strip = Some(images);
                 self.strip_shown = None;
+            }
+            Output::Decoded {
+                slot: Slot::Reference,
+                images,
+                ..
+            } => {
+                self.reference_image = Some(images);
+                self.reference_new = true;
             }
             Output::Decoded {
                 images,
@@ -131,6 +152,12 @@ impl Panel for Explorer {
         if shared.run.new_weights || (self.image.is_none() && shared.decoder.has_model()) {
             self.dirty = true;
         }
+        let reference = shared.reference.as_ref().map(|r| r.path.clone());
+        if reference != self.reference_for {
+            self.reference_for = reference;
+            self.reference_image = None;
+            self.dirty = true;
+        }
         let kl: Option<Vec<f64>> = shared.run.last_kl_per_dim().map(<[f64]>::to_vec);
 
         let avail = ui.available_size();
@@ -143,7 +170,26 @@ impl Panel for Explorer {
             });
             ui.separator();
             ui.vertical(|ui| {
-                self.image_ui(ui, shared);
+                match reference_fits(shared, d) {
+                    Ok(true) => {
+                        let half = (ui.available_width() - 12.0) / 2.0;
+                        ui.horizontal_top(|ui| {
+                            ui.vertical(|ui| {
+                                ui.set_width(half);
+                                self.image_ui(ui, shared);
+                            });
+                            ui.vertical(|ui| {
+                                ui.set_width(half);
+                                self.reference_ui(ui, shared);
+                            });
+                        });
+                    }
+                    Ok(false) => self.image_ui(ui, shared),
+                    Err(why) => {
+                        self.image_ui(ui, shared);
+                        ui.weak(why);
+                    }
+                }
                 self.strip_ui(ui, shared);
                 if is_vae {
                     ui.add_space(8.0);
@@ -162,7 +208,64 @@ impl Panel for Explorer {
     }
 }
 
+/// Whether the reference run can decode this run's latents (`d` dimensions): `Ok(false)`
+/// without a reference, `Err` saying why not.
+fn reference_fits(shared: &Shared, d: usize) -> Result<bool, String> {
+    let Some(r) = &shared.reference else {
+        return Ok(false);
+    };
+    if r.latent_dim != d {
+        return Err(format!(
+            "the reference run {} has {} latent dimensions, this run {d}: it cannot decode the same latent",
+            r.name, r.latent_dim
+        ));
+    }
+    if r.classes != shared.classes() {
+        return Err(format!(
+            "the reference run {} is conditioned differently: it cannot decode the same latent",
+            r.name
+        ));
+    }
+    Ok(true)
+}
+
 impl Explorer {
+    /// The explorer's latent decoded by the reference run's model.
+    pub fn reference_image(&self) -> Option<&ImageBatch> {
+        self.reference_image.as_ref()
+    }
+
+    fn reference_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let name = shared.reference.as_ref().map_or("", |r| r.name.as_str());
+        ui.strong(format!("Reference: {name}"));
+        let side = ui
+            .available_width()
+            .min(ui.available_height() - 140.0)
+            .clamp(120.0, 448.0);
+        match &self.reference_image {
+            Some(img) => {
+                let key = "explorer-reference";
+                let tex = match shared.cached_texture(key) {
+                    Some(t) if !self.reference_new => t,
+                    _ => shared.texture(
+                        ui.ctx(),
+                        key,
+                        to_color_image(img, 0, shared.settings.colormap),
+                    ),
+                };
+                self.reference_new = false;
+                let s = img.shape;
+                ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(
+                    side,
+                    side * s.height as f32 / s.width.max(1) as f32,
+                )));
+            }
+            None => {
+                ui.weak("decoding…");
+            }
+        }
+    }
+
     fn reset(&mut self, latent_dim: usize, shared: &mut Shared) {
         if shared.latent.z.len() != latent_dim {
             shared.latent.z = vec![0.0; latent_dim];
@@ -202,6 +305,9 @@ impl Explorer {
             shared.push(AppCommand::Decoder(Slot::ClassStrip, job));
         }
         let job = shared.decode_job(z);
+        if reference_fits(shared, shared.latent.z.len()) == Ok(true) {
+            shared.push(AppCommand::Decoder(Slot::Reference, job.clone()));
+        }
         shared.push(AppCommand::Decoder(Slot::Explorer, job));
         self.requested.clone_from(&shared.latent.z);
         self.class = shared.class;

@@ -22,6 +22,13 @@ pub enum FileAction {
     OpenFolder,
     ExportPng(ImageBatch),
     ExportGif(ImageBatch),
+    /// A second run to compare with.
+    OpenReference,
+    /// The run's sample history: an animated GIF, or a PNG contact sheet.
+    ExportTimelapse {
+        timeline: Box<crate::timeline::Timeline>,
+        sheet: bool,
+    },
     /// A grid of `cols` columns (the traversal grid), as PNG; `name` is the suggested file.
     ExportGrid {
         images: ImageBatch,
@@ -40,6 +47,9 @@ impl FileAction {
             FileAction::ExportPng(_) => "Export PNG strip",
             FileAction::ExportGif(_) => "Export GIF",
             FileAction::ExportGrid { .. } => "Export PNG grid",
+            FileAction::OpenReference => "Open a run to compare with",
+            FileAction::ExportTimelapse { sheet: false, .. } => "Export timelapse GIF",
+            FileAction::ExportTimelapse { sheet: true, .. } => "Export contact sheet",
         }
     }
 }
@@ -97,7 +107,7 @@ impl Files {
         };
         let ckpt_filter = ("Latent Lab checkpoint", &[ext][..]);
         let pick: Pick = match &action {
-            FileAction::OpenCheckpoint => Box::pin(
+            FileAction::OpenCheckpoint | FileAction::OpenReference => Box::pin(
                 d.add_filter("Checkpoint or safetensors", &[ext, "safetensors"])
                     .add_filter(ckpt_filter.0, ckpt_filter.1)
                     .add_filter("safetensors (e.g. from PyTorch)", &["safetensors"])
@@ -112,6 +122,12 @@ impl Files {
             FileAction::ExportPng(_) => save(d, "interpolation.png", ("PNG", &["png"])),
             FileAction::ExportGif(_) => save(d, "interpolation.gif", ("GIF", &["gif"])),
             FileAction::ExportGrid { name, .. } => save(d, name, ("PNG", &["png"])),
+            FileAction::ExportTimelapse { sheet: false, .. } => {
+                save(d, "timelapse.gif", ("GIF", &["gif"]))
+            }
+            FileAction::ExportTimelapse { sheet: true, .. } => {
+                save(d, "timelapse.png", ("PNG", &["png"]))
+            }
         };
         let fut = async move { pick.await.map(|h| h.path().to_path_buf()) };
         let tx = self.tx.clone();
@@ -211,6 +227,21 @@ impl Files {
     }
 }
 
+impl Files {
+    /// Write a run's sample history off the UI thread: a GIF
+    /// ([`crate::timeline::write_timelapse`]) or a PNG contact sheet.
+    fn export_timelapse(&self, path: PathBuf, timeline: crate::timeline::Timeline, sheet: bool) {
+        let tx = self.messages.0.clone();
+        std::thread::spawn(move || {
+            let r = crate::timeline::write_timelapse(&timeline, &path, sheet, None, 2);
+            let _ = tx.send(match r {
+                Ok(n) => format!("exported {} ({n} frames)", path.display()),
+                Err(e) => format!("export failed: {e}"),
+            });
+        });
+    }
+}
+
 impl Default for Files {
     fn default() -> Self {
         Self::new()
@@ -257,6 +288,12 @@ pub fn apply(app: &mut LatentLabApp, action: FileAction, path: PathBuf) {
         FileAction::ExportGif(b) => app.files.export(path, b, true, None),
         FileAction::ExportGrid { images, cols, .. } => {
             app.files.export(path, images, false, Some(cols))
+        }
+        FileAction::OpenReference => {
+            shared.reference_loading = Some(super::reference::load(&path, shared.waker.clone()));
+        }
+        FileAction::ExportTimelapse { timeline, sheet } => {
+            app.files.export_timelapse(path, *timeline, sheet)
         }
     }
 }

@@ -11,7 +11,7 @@ use super::settings::Colormap;
 use super::training_view::downsample;
 use super::{AppCommand, Panel, Shared};
 use crate::health::{collapse_of_samples, vae_health, VaeHealth};
-use crate::worker::RunInfo;
+use crate::worker::{Command, RunInfo};
 
 #[derive(Default)]
 pub struct Health {
@@ -156,13 +156,54 @@ impl Health {
                     shared.settings.beta = lower;
                     shared.push(AppCommand::ApplyHyperparameters);
                 }
+                let steps = warmup_steps(shared);
+                if ui
+                    .button(format!("Warm the KL up again over {steps} steps"))
+                    .on_hover_text(
+                        "β falls to 0 and rises back to its value over about two epochs, so \
+                         the decoder relearns to use the latents first (marked on the plot)",
+                    )
+                    .clicked()
+                {
+                    shared.push(AppCommand::Worker(Command::SetKlWarmup(steps)));
+                    // The session marks its history the same way; mirror it on the plots.
+                    let step = shared.run.step;
+                    shared.run.history.markers.push(crate::run::Marker {
+                        step,
+                        text: format!("KL warm-up over {steps} steps"),
+                    });
+                }
             });
         } else {
             ui.weak("No sign of posterior collapse: active units and KL are holding.");
         }
+        if let Some(c) = shared
+            .run
+            .config
+            .as_ref()
+            .filter(|c| c.warming_up(shared.run.step))
+        {
+            ui.label(format!(
+                "KL warm-up: β at {:.3} of {} (step {} of {})",
+                c.beta_at(shared.run.step),
+                c.beta,
+                shared.run.step - c.kl_warmup_start,
+                c.kl_warmup_steps
+            ));
+        }
         ui.separator();
         self.strip_ui(ui, health);
     }
+}
+
+/// A warm-up of about two epochs of the run (at least 100 steps).
+fn warmup_steps(shared: &Shared) -> u64 {
+    let per_epoch = shared
+        .run
+        .info
+        .as_ref()
+        .map_or(500, |i| i.batches_per_epoch) as u64;
+    (2 * per_epoch).max(100)
 }
 
 impl Health {

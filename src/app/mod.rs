@@ -17,6 +17,7 @@ mod interpolation;
 mod manifold;
 mod panel;
 mod recovery;
+pub mod reference;
 mod run_state;
 mod scatter;
 pub mod settings;
@@ -38,9 +39,10 @@ pub use health::Health;
 pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
 pub use settings::Settings;
+pub use training_view::TrainingView;
 pub use traversal::Traversal;
 
-use crate::worker::decoder::{AnalysisThreads, DecoderHandle, Job, Output};
+use crate::worker::decoder::{AnalysisThreads, DecoderHandle, Job, Output, Slot};
 use crate::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use stats::Rolling;
 
@@ -55,6 +57,10 @@ pub struct AppOptions {
     pub autostart: bool,
     /// Open this checkpoint at start.
     pub open: Option<PathBuf>,
+    /// Open this checkpoint as the reference run to compare with.
+    pub reference: Option<PathBuf>,
+    /// The Training view's step cursor at start.
+    pub cursor: Option<u64>,
     /// Open on the tab with this id (see [`tab_id`]).
     pub tab: Option<&'static str>,
     /// Drag the first latent slider every frame for this many seconds while training,
@@ -150,6 +156,11 @@ pub struct Shared {
     pub interpolation_ends: Option<[usize; 2]>,
     /// The class the explorer, interpolation and manifold decode (conditional models).
     pub class: u32,
+    /// A second run opened to compare with ([`reference`]), and one being read.
+    pub reference: Option<reference::Reference>,
+    pub reference_loading: Option<reference::Loading>,
+    /// Wakes the UI (given to the threads the app starts).
+    waker: Option<crate::worker::Waker>,
     commands: Vec<AppCommand>,
 }
 
@@ -261,6 +272,8 @@ pub struct LatentLabApp {
     /// Smoke-test, screenshot and benchmark hooks, when a flag asks for them.
     automation: Option<automation::Automation>,
     fresh_settings: bool,
+    /// A checkpoint dropped on a window with a run: open it as the run, or compare with it?
+    dropped: Option<PathBuf>,
 }
 
 impl LatentLabApp {
@@ -278,7 +291,7 @@ impl LatentLabApp {
             low_priority: true,
         })?;
         let decoder = DecoderHandle::spawn(Some(waker.clone()))?;
-        let analyser = AnalysisThreads::spawn(Some(waker))?;
+        let analyser = AnalysisThreads::spawn(Some(waker.clone()))?;
         let tabs = panels();
         let tab = opts
             .tab
@@ -305,6 +318,9 @@ impl LatentLabApp {
                 groups: Default::default(),
                 interpolation_ends: None,
                 class: 0,
+                reference: None,
+                reference_loading: None,
+                waker: Some(waker),
                 commands: Vec::new(),
             },
             controls: Default::default(),
@@ -313,11 +329,23 @@ impl LatentLabApp {
             recovery,
             automation: automation::Automation::from_options(&opts),
             fresh_settings: opts.fresh_settings,
+            dropped: None,
         };
         app.shared.run.notices.extend(autosave_problem);
         let benchmark = app.automation.as_ref().is_some_and(|a| a.trains());
         if let Some(a) = &app.automation {
             a.prepare(&mut app.shared);
+        }
+        if let Some(path) = opts.reference {
+            app.on_file_chosen(FileAction::OpenReference, path);
+        }
+        if let Some(step) = opts.cursor {
+            for p in &mut app.tabs {
+                let p: &mut dyn Panel = p.as_mut();
+                if let Some(t) = p.as_any_mut().downcast_mut::<training_view::TrainingView>() {
+                    t.cursor = Some(step);
+                }
+            }
         }
         if let Some(path) = opts.open {
             app.on_file_chosen(FileAction::OpenCheckpoint, path);
@@ -419,6 +447,35 @@ impl LatentLabApp {
                 }
             }
         }
+        if let Some(r) = self
+            .shared
+            .reference_loading
+            .as_ref()
+            .and_then(|l| l.poll(self.shared.waker.clone()))
+        {
+            self.shared.reference_loading = None;
+            match r {
+                Ok(r) => {
+                    self.shared
+                        .run
+                        .notices
+                        .push(format!("comparing with {} ({})", r.name, r.describe));
+                    self.shared.reference = Some(r);
+                }
+                Err(e) => self.shared.run.errors.push(e),
+            }
+        }
+        while let Some(out) = self
+            .shared
+            .reference
+            .as_ref()
+            .and_then(|r| r.decoder.try_recv())
+        {
+            let slot = out.slot();
+            if let Some(p) = self.tabs.iter_mut().find(|p| p.slots().contains(&slot)) {
+                p.on_decoded(out, &mut self.shared);
+            }
+        }
         if let Some(done) = self.files.poll() {
             self.on_file_chosen(done.0, done.1);
         }
@@ -460,6 +517,7 @@ impl LatentLabApp {
             self.shared.push(AppCommand::FileChosen(action, path));
         }
         self.dropped_files(ui);
+        self.dropped_ui(ui.ctx());
         self.recovery.tick(&mut self.shared);
         analysis::Analysis::request(&mut self.shared);
         self.execute(ui.ctx(), frame);
@@ -482,6 +540,11 @@ impl LatentLabApp {
             );
             match cmd {
                 AppCommand::Worker(c) => self.shared.send(c),
+                AppCommand::Decoder(Slot::Reference, job) => {
+                    if let Some(r) = &self.shared.reference {
+                        r.decoder.request(Slot::Reference, job);
+                    }
+                }
                 AppCommand::Decoder(slot, job) if job.is_analysis() => {
                     self.shared.analyser.request(slot, job)
                 }
@@ -544,6 +607,17 @@ impl LatentLabApp {
                     .clicked()
                 {
                     asked = Some(AppCommand::ChoosePath(FileAction::SaveCheckpoint));
+                }
+                ui.separator();
+                if ui
+                    .button("Compare with a run…")
+                    .on_hover_text("open a second checkpoint as a reference: its curves and samples sit beside this run's")
+                    .clicked()
+                {
+                    asked = Some(AppCommand::ChoosePath(FileAction::OpenReference));
+                }
+                if shared.reference.is_some() && ui.button("Close the reference run").clicked() {
+                    shared.reference = None;
                 }
                 ui.separator();
                 if ui.button("Open IDX file…").clicked() {
@@ -636,6 +710,38 @@ impl LatentLabApp {
         }
     }
 
+    /// What to do with a checkpoint dropped while a run is open.
+    fn dropped_ui(&mut self, ctx: &egui::Context) {
+        let Some(p) = self.dropped.clone() else {
+            return;
+        };
+        let name = p
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut open = true;
+        let mut choice = None;
+        egui::Window::new("Open the dropped checkpoint")
+            .collapsible(false)
+            .open(&mut open)
+            .show(ctx, |ui| {
+                ui.label(format!("{name}:"));
+                ui.horizontal(|ui| {
+                    if ui.button("Compare with this run").clicked() {
+                        choice = Some(FileAction::OpenReference);
+                    }
+                    if ui.button("Open it instead").clicked() {
+                        choice = Some(FileAction::OpenCheckpoint);
+                    }
+                });
+            });
+        if let Some(action) = choice {
+            self.shared.push(AppCommand::FileChosen(action, p));
+            self.dropped = None;
+        } else if !open {
+            self.dropped = None;
+        }
+    }
+
     fn dropped_files(&mut self, ui: &egui::Ui) {
         let dropped: Vec<PathBuf> = ui.input(|i| {
             i.raw
@@ -648,7 +754,10 @@ impl LatentLabApp {
             let is_ckpt = p.extension().is_some_and(|e| {
                 e == crate::checkpoint::EXTENSION || e.eq_ignore_ascii_case("safetensors")
             });
-            if is_ckpt {
+            if is_ckpt && self.shared.run.info.is_some() {
+                // A run is open: the drop may be the run to compare with.
+                self.dropped = Some(p);
+            } else if is_ckpt {
                 self.shared
                     .push(AppCommand::FileChosen(FileAction::OpenCheckpoint, p));
             } else {

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::images::ImageBatch;
+use crate::timeline::Timeline;
 use crate::train::metrics::{MetricPoint, MetricsHistory};
 use crate::train::TrainConfig;
 use crate::worker::{Event, RunInfo};
@@ -53,6 +54,8 @@ pub struct RunState {
     /// The same measure of the run's test preview (real images).
     pub real_diversity: f64,
     pub recon: Option<(ImageBatch, ImageBatch)>,
+    /// Every sample grid of the run (from the checkpoint, then from [`Event::Samples`]).
+    pub timeline: Timeline,
     /// Training time of this session (excludes pauses).
     pub elapsed: Duration,
     running_since: Option<Instant>,
@@ -76,6 +79,7 @@ impl Default for RunState {
             sample_diversity: Vec::new(),
             real_diversity: 0.0,
             recon: None,
+            timeline: Timeline::default(),
             elapsed: Duration::ZERO,
             running_since: None,
             errors: Vec::new(),
@@ -135,16 +139,28 @@ impl RunState {
         self.info.as_ref().map(|i| i.spec.latent_dim())
     }
 
+    /// `sample_diversity` from the timeline's frames (their diversity over the real images').
+    fn record_diversity(&mut self) {
+        if self.real_diversity > 0.0 {
+            let real = self.real_diversity;
+            self.sample_diversity = self
+                .timeline
+                .frames()
+                .iter()
+                .map(|f| [f.step as f64, f.diversity as f64 / real])
+                .collect();
+        }
+    }
+
     /// Apply one worker event. Snapshots are handled by the app (they go to the decoder).
     pub fn apply(&mut self, ev: Event) {
         match ev {
-            Event::Ready(info) => {
+            Event::Ready(mut info) => {
                 self.history = info.history.clone();
                 self.step = info.step;
                 self.config = Some(info.config.clone());
                 self.last_point = info.history.points.last().cloned();
                 self.samples = None;
-                self.sample_diversity.clear();
                 self.recon = None;
                 self.elapsed = Duration::ZERO;
                 self.running_since = None;
@@ -166,6 +182,8 @@ impl RunState {
                     ));
                 }
                 self.real_diversity = crate::health::diversity(&info.test_preview);
+                self.timeline = std::mem::take(&mut info.timeline);
+                self.record_diversity();
                 self.info = Some(*info);
                 self.status = Status::Ready;
             }
@@ -200,18 +218,20 @@ impl RunState {
                 self.history.test.retain(|x| x.step != t.step);
                 self.history.test.push(t);
             }
-            Event::Samples { step, images } => {
-                if self.real_diversity > 0.0 {
-                    let ratio = crate::health::diversity(&images) / self.real_diversity;
-                    self.sample_diversity.push([step as f64, ratio]);
-                }
+            Event::Samples {
+                step,
+                images,
+                recon,
+            } => {
+                let cols = crate::train::SAMPLE_COLS;
+                self.timeline
+                    .push(step, &images, cols, recon.as_ref().map(|(o, r)| (o, r)));
+                self.record_diversity();
                 self.samples = Some((step, images));
+                if recon.is_some() {
+                    self.recon = recon;
+                }
             }
-            Event::Reconstructions {
-                originals,
-                reconstructions,
-                ..
-            } => self.recon = Some((originals, reconstructions)),
             Event::ConfigChanged(c) => self.config = Some(c),
             Event::Diverged {
                 step,

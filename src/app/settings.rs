@@ -39,6 +39,8 @@ pub struct Settings {
     pub hidden: String,
     pub learning_rate: f64,
     pub beta: f64,
+    /// KL warm-up steps of a new VAE run (0: none).
+    pub kl_warmup: u64,
     pub batch_size: usize,
     pub epochs: usize,
     pub seed: u64,
@@ -66,6 +68,7 @@ impl Default for Settings {
             hidden: String::new(),
             learning_rate: t.learning_rate,
             beta: t.beta,
+            kl_warmup: 0,
             batch_size: t.batch_size,
             epochs: t.epochs,
             seed: 0,

@@ -27,6 +27,9 @@ impl TrainPanel {
         let mut config = TrainConfig::for_kind(s.model);
         config.learning_rate = s.learning_rate;
         config.beta = s.beta;
+        if s.model.capabilities().beta {
+            config.kl_warmup_steps = s.kl_warmup;
+        }
         config.batch_size = s.batch_size;
         config.epochs = s.epochs;
         config.seed = s.seed;
@@ -183,6 +186,18 @@ impl Panel for TrainPanel {
                         .speed(0.01),
                 )
                 .labelled_by(l.id);
+            ui.end_row();
+            let vae = shared.settings.model.capabilities().beta;
+            let l = ui
+                .add_enabled(editable && vae, egui::Label::new("KL warm-up steps"))
+                .on_hover_text(
+                    "β rises from 0 over this many steps at the start of a new run (0: off)",
+                );
+            ui.add_enabled(
+                editable && vae,
+                egui::DragValue::new(&mut shared.settings.kl_warmup).range(0..=10_000_000),
+            )
+            .labelled_by(l.id);
             ui.end_row();
             let l = ui.add_enabled(editable, egui::Label::new("batch size"));
             ui.add_enabled(

@@ -478,3 +478,50 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct TimelapseArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// An animated GIF (`.gif`), or a PNG contact sheet (`.png`), of the run's sample history
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Every Nth recorded sample grid (the last is always in); default: about 200 frames
+    /// for a GIF, 40 tiles for a sheet
+    #[arg(long)]
+    pub every: Option<usize>,
+    /// Pixels per image pixel
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
+}
+
+/// The twin of the Training view's timelapse export: the sample grids the run recorded.
+pub fn timelapse(a: TimelapseArgs) -> Result<()> {
+    let sheet = match a.out.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("gif") => false,
+        Some(e) if e.eq_ignore_ascii_case("png") => true,
+        _ => bail!("--out must end in .gif (an animation) or .png (a contact sheet)"),
+    };
+    if !(1..=16).contains(&a.scale) || a.every == Some(0) {
+        bail!("--scale must be 1 to 16 and --every at least 1");
+    }
+    let ckpt = load_checkpoint(&a.checkpoint)?;
+    let tl = ckpt.timeline()?;
+    let (Some(first), Some(last)) = (tl.frames().first(), tl.frames().last()) else {
+        bail!(
+            "{} has no sample history (written before runs recorded one, or an imported model)",
+            a.checkpoint.display()
+        );
+    };
+    let t = Instant::now();
+    let n = crate::timeline::write_timelapse(&tl, &a.out, sheet, a.every, a.scale)?;
+    println!(
+        "wrote {} ({n} of {} recorded grids, steps {}–{}, {:.1} s)",
+        a.out.display(),
+        tl.len(),
+        first.step,
+        last.step,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -16,6 +16,7 @@ use crate::images::ImageBatch;
 use crate::infer::{class_rows, normal_latents, Inference};
 use crate::model::{adam, Batch, ModelSpec, Nets, StepTerms, Trainer, TrainerSetup};
 use crate::run::{Marker, MetricPoint, MetricsHistory, NamedDirection, TestPoint, TrainConfig};
+use crate::timeline::Timeline;
 
 /// Set to `burn` to train every family on the CPU through burn's autodiff instead of its fast
 /// path (for comparisons; both give the same steps).
@@ -86,6 +87,8 @@ pub struct Session {
     directions: Vec<NamedDirection>,
     /// The fast CPU path was asked for (the CPU backend, not opted out).
     fused_asked: bool,
+    /// Every sample grid (and reconstruction) recorded, saved with the run.
+    timeline: Timeline,
 }
 
 impl Session {
@@ -101,7 +104,13 @@ impl Session {
         device.seed(config.seed);
         let nets = spec.init(&device);
         let names = spec.objective().terms;
-        let history = MetricsHistory::new(names);
+        let mut history = MetricsHistory::new(names);
+        if config.kl_warmup_steps > 0 && spec.capabilities().beta {
+            history.markers.push(Marker {
+                step: 0,
+                text: format!("KL warm-up over {} steps", config.kl_warmup_steps),
+            });
+        }
         Self::assemble(
             spec,
             config,
@@ -156,6 +165,7 @@ impl Session {
             (h.step, h.epoch, h.batch_in_epoch),
         )?;
         session.set_directions(h.directions.clone())?;
+        session.timeline = ckpt.timeline()?;
         Ok(session)
     }
 
@@ -240,6 +250,7 @@ impl Session {
             fused_off,
             directions: Vec::new(),
             fused_asked: fused,
+            timeline: Timeline::default(),
         })
     }
 
@@ -345,6 +356,26 @@ impl Session {
         Ok(())
     }
 
+    /// Start a KL warm-up of `steps` steps from the next step (0 ends one): β rises from 0
+    /// to its value; marked in the history.
+    pub fn set_kl_warmup(&mut self, steps: u64) -> Result<(), TrainError> {
+        if steps > 0 && !self.spec.capabilities().beta {
+            return Err(TrainError::Invalid(
+                "KL warm-up needs a model with a KL term".into(),
+            ));
+        }
+        self.config.kl_warmup_steps = steps;
+        self.config.kl_warmup_start = self.step;
+        self.history.markers.push(Marker {
+            step: self.step,
+            text: match steps {
+                0 => "KL warm-up off".into(),
+                n => format!("KL warm-up over {n} steps"),
+            },
+        });
+        Ok(())
+    }
+
     /// One optimiser step on the next batch.
     pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
         if self.batch >= self.plan.batches_per_epoch() {
@@ -356,7 +387,13 @@ impl Session {
             data: &self.data,
             idx: &idx,
         };
-        let terms = self.trainer.step(&batch, &self.config, &mut self.buf)?;
+        let terms = if self.config.warming_up(self.step) {
+            let mut c = self.config.clone();
+            c.beta = self.config.beta_at(self.step);
+            self.trainer.step(&batch, &c, &mut self.buf)?
+        } else {
+            self.trainer.step(&batch, &self.config, &mut self.buf)?
+        };
         self.pending.push(terms);
         self.step += 1;
         self.batch += 1;
@@ -494,6 +531,28 @@ impl Session {
         }
     }
 
+    /// The sample history of the run ([`Session::record_images`]).
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// The sample grid and (VAE) reconstructions with the current weights, recorded in the
+    /// run's [`Timeline`].
+    #[allow(clippy::type_complexity)]
+    pub fn record_images(
+        &mut self,
+    ) -> Result<(ImageBatch, Option<(ImageBatch, ImageBatch)>), TrainError> {
+        let samples = self.samples()?;
+        let recon = self.reconstructions()?;
+        self.timeline.push(
+            self.step,
+            &samples,
+            SAMPLE_COLS,
+            recon.as_ref().map(|(o, r)| (o, r)),
+        );
+        Ok((samples, recon))
+    }
+
     /// The first test images and their reconstructions (VAE only).
     pub fn reconstructions(&self) -> Result<Option<(ImageBatch, ImageBatch)>, TrainError> {
         if !self.spec.has_encoder() {
@@ -586,10 +645,13 @@ impl Session {
             directions: self.directions.clone(),
         };
         let optims = self.trainer.optim_bytes()?;
-        Ok(Checkpoint::from_parts(
-            header,
-            self.trainer.nets().as_ref(),
-            optims,
-        )?)
+        let mut ckpt = Checkpoint::from_parts(header, self.trainer.nets().as_ref(), optims)?;
+        if !self.timeline.is_empty() {
+            ckpt.blobs.push((
+                crate::timeline::SECTION.to_string(),
+                self.timeline.to_bytes(),
+            ));
+        }
+        Ok(ckpt)
     }
 }

@@ -37,6 +37,8 @@ pub enum Slot {
     PrincipalDirections,
     /// A 2-D projection of the encoded test set ([`Job::Project`], analysis thread).
     Projection,
+    /// The explorer's latent through the reference run's model (its own decoder thread).
+    Reference,
 }
 
 #[derive(Clone, Debug)]
@@ -206,7 +208,11 @@ impl DecoderHandle {
         Self::spawn_named("latent-lab-decoder", false, waker)
     }
 
-    fn spawn_named(name: &'static str, low: bool, waker: Option<Waker>) -> std::io::Result<Self> {
+    pub fn spawn_named(
+        name: &'static str,
+        low: bool,
+        waker: Option<Waker>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let (tx, rx) = mpsc::sync_channel(64);
         let s = shared.clone();

@@ -40,6 +40,8 @@ pub enum Command {
     Stop,
     SetLearningRate(f64),
     SetBeta(f64),
+    /// Start a KL warm-up of this many steps from the next step (0 ends one).
+    SetKlWarmup(u64),
     SetEpochs(usize),
     /// Replace the run's named latent directions (saved with its checkpoints).
     SetDirections(Vec<NamedDirection>),
@@ -88,6 +90,9 @@ pub struct RunInfo {
     pub test_preview_labels: Vec<u32>,
     /// Latent directions named by the user, from the checkpoint.
     pub directions: Vec<NamedDirection>,
+    /// The sample history so far (from the checkpoint); the UI takes it over and goes on
+    /// recording from [`Event::Samples`].
+    pub timeline: crate::timeline::Timeline,
 }
 
 /// Test images sent with [`RunInfo`].
@@ -112,16 +117,12 @@ pub enum Event {
     },
     Metrics(MetricPoint),
     TestMetrics(TestPoint),
-    /// Fixed-noise samples with the current weights.
+    /// Fixed-noise samples with the current weights, and the test images with their
+    /// reconstructions (a model with an encoder): what the run's timeline recorded.
     Samples {
         step: u64,
         images: ImageBatch,
-    },
-    /// Test images and their VAE reconstructions.
-    Reconstructions {
-        step: u64,
-        originals: ImageBatch,
-        reconstructions: ImageBatch,
+        recon: Option<(ImageBatch, ImageBatch)>,
     },
     /// A frozen CPU copy of the model for live decoding off the training device. The UI
     /// decodes and encodes only on these (on [`super::decoder`]'s thread); the worker never

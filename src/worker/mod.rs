@@ -303,6 +303,9 @@ impl Worker {
             Command::SetBeta(beta) => {
                 self.change_config(|s| s.set_beta(beta));
             }
+            Command::SetKlWarmup(steps) => {
+                self.change_config(|s| s.set_kl_warmup(steps));
+            }
             Command::SetDirections(v) => {
                 if let Err(e) = self.with_session(|s| s.set_directions(v)) {
                     self.emit(Event::Error(e.to_string()));
@@ -316,6 +319,9 @@ impl Worker {
             }
             Command::Save(path) => {
                 self.flush_pending();
+                // The saved sample history ends at the saved step (a no-op at a recorded
+                // step; a failed decode is reported and costs only that frame).
+                self.send_images();
                 let r = self.with_session(|s| {
                     let ckpt = s.checkpoint()?;
                     ckpt.save(&path)?;
@@ -457,6 +463,7 @@ impl Worker {
             },
             test_preview_labels,
             directions: session.directions().to_vec(),
+            timeline: session.timeline().clone(),
         };
         self.session = Some(session);
         self.emit(Event::Ready(Box::new(info)));
@@ -464,22 +471,19 @@ impl Worker {
         self.send_snapshot();
     }
 
+    /// Record the sample grid (and reconstructions) in the run's timeline — also on the
+    /// command line, so that a headless run has its history too — and send it to the UI.
     fn send_images(&mut self) {
-        if !self.options.samples {
-            return;
-        }
-        let Some(s) = &self.session else { return };
+        let Some(s) = &mut self.session else { return };
         let step = s.step_count();
-        match s.samples() {
-            Ok(images) => self.offer(Event::Samples { step, images }),
-            Err(e) => self.emit(Event::Error(e.to_string())),
-        }
-        if let Ok(Some((originals, reconstructions))) = s.reconstructions() {
-            self.offer(Event::Reconstructions {
+        match s.record_images() {
+            Ok((images, recon)) if self.options.samples => self.offer(Event::Samples {
                 step,
-                originals,
-                reconstructions,
-            });
+                images,
+                recon,
+            }),
+            Ok(_) => {}
+            Err(e) => self.emit(Event::Error(e.to_string())),
         }
     }
 
@@ -503,6 +507,8 @@ impl Worker {
             self.running = false;
             self.steps_left = None;
             let (step, epoch) = (session.step_count(), session.epoch());
+            // The last weights belong in the sample history (a no-op at a recorded step).
+            self.send_images();
             self.emit(Event::Finished { step, epoch });
             return;
         }
