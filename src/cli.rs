@@ -1452,6 +1452,11 @@ fn info(a: InfoArgs) -> Result<()> {
             tl.bytes() as f64 / 1e6,
             b.diversity,
         );
+        let cov: Vec<f32> = tl.frames().iter().filter_map(|f| f.coverage).collect();
+        if let Some(now) = cov.last() {
+            let peak = cov.iter().copied().fold(0.0f32, f32::max);
+            println!("             label coverage {now:.3} now, peak {peak:.3}");
+        }
     }
     Ok(())
 }

@@ -84,6 +84,68 @@ pub fn diversity(batch: &ImageBatch) -> f64 {
     sum / (n * (n - 1) / 2) as f64
 }
 
+/// Label coverage of a sample grid: each sample takes the label of its nearest real image
+/// (`real`, labelled `labels`; squared distance of the pixels), and the coverage is the
+/// entropy of those labels over the entropy of the real images' own labels — 1 when the
+/// samples spread over the classes as the data does, 0 when every sample is nearest to one
+/// class. Pixel distance is fooled by noise (speckle is "diverse"); a noisy or collapsed
+/// generator's samples all land near the same few real images, so this falls either way.
+/// `None` without labels.
+pub fn label_coverage(samples: &ImageBatch, real: &ImageBatch, labels: &[u32]) -> Option<f64> {
+    let p = samples.shape.numel();
+    let (n, m) = (samples.count(), real.count().min(labels.len()));
+    if n == 0 || m < 2 || p == 0 || real.shape != samples.shape {
+        return None;
+    }
+    let sq: Vec<f32> = (0..m)
+        .map(|j| real.pixels[j * p..(j + 1) * p].iter().map(|v| v * v).sum())
+        .collect();
+    let mut picked = Vec::with_capacity(n);
+    for i in 0..n {
+        let x = &samples.pixels[i * p..(i + 1) * p];
+        // argmin ‖x − r‖² = argmin ‖r‖² − 2 x·r
+        let mut best = (f32::MAX, 0);
+        for j in 0..m {
+            let r = &real.pixels[j * p..(j + 1) * p];
+            let dot: f32 = x.iter().zip(r).map(|(a, b)| a * b).sum();
+            let d = sq[j] - 2.0 * dot;
+            if d < best.0 {
+                best = (d, j);
+            }
+        }
+        picked.push(labels[best.1]);
+    }
+    let entropy = |ls: &[u32]| {
+        let mut counts = std::collections::HashMap::new();
+        for &l in ls {
+            *counts.entry(l).or_insert(0usize) += 1;
+        }
+        let t = ls.len() as f64;
+        counts
+            .values()
+            .map(|&c| {
+                let q = c as f64 / t;
+                -q * q.ln()
+            })
+            .sum::<f64>()
+    };
+    let real_h = entropy(&labels[..m]);
+    (real_h > 0.0).then(|| (entropy(&picked) / real_h).min(1.0))
+}
+
+/// A mode-collapse warning from `[step, label coverage]` points ([`label_coverage`]): it
+/// fell below 0.5 and below 60 % of its peak.
+pub fn collapse_of_coverage(points: &[[f64; 2]]) -> Option<String> {
+    let peak = points.iter().map(|p| p[1]).fold(f64::MIN, f64::max);
+    let &[step, now] = points.last()?;
+    (now < 0.5 && now < 0.6 * peak).then(|| {
+        format!(
+            "mode collapse: the samples cover few classes — label coverage {now:.2} at step \
+             {step} (peak {peak:.2}): most samples look like the same few real images"
+        )
+    })
+}
+
 /// A mode-collapse warning from `[step, diversity ratio]` points (samples' diversity over
 /// the real images').
 pub fn collapse_of_samples(ratios: &[[f64; 2]]) -> Option<String> {
@@ -131,6 +193,48 @@ fn warning(v: &VaeHealth) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod coverage_tests {
+    use super::*;
+    use crate::data::ImageShape;
+
+    #[test]
+    fn coverage_is_high_for_real_images_and_low_for_one_repeated() {
+        // Ten classes, each a different pixel lit, with a little noise per image.
+        let shape = ImageShape::new(1, 4, 4);
+        let img = |class: usize, k: usize| {
+            let mut v = vec![0.05 * (k % 3) as f32; 16];
+            v[class] = 1.0;
+            v
+        };
+        let labels: Vec<u32> = (0..200).map(|i| (i % 10) as u32).collect();
+        let real = ImageBatch {
+            shape,
+            pixels: (0..200).flat_map(|i| img(i % 10, i)).collect(),
+        };
+        let varied = ImageBatch {
+            shape,
+            pixels: (0..64).flat_map(|i| img(i % 10, i + 1)).collect(),
+        };
+        let same = ImageBatch {
+            shape,
+            pixels: (0..64).flat_map(|i| img(3, i)).collect(),
+        };
+        let c = label_coverage(&varied, &real, &labels).unwrap();
+        assert!(c > 0.95, "{c}");
+        assert_eq!(label_coverage(&same, &real, &labels), Some(0.0));
+        assert_eq!(label_coverage(&same, &real, &[]), None);
+        let warn = collapse_of_coverage(&[[0.0, 0.9], [100.0, 0.95], [200.0, 0.2]]);
+        assert!(warn.unwrap().contains("coverage 0.20 at step 200"));
+        assert_eq!(
+            collapse_of_coverage(&[[0.0, 0.1], [100.0, 0.3]]),
+            None,
+            "never covered: a young run"
+        );
+        assert_eq!(collapse_of_coverage(&[[0.0, 0.9], [100.0, 0.85]]), None);
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct Frame {
     pub step: u64,
     /// [`crate::health::diversity`] of the sample grid (mode-collapse indicator).
     pub diversity: f32,
+    /// [`crate::health::label_coverage`] of the sample grid (labelled data only).
+    pub coverage: Option<f32>,
     samples: Vec<u8>,
     recon: Vec<u8>,
 }
@@ -88,6 +90,8 @@ struct Header {
     tail_extra: bool,
     steps: Vec<u64>,
     diversity: Vec<f32>,
+    #[serde(default)]
+    coverage: Vec<Option<f32>>,
 }
 
 fn to_u8(v: &[f32]) -> Vec<u8> {
@@ -145,13 +149,15 @@ impl Timeline {
     }
 
     /// Record the sample grid (`cols` wide) of `step`, and the reconstructions
-    /// (`(originals, reconstructions)`) of a model with an encoder.
+    /// (`(originals, reconstructions)`) of a model with an encoder; `coverage` is the grid's
+    /// label coverage where the data has labels.
     pub fn push(
         &mut self,
         step: u64,
         samples: &ImageBatch,
         cols: usize,
         recon: Option<(&ImageBatch, &ImageBatch)>,
+        coverage: Option<f32>,
     ) {
         let layout = Layout {
             shape: samples.shape,
@@ -169,6 +175,7 @@ impl Timeline {
         let frame = Frame {
             step,
             diversity: crate::health::diversity(samples) as f32,
+            coverage,
             samples: to_u8(&samples.pixels[..layout.samples * layout.shape.numel()]),
             recon: recon.map_or(Vec::new(), |(_, r)| to_u8(&r.pixels[..n])),
         };
@@ -331,6 +338,7 @@ impl Timeline {
             tail_extra: self.tail_extra,
             steps: self.frames.iter().map(|f| f.step).collect(),
             diversity: self.frames.iter().map(|f| f.diversity).collect(),
+            coverage: self.frames.iter().map(|f| f.coverage).collect(),
         };
         let json = serde_json::to_vec(&header).unwrap_or_default();
         let mut out = MAGIC.to_vec();
@@ -368,7 +376,10 @@ impl Timeline {
         z.read_exact(&mut json).map_err(|e| e.to_string())?;
         let h: Header = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
         let n = h.steps.len();
-        if h.diversity.len() != n || !h.stride.is_power_of_two() {
+        if h.diversity.len() != n
+            || !(h.coverage.is_empty() || h.coverage.len() == n)
+            || !h.stride.is_power_of_two()
+        {
             return Err("inconsistent sample history".into());
         }
         if !h.steps.windows(2).all(|w| w[0] < w[1]) {
@@ -402,9 +413,11 @@ impl Timeline {
         let frames = rest
             .chunks(fb.max(1))
             .zip(h.steps.iter().zip(&h.diversity))
-            .map(|(p, (&step, &diversity))| Frame {
+            .enumerate()
+            .map(|(k, (p, (&step, &diversity)))| Frame {
                 step,
                 diversity,
+                coverage: h.coverage.get(k).copied().flatten(),
                 samples: p[..layout.samples * numel].to_vec(),
                 recon: p[layout.samples * numel..].to_vec(),
             })
@@ -466,7 +479,7 @@ mod tests {
         // Each frame is 128 bytes: a budget of 64 frames.
         let mut t = Timeline::with_budget(64 * 128);
         for s in 0..1000u64 {
-            t.push(s * 10, &grid(s as f32 * 0.01), 4, None);
+            t.push(s * 10, &grid(s as f32 * 0.01), 4, None, None);
             assert!(t.bytes() <= 64 * 128 + 128, "{} bytes", t.bytes());
             assert_eq!(t.frames().last().map(|f| f.step), Some(s * 10));
         }
@@ -486,10 +499,10 @@ mod tests {
     fn same_step_replaces_and_a_rollback_drops_later_frames() {
         let mut t = Timeline::default();
         for s in [0, 200, 400, 400, 600] {
-            t.push(s, &grid(s as f32), 8, None);
+            t.push(s, &grid(s as f32), 8, None, None);
         }
         assert_eq!(t.len(), 4);
-        t.push(300, &grid(0.3), 8, None);
+        t.push(300, &grid(0.3), 8, None, None);
         let steps: Vec<u64> = t.frames().iter().map(|f| f.step).collect();
         assert_eq!(steps, [0, 200, 300]);
         assert_eq!(t.index_at(250), Some(1));
@@ -503,7 +516,7 @@ mod tests {
         let rec = grid(0.5);
         for s in 0..100u64 {
             let g = grid(s as f32 * 0.013);
-            t.push(s, &g, 8, Some((&rec, &g)));
+            t.push(s, &g, 8, Some((&rec, &g)), Some(0.5));
         }
         let bytes = t.to_bytes();
         let back = Timeline::from_bytes(&bytes).unwrap();
@@ -516,8 +529,8 @@ mod tests {
         let (mut a, mut b) = (t.clone(), back);
         b.budget = a.budget;
         for s in 100..150u64 {
-            a.push(s, &grid(0.1), 8, Some((&rec, &rec)));
-            b.push(s, &grid(0.1), 8, Some((&rec, &rec)));
+            a.push(s, &grid(0.1), 8, Some((&rec, &rec)), None);
+            b.push(s, &grid(0.1), 8, Some((&rec, &rec)), None);
         }
         assert_eq!(a.frames(), b.frames());
         for cut in [0, 7, 9, bytes.len() / 2, bytes.len() - 1] {
@@ -532,7 +545,7 @@ mod tests {
     fn timelapse_frames_and_sheet_have_their_sizes() {
         let mut t = Timeline::default();
         for s in 0..10u64 {
-            t.push(s, &grid(s as f32 * 0.1), 4, None);
+            t.push(s, &grid(s as f32 * 0.1), 4, None, None);
         }
         assert_eq!(t.picks(3), [0, 3, 6, 9]);
         assert_eq!(t.picks(4), [0, 4, 8, 9]);

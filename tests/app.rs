@@ -715,7 +715,13 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
             pixels: real.pixels[i * p..(i + 1) * p].repeat(64),
         }
     };
-    // The run's own sample grids are measured as they arrive.
+    // The run's own sample grids are measured as they arrive (label coverage by the
+    // worker, against labelled test images).
+    let c = &h.state().shared.run.sample_coverage;
+    assert!(
+        !c.is_empty() && c.iter().all(|p| (0.0..=1.0).contains(&p[1])),
+        "{c:?}"
+    );
     let n0 = h.state().shared.run.sample_diversity.len();
     assert!(n0 >= 1, "the live run's first sample grid");
     assert!(h
@@ -730,6 +736,7 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         step: 1000,
         images: real.clone(),
         recon: recon.clone(),
+        coverage: None,
     });
     h.step();
     let d = h.state().shared.run.sample_diversity.clone();
@@ -741,6 +748,7 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         step: 1200,
         images: one(3),
         recon,
+        coverage: None,
     });
     h.step();
     h.step();
@@ -774,6 +782,7 @@ fn the_step_cursor_moves_the_grid_through_the_sample_history() {
             step,
             images: flat(v),
             recon: recon.clone(),
+            coverage: None,
         });
     }
     h.step();
@@ -888,7 +897,7 @@ fn a_reference_run_overlays_curves_and_samples_and_decodes_the_same_latent() {
         e.reference_image().is_some() && e.image().is_some() && !a.shared.run.new_weights
     });
     run_for(&mut h, Duration::from_millis(300));
-    let want = model.decode(&vec![0.7; 20]).unwrap();
+    let want = model.decode(&[0.7; 20]).unwrap();
     let e = explorer(h.state());
     assert!(common::max_diff(&e.reference_image().unwrap().pixels, &want.pixels) < 1e-5);
     assert!(

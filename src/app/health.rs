@@ -10,7 +10,7 @@ use super::colormap::map;
 use super::settings::Colormap;
 use super::training_view::downsample;
 use super::{AppCommand, Panel, Shared};
-use crate::health::{collapse_of_samples, vae_health, VaeHealth};
+use crate::health::{collapse_of_coverage, collapse_of_samples, vae_health, VaeHealth};
 use crate::worker::{Command, RunInfo};
 
 #[derive(Default)]
@@ -46,7 +46,8 @@ impl Panel for Health {
             ui.label("Train or load a model to see whether it collapses.");
             return;
         }
-        let samples_warning = collapse_of_samples(&shared.run.sample_diversity);
+        let samples_warning = collapse_of_samples(&shared.run.sample_diversity)
+            .or_else(|| collapse_of_coverage(&shared.run.sample_coverage));
         if let Some(w) = &samples_warning {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Warning — {w}"));
         }
@@ -79,20 +80,38 @@ impl Panel for Health {
                 .width(w)
                 .height(ht)
                 .x_axis_label("step")
-                .y_axis_label("sample diversity / real")
+                .y_axis_label("fixed-noise samples")
                 .include_y(0.0)
                 .include_y(1.0)
+                .legend(egui_plot::Legend::default())
                 .show(ui, |p| {
-                    let d = &shared.run.sample_diversity;
-                    p.line(Line::new(
-                        "diversity of the fixed-noise samples",
-                        PlotPoints::from(downsample(d, 2000)),
-                    ));
-                    p.points(Points::new("", PlotPoints::from(downsample(d, 2000))).radius(2.5));
+                    let series = [
+                        ("diversity / real", &shared.run.sample_diversity, DIVERSITY),
+                        (
+                            "label coverage (nearest real)",
+                            &shared.run.sample_coverage,
+                            COVERAGE,
+                        ),
+                    ];
+                    for (name, pts, colour) in series {
+                        if pts.is_empty() {
+                            continue;
+                        }
+                        let d = downsample(pts, 2000);
+                        p.line(Line::new(name, PlotPoints::from(d.clone())).color(colour));
+                        p.points(
+                            Points::new("", PlotPoints::from(d))
+                                .radius(2.5)
+                                .color(colour),
+                        );
+                    }
                 });
         });
     }
 }
+
+const DIVERSITY: egui::Color32 = egui::Color32::from_rgb(110, 170, 255);
+const COVERAGE: egui::Color32 = egui::Color32::from_rgb(150, 220, 90);
 
 /// Active units and KL over steps.
 fn kl_plots(ui: &mut egui::Ui, health: &VaeHealth, w: f32, ht: f32) {

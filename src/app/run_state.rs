@@ -53,6 +53,8 @@ pub struct RunState {
     pub sample_diversity: Vec<[f64; 2]>,
     /// The same measure of the run's test preview (real images).
     pub real_diversity: f64,
+    /// `[step, label coverage]` of every sample grid (labelled data).
+    pub sample_coverage: Vec<[f64; 2]>,
     pub recon: Option<(ImageBatch, ImageBatch)>,
     /// Every sample grid of the run (from the checkpoint, then from [`Event::Samples`]).
     pub timeline: Timeline,
@@ -78,6 +80,7 @@ impl Default for RunState {
             samples: None,
             sample_diversity: Vec::new(),
             real_diversity: 0.0,
+            sample_coverage: Vec::new(),
             recon: None,
             timeline: Timeline::default(),
             elapsed: Duration::ZERO,
@@ -139,8 +142,15 @@ impl RunState {
         self.info.as_ref().map(|i| i.spec.latent_dim())
     }
 
-    /// `sample_diversity` from the timeline's frames (their diversity over the real images').
+    /// `sample_diversity` and `sample_coverage` from the timeline's frames.
     fn record_diversity(&mut self) {
+        self.sample_coverage = self
+            .timeline
+            .frames()
+            .iter()
+            .filter_map(|f| f.coverage.map(|c| [f.step as f64, c as f64]))
+            .collect();
+        self.sample_diversity.clear();
         if self.real_diversity > 0.0 {
             let real = self.real_diversity;
             self.sample_diversity = self
@@ -222,10 +232,11 @@ impl RunState {
                 step,
                 images,
                 recon,
+                coverage,
             } => {
                 let cols = crate::train::SAMPLE_COLS;
-                self.timeline
-                    .push(step, &images, cols, recon.as_ref().map(|(o, r)| (o, r)));
+                let pair = recon.as_ref().map(|(o, r)| (o, r));
+                self.timeline.push(step, &images, cols, pair, coverage);
                 self.record_diversity();
                 self.samples = Some((step, images));
                 if recon.is_some() {

@@ -147,6 +147,41 @@ impl Panel for TrainingView {
     }
 }
 
+/// A sample grid (`SAMPLE_COLS` wide) under `title`, `width` wide, with `caption` below;
+/// its texture `title.1` is rebuilt only when `changed`.
+fn grid_column(
+    ui: &mut egui::Ui,
+    shared: &mut Shared,
+    title: (&str, &str),
+    changed: bool,
+    grid: Option<(&crate::images::ImageBatch, String)>,
+    empty: &str,
+    width: f32,
+) {
+    ui.vertical(|ui| {
+        ui.set_width(width);
+        ui.strong(title.0);
+        let Some((batch, caption)) = grid else {
+            ui.weak(empty);
+            return;
+        };
+        let cm = shared.settings.colormap;
+        let tex = match shared.cached_texture(title.1) {
+            Some(t) if !changed => t,
+            _ => shared.texture(
+                ui.ctx(),
+                title.1,
+                grid_image(batch, crate::train::SAMPLE_COLS, cm),
+            ),
+        };
+        // A conditional model's grid has one row per class: keep its aspect.
+        let [w, h] = tex.size();
+        let height = width * h as f32 / w.max(1) as f32;
+        ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(width, height)));
+        ui.weak(caption);
+    });
+}
+
 /// Colours of the reference run's curves (dashed), one per term.
 const REFERENCE_COLOURS: [egui::Color32; 4] = [
     egui::Color32::from_rgb(255, 150, 60),
@@ -271,16 +306,13 @@ impl TrainingView {
         let cursor_lines = |p: &mut egui_plot::PlotUi, per_x: f64| {
             if let Some(s) = marks.0 {
                 p.vline(
-                    VLine::new("cursor", s as f64 / per_x)
+                    VLine::new("", s as f64 / per_x)
                         .color(CURSOR_COLOUR)
                         .width(2.0),
                 );
             }
             if let Some(s) = marks.1 {
-                p.vline(
-                    VLine::new("pointer", s as f64 / per_x)
-                        .color(CURSOR_COLOUR.gamma_multiply(0.5)),
-                );
+                p.vline(VLine::new("", s as f64 / per_x).color(CURSOR_COLOUR.gamma_multiply(0.5)));
             }
         };
         let (mut hover, mut set) = (None, None);
@@ -466,7 +498,6 @@ impl TrainingView {
 
     fn images_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, width: f32) {
         let cm = shared.settings.colormap;
-        let cols = crate::train::SAMPLE_COLS;
         let shown = self.shown_step();
         // From the history at the cursor, or the newest grid.
         let (key, samples, recon) = match shown.and_then(|s| shared.run.timeline.index_at(s)) {
@@ -495,69 +526,32 @@ impl TrainingView {
         } else {
             width
         };
+        let live_changed = self.samples_key != Some(key);
+        self.samples_key = Some(key);
+        let reference_changed =
+            reference.as_ref().map(|(n, st, _)| (n.clone(), *st)) != self.reference_key;
+        self.reference_key = reference.as_ref().map(|(n, st, _)| (n.clone(), *st));
         ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                ui.set_width(grid_w);
-                ui.strong("Samples (fixed noise)");
-                match &samples {
-                    Some(batch) => {
-                        let tex = if self.samples_key != Some(key) {
-                            self.samples_key = Some(key);
-                            Some(shared.texture(ui.ctx(), "samples", grid_image(batch, cols, cm)))
-                        } else {
-                            shared.cached_texture("samples")
-                        };
-                        if let Some(t) = tex {
-                            // A conditional model's grid has one row per class: keep its aspect.
-                            let [w, h] = t.size();
-                            let height = grid_w * h as f32 / w.max(1) as f32;
-                            ui.add(
-                                egui::Image::new(&t).fit_to_exact_size(egui::vec2(grid_w, height)),
-                            );
-                            ui.weak(format!(
-                                "step {}{}",
-                                key.1,
-                                if key.0 { "" } else { " (live)" }
-                            ));
-                        }
-                    }
-                    None => {
-                        ui.weak("appear during training");
-                    }
-                }
-            });
+            let caption = format!("step {}{}", key.1, if key.0 { "" } else { " (live)" });
+            grid_column(
+                ui,
+                shared,
+                ("Samples (fixed noise)", "samples"),
+                live_changed,
+                samples.as_ref().map(|b| (b, caption)),
+                "appear during training",
+                grid_w,
+            );
             if let Some((name, step, batch)) = &reference {
-                ui.vertical(|ui| {
-                    ui.set_width(grid_w);
-                    ui.strong(format!("Reference: {name}"));
-                    match batch {
-                        Some(b) => {
-                            let k = (name.clone(), *step);
-                            let tex = if self.reference_key.as_ref() != Some(&k) {
-                                self.reference_key = Some(k);
-                                Some(shared.texture(
-                                    ui.ctx(),
-                                    "reference-samples",
-                                    grid_image(b, cols, cm),
-                                ))
-                            } else {
-                                shared.cached_texture("reference-samples")
-                            };
-                            if let Some(t) = tex {
-                                let [w, h] = t.size();
-                                let height = grid_w * h as f32 / w.max(1) as f32;
-                                ui.add(
-                                    egui::Image::new(&t)
-                                        .fit_to_exact_size(egui::vec2(grid_w, height)),
-                                );
-                                ui.weak(format!("step {step}"));
-                            }
-                        }
-                        None => {
-                            ui.weak("this file has no sample history");
-                        }
-                    }
-                });
+                grid_column(
+                    ui,
+                    shared,
+                    (&format!("Reference: {name}"), "reference-samples"),
+                    reference_changed,
+                    batch.as_ref().map(|b| (b, format!("step {step}"))),
+                    "this file has no sample history",
+                    grid_w,
+                );
             }
         });
         self.cursor_ui(ui, shared);

@@ -28,6 +28,8 @@ pub const SAMPLE_GRID: usize = 64;
 /// [`SAMPLE_CLASS_ROWS`]), the same `SAMPLE_COLS` latents in every row.
 pub const SAMPLE_COLS: usize = 8;
 pub const SAMPLE_CLASS_ROWS: usize = 16;
+/// Labelled test images the samples' label coverage is measured against.
+const COVERAGE_IMAGES: usize = 1000;
 /// Test images shown with their reconstructions.
 pub const RECON_COUNT: usize = 8;
 
@@ -89,6 +91,9 @@ pub struct Session {
     fused_asked: bool,
     /// Every sample grid (and reconstruction) recorded, saved with the run.
     timeline: Timeline,
+    /// Labelled test images the samples' label coverage is measured against (labelled
+    /// data, unconditional models).
+    coverage_ref: Option<(ImageBatch, Vec<u32>)>,
 }
 
 impl Session {
@@ -251,6 +256,7 @@ impl Session {
             directions: Vec::new(),
             fused_asked: fused,
             timeline: Timeline::default(),
+            coverage_ref: None,
         })
     }
 
@@ -541,16 +547,49 @@ impl Session {
     #[allow(clippy::type_complexity)]
     pub fn record_images(
         &mut self,
-    ) -> Result<(ImageBatch, Option<(ImageBatch, ImageBatch)>), TrainError> {
+    ) -> Result<(ImageBatch, Option<(ImageBatch, ImageBatch)>, Option<f32>), TrainError> {
         let samples = self.samples()?;
         let recon = self.reconstructions()?;
+        let coverage = self.coverage(&samples);
         self.timeline.push(
             self.step,
             &samples,
             SAMPLE_COLS,
             recon.as_ref().map(|(o, r)| (o, r)),
+            coverage,
         );
-        Ok((samples, recon))
+        Ok((samples, recon, coverage))
+    }
+
+    /// [`crate::health::label_coverage`] of `samples` against the first test images.
+    fn coverage(&mut self, samples: &ImageBatch) -> Option<f32> {
+        let labels = self.data.labels.as_ref()?;
+        if self.sample_labels.is_some() {
+            return None;
+        }
+        let (real, l) = self.coverage_ref.get_or_insert_with(|| {
+            let idx: Vec<usize> = self
+                .split
+                .test
+                .iter()
+                .take(COVERAGE_IMAGES)
+                .copied()
+                .collect();
+            let mut pixels = Vec::new();
+            self.data.gather_f32(&idx, &mut pixels);
+            let l = idx
+                .iter()
+                .map(|&i| labels.get(i).copied().unwrap_or(0))
+                .collect();
+            (
+                ImageBatch {
+                    shape: self.spec.shape,
+                    pixels,
+                },
+                l,
+            )
+        });
+        crate::health::label_coverage(samples, real, l).map(|c| c as f32)
     }
 
     /// The first test images and their reconstructions (VAE only).

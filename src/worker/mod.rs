@@ -477,10 +477,11 @@ impl Worker {
         let Some(s) = &mut self.session else { return };
         let step = s.step_count();
         match s.record_images() {
-            Ok((images, recon)) if self.options.samples => self.offer(Event::Samples {
+            Ok((images, recon, coverage)) if self.options.samples => self.offer(Event::Samples {
                 step,
                 images,
                 recon,
+                coverage,
             }),
             Ok(_) => {}
             Err(e) => self.emit(Event::Error(e.to_string())),
