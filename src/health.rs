@@ -105,10 +105,9 @@ pub fn label_coverage(samples: &ImageBatch, real: &ImageBatch, labels: &[u32]) -
         let x = &samples.pixels[i * p..(i + 1) * p];
         // argmin ‖x − r‖² = argmin ‖r‖² − 2 x·r
         let mut best = (f32::MAX, 0);
-        for j in 0..m {
-            let r = &real.pixels[j * p..(j + 1) * p];
+        for (j, (r, sq)) in real.pixels.chunks_exact(p).zip(&sq).enumerate() {
             let dot: f32 = x.iter().zip(r).map(|(a, b)| a * b).sum();
-            let d = sq[j] - 2.0 * dot;
+            let d = sq - 2.0 * dot;
             if d < best.0 {
                 best = (d, j);
             }
@@ -133,12 +132,13 @@ pub fn label_coverage(samples: &ImageBatch, real: &ImageBatch, labels: &[u32]) -
     (real_h > 0.0).then(|| (entropy(&picked) / real_h).min(1.0))
 }
 
-/// A mode-collapse warning from `[step, label coverage]` points ([`label_coverage`]): it
-/// fell below 0.5 and below 60 % of its peak.
+/// A mode-collapse warning from `[step, label coverage]` points ([`label_coverage`]): once
+/// the samples covered the classes (a peak of at least 0.6; a young generator's noise
+/// covers nothing), coverage fell below 0.5 and below 60 % of that peak.
 pub fn collapse_of_coverage(points: &[[f64; 2]]) -> Option<String> {
     let peak = points.iter().map(|p| p[1]).fold(f64::MIN, f64::max);
     let &[step, now] = points.last()?;
-    (now < 0.5 && now < 0.6 * peak).then(|| {
+    (peak >= 0.6 && now < 0.5 && now < 0.6 * peak).then(|| {
         format!(
             "mode collapse: the samples cover few classes — label coverage {now:.2} at step \
              {step} (peak {peak:.2}): most samples look like the same few real images"
@@ -153,7 +153,8 @@ pub fn collapse_of_samples(ratios: &[[f64; 2]]) -> Option<String> {
     let &[step, now] = ratios.last()?;
     (now < 0.5 && now < 0.5 * peak).then(|| {
         format!(
-            "mode collapse: the samples are alike — their diversity fell to {now:.2} of the              real images' (peak {peak:.2}) at step {step}"
+            "mode collapse: the samples are alike — their diversity fell to {now:.2} of the \
+             real images' (peak {peak:.2}) at step {step}"
         )
     })
 }

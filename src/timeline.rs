@@ -49,6 +49,26 @@ impl Layout {
     }
 }
 
+/// What is measured of a sample grid when it is recorded (by the session, which sends it
+/// with the grid, so the UI does not measure again).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Measures {
+    /// [`crate::health::diversity`].
+    pub diversity: f32,
+    /// [`crate::health::label_coverage`] (labelled data only).
+    pub coverage: Option<f32>,
+}
+
+impl Measures {
+    /// The diversity of `samples`, with their label `coverage` if known.
+    pub fn of(samples: &ImageBatch, coverage: Option<f32>) -> Self {
+        Self {
+            diversity: crate::health::diversity(samples) as f32,
+            coverage,
+        }
+    }
+}
+
 /// One recorded step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Frame {
@@ -149,15 +169,15 @@ impl Timeline {
     }
 
     /// Record the sample grid (`cols` wide) of `step`, and the reconstructions
-    /// (`(originals, reconstructions)`) of a model with an encoder; `coverage` is the grid's
-    /// label coverage where the data has labels.
+    /// (`(originals, reconstructions)`) of a model with an encoder, with what was
+    /// measured of it.
     pub fn push(
         &mut self,
         step: u64,
         samples: &ImageBatch,
         cols: usize,
         recon: Option<(&ImageBatch, &ImageBatch)>,
-        coverage: Option<f32>,
+        measures: Measures,
     ) {
         let layout = Layout {
             shape: samples.shape,
@@ -174,8 +194,8 @@ impl Timeline {
         }
         let frame = Frame {
             step,
-            diversity: crate::health::diversity(samples) as f32,
-            coverage,
+            diversity: measures.diversity,
+            coverage: measures.coverage,
             samples: to_u8(&samples.pixels[..layout.samples * layout.shape.numel()]),
             recon: recon.map_or(Vec::new(), |(_, r)| to_u8(&r.pixels[..n])),
         };
@@ -479,7 +499,7 @@ mod tests {
         // Each frame is 128 bytes: a budget of 64 frames.
         let mut t = Timeline::with_budget(64 * 128);
         for s in 0..1000u64 {
-            t.push(s * 10, &grid(s as f32 * 0.01), 4, None, None);
+            t.push(s * 10, &grid(s as f32 * 0.01), 4, None, Measures::default());
             assert!(t.bytes() <= 64 * 128 + 128, "{} bytes", t.bytes());
             assert_eq!(t.frames().last().map(|f| f.step), Some(s * 10));
         }
@@ -499,10 +519,10 @@ mod tests {
     fn same_step_replaces_and_a_rollback_drops_later_frames() {
         let mut t = Timeline::default();
         for s in [0, 200, 400, 400, 600] {
-            t.push(s, &grid(s as f32), 8, None, None);
+            t.push(s, &grid(s as f32), 8, None, Measures::default());
         }
         assert_eq!(t.len(), 4);
-        t.push(300, &grid(0.3), 8, None, None);
+        t.push(300, &grid(0.3), 8, None, Measures::default());
         let steps: Vec<u64> = t.frames().iter().map(|f| f.step).collect();
         assert_eq!(steps, [0, 200, 300]);
         assert_eq!(t.index_at(250), Some(1));
@@ -516,7 +536,7 @@ mod tests {
         let rec = grid(0.5);
         for s in 0..100u64 {
             let g = grid(s as f32 * 0.013);
-            t.push(s, &g, 8, Some((&rec, &g)), Some(0.5));
+            t.push(s, &g, 8, Some((&rec, &g)), Measures::of(&g, Some(0.5)));
         }
         let bytes = t.to_bytes();
         let back = Timeline::from_bytes(&bytes).unwrap();
@@ -529,8 +549,8 @@ mod tests {
         let (mut a, mut b) = (t.clone(), back);
         b.budget = a.budget;
         for s in 100..150u64 {
-            a.push(s, &grid(0.1), 8, Some((&rec, &rec)), None);
-            b.push(s, &grid(0.1), 8, Some((&rec, &rec)), None);
+            a.push(s, &grid(0.1), 8, Some((&rec, &rec)), Measures::default());
+            b.push(s, &grid(0.1), 8, Some((&rec, &rec)), Measures::default());
         }
         assert_eq!(a.frames(), b.frames());
         for cut in [0, 7, 9, bytes.len() / 2, bytes.len() - 1] {
@@ -545,7 +565,7 @@ mod tests {
     fn timelapse_frames_and_sheet_have_their_sizes() {
         let mut t = Timeline::default();
         for s in 0..10u64 {
-            t.push(s, &grid(s as f32 * 0.1), 4, None, None);
+            t.push(s, &grid(s as f32 * 0.1), 4, None, Measures::default());
         }
         assert_eq!(t.picks(3), [0, 3, 6, 9]);
         assert_eq!(t.picks(4), [0, 4, 8, 9]);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use egui_kittest::kittest::Queryable;
 use latent_lab::app::{AppCommand, FileAction, Status};
+use latent_lab::timeline::Measures;
 
 mod common;
 use common::ui::{app, explorer, harness, has_marker, pump, run_for};
@@ -736,7 +737,7 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         step: 1000,
         images: real.clone(),
         recon: recon.clone(),
-        coverage: None,
+        measures: Measures::of(&real, None),
     });
     h.step();
     let d = h.state().shared.run.sample_diversity.clone();
@@ -748,7 +749,7 @@ fn sample_diversity_is_tracked_and_alike_samples_warn_of_mode_collapse() {
         step: 1200,
         images: one(3),
         recon,
-        coverage: None,
+        measures: Measures::of(&one(3), None),
     });
     h.step();
     h.step();
@@ -782,7 +783,7 @@ fn the_step_cursor_moves_the_grid_through_the_sample_history() {
             step,
             images: flat(v),
             recon: recon.clone(),
-            coverage: None,
+            measures: Measures::default(),
         });
     }
     h.step();
@@ -870,11 +871,22 @@ fn a_reference_run_overlays_curves_and_samples_and_decodes_the_same_latent() {
     h.state_mut()
         .on_file_chosen(FileAction::SaveCheckpoint, path.clone());
     pump(&mut h, "saved", |_| path.exists());
-    h.state_mut()
-        .on_file_chosen(FileAction::OpenReference, path.clone());
+    let at_save = h.state().shared.run.step;
+    // Dropped on the window with a run open: the app asks what it is for.
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(path.clone())));
+    h.step();
+    h.step();
+    h.get_by_label("Compare with this run").click();
     pump(&mut h, "the reference run", |a| {
         a.shared.reference.is_some()
     });
+    assert_eq!(
+        h.state().shared.run.step,
+        at_save,
+        "the run itself stayed open"
+    );
     h.step();
     assert!(h.query_by_label("Reference: before.llck").is_some());
     assert!(

@@ -23,13 +23,15 @@ fn a_run_records_its_sample_history_and_its_checkpoint_keeps_it() {
         [0, 10, 20]
     );
     // What was recorded is what was decoded (8-bit), reconstructions included.
-    let (samples, recon, coverage) = &grids[1];
-    // MNIST is labelled: each grid's label coverage is measured.
+    let (samples, recon, measures) = &grids[1];
+    // MNIST is labelled: each grid's label coverage is measured, with its diversity.
+    let coverage = measures.coverage;
     assert!(
         coverage.is_some_and(|c| c > 0.0 && c <= 1.0),
         "{coverage:?}"
     );
-    assert_eq!(s.timeline().frames()[1].coverage, *coverage);
+    assert_eq!(tl.frames()[1].coverage, coverage);
+    assert!(measures.diversity > 0.0);
     let kept = tl.samples(1).unwrap();
     assert_eq!(kept.count(), 64);
     let worst = samples

@@ -232,11 +232,11 @@ impl RunState {
                 step,
                 images,
                 recon,
-                coverage,
+                measures,
             } => {
                 let cols = crate::train::SAMPLE_COLS;
                 let pair = recon.as_ref().map(|(o, r)| (o, r));
-                self.timeline.push(step, &images, cols, pair, coverage);
+                self.timeline.push(step, &images, cols, pair, measures);
                 self.record_diversity();
                 self.samples = Some((step, images));
                 if recon.is_some() {

@@ -29,7 +29,15 @@ pub struct TrainingView {
     playing: Option<Instant>,
     /// Where the step-axis plots were drawn last frame (tests click on them).
     pub plot_transforms: Vec<egui_plot::PlotTransform>,
+    /// Downsampled curves by (reference run, term, log scale), with the history length and
+    /// last step they were made from: hours of history are not re-walked every frame.
+    curves: std::collections::HashMap<(bool, usize, bool), Curve>,
+    /// The reference run the cached reference curves are of.
+    curves_of: Option<std::path::PathBuf>,
 }
+
+/// A downsampled curve and the (history length, last step) it was made from.
+type Curve = ((usize, u64), Vec<[f64; 2]>);
 
 /// Frames a second while the history plays.
 const PLAY_FPS: f64 = 15.0;
@@ -64,6 +72,24 @@ fn series(h: &MetricsHistory, term: usize, log: bool) -> Vec<[f64; 2]> {
         pts
     };
     downsample(&pts, MAX_DRAWN)
+}
+
+impl TrainingView {
+    /// [`series`] of `term`, made again only when the history grew.
+    fn curve(
+        &mut self,
+        h: &MetricsHistory,
+        reference: bool,
+        term: usize,
+        log: bool,
+    ) -> Vec<[f64; 2]> {
+        let made_from = (h.points.len(), h.points.last().map_or(0, |p| p.step));
+        let e = self.curves.entry((reference, term, log)).or_default();
+        if e.0 != made_from || e.1.is_empty() {
+            *e = (made_from, series(h, term, log));
+        }
+        e.1.clone()
+    }
 }
 
 impl Panel for TrainingView {
@@ -322,8 +348,26 @@ impl TrainingView {
             set = set.or(r.1);
         };
 
+        // Another reference run: its curves are made again.
+        let ref_path = reference.map(|r| r.path.clone());
+        if ref_path != self.curves_of {
+            self.curves.retain(|k, _| !k.0);
+            self.curves_of = ref_path;
+        }
         let height = (ui.available_height() - 180.0).max(160.0) / groups.len() as f32;
         for (title, terms) in groups {
+            let live: Vec<_> = terms
+                .iter()
+                .map(|&t| self.curve(h, false, t, log))
+                .collect();
+            let refs: Vec<_> = terms
+                .iter()
+                .map(|&t| {
+                    let rh = &reference?.history;
+                    let rt = rh.names.iter().position(|n| Some(n) == h.names.get(t))?;
+                    Some(self.curve(rh, true, rt, log))
+                })
+                .collect();
             let r = Plot::new(format!("plot-{title}"))
                 .legend(Legend::default())
                 .height(height)
@@ -338,16 +382,12 @@ impl TrainingView {
                 .show(ui, |p| {
                     for (k, &t) in terms.iter().enumerate() {
                         let Some(name) = h.names.get(t) else { continue };
-                        p.line(Line::new(name.clone(), PlotPoints::from(series(h, t, log))));
-                        let Some(rh) = reference else { continue };
-                        if let Some(rt) = rh.history.names.iter().position(|n| n == name) {
+                        p.line(Line::new(name.clone(), PlotPoints::from(live[k].clone())));
+                        if let (Some(rh), Some(pts)) = (reference, refs[k].clone()) {
                             p.line(
-                                Line::new(
-                                    format!("{name} · {}", rh.name),
-                                    PlotPoints::from(series(&rh.history, rt, log)),
-                                )
-                                .color(REFERENCE_COLOURS[k % REFERENCE_COLOURS.len()])
-                                .style(LineStyle::dashed_loose()),
+                                Line::new(format!("{name} · {}", rh.name), PlotPoints::from(pts))
+                                    .color(REFERENCE_COLOURS[k % REFERENCE_COLOURS.len()])
+                                    .style(LineStyle::dashed_loose()),
                             );
                         }
                     }

@@ -32,7 +32,7 @@ impl Family for MlpGanFamily {
         &[
             Preset {
                 name: "gan",
-                about: "MLP GAN (z 100 → 128-256-512 → image; D 512-256-128 → 1)",
+                about: "MLP GAN (z 100 -> 128-256-512 -> image; D 512-256-128 -> 1)",
             },
             Preset {
                 name: "seed-gan",
@@ -205,7 +205,7 @@ impl ArchConfig for MlpGanConfig {
 
     fn describe(&self) -> String {
         format!(
-            "z {} → {:?} → {}; D {:?}",
+            "z {} -> {:?} -> {}; D {:?}",
             self.latent, self.g_hidden, self.output, self.d_hidden
         )
     }

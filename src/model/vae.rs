@@ -35,7 +35,7 @@ impl Family for MlpVaeFamily {
             },
             Preset {
                 name: "seed-vae",
-                about: "the source article's VAE: 784 → 128 → 64 → z 32 and mirror",
+                about: "the source article's VAE: 784 -> 128 -> 64 -> z 32 and mirror",
             },
         ]
     }

@@ -16,7 +16,7 @@ use crate::images::ImageBatch;
 use crate::infer::{class_rows, normal_latents, Inference};
 use crate::model::{adam, Batch, ModelSpec, Nets, StepTerms, Trainer, TrainerSetup};
 use crate::run::{Marker, MetricPoint, MetricsHistory, NamedDirection, TestPoint, TrainConfig};
-use crate::timeline::Timeline;
+use crate::timeline::{Measures, Timeline};
 
 /// Set to `burn` to train every family on the CPU through burn's autodiff instead of its fast
 /// path (for comparisons; both give the same steps).
@@ -547,18 +547,19 @@ impl Session {
     #[allow(clippy::type_complexity)]
     pub fn record_images(
         &mut self,
-    ) -> Result<(ImageBatch, Option<(ImageBatch, ImageBatch)>, Option<f32>), TrainError> {
+    ) -> Result<(ImageBatch, Option<(ImageBatch, ImageBatch)>, Measures), TrainError> {
         let samples = self.samples()?;
         let recon = self.reconstructions()?;
         let coverage = self.coverage(&samples);
+        let measures = Measures::of(&samples, coverage);
         self.timeline.push(
             self.step,
             &samples,
             SAMPLE_COLS,
             recon.as_ref().map(|(o, r)| (o, r)),
-            coverage,
+            measures,
         );
-        Ok((samples, recon, coverage))
+        Ok((samples, recon, measures))
     }
 
     /// [`crate::health::label_coverage`] of `samples` against the first test images.

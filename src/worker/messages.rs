@@ -123,8 +123,8 @@ pub enum Event {
         step: u64,
         images: ImageBatch,
         recon: Option<(ImageBatch, ImageBatch)>,
-        /// The grid's label coverage ([`crate::health::label_coverage`]; labelled data).
-        coverage: Option<f32>,
+        /// The grid's diversity and label coverage, as the timeline recorded them.
+        measures: crate::timeline::Measures,
     },
     /// A frozen CPU copy of the model for live decoding off the training device. The UI
     /// decodes and encodes only on these (on [`super::decoder`]'s thread); the worker never

@@ -477,11 +477,11 @@ impl Worker {
         let Some(s) = &mut self.session else { return };
         let step = s.step_count();
         match s.record_images() {
-            Ok((images, recon, coverage)) if self.options.samples => self.offer(Event::Samples {
+            Ok((images, recon, measures)) if self.options.samples => self.offer(Event::Samples {
                 step,
                 images,
                 recon,
-                coverage,
+                measures,
             }),
             Ok(_) => {}
             Err(e) => self.emit(Event::Error(e.to_string())),
