@@ -857,6 +857,36 @@ fn the_step_cursor_moves_the_grid_through_the_sample_history() {
     h.step();
     assert_eq!(cursor(&h), None);
     assert!(h.query_by_label(&format!("step {now} (live)")).is_some());
+    // The export the GIF… button asks a path for: every recorded grid, in order.
+    let dir = tempfile::tempdir().unwrap();
+    let gif = dir.path().join("history.gif");
+    let timeline = Box::new(h.state().shared.run.timeline.clone());
+    h.state_mut().on_file_chosen(
+        FileAction::ExportTimelapse {
+            timeline,
+            sheet: false,
+        },
+        gif.clone(),
+    );
+    pump(&mut h, "the GIF", |a| {
+        a.shared
+            .run
+            .notices
+            .iter()
+            .any(|n| n.starts_with("exported"))
+    });
+    use image::AnimationDecoder;
+    let f = std::io::BufReader::new(std::fs::File::open(&gif).unwrap());
+    let frames = image::codecs::gif::GifDecoder::new(f)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap();
+    assert_eq!(frames.len(), 4);
+    // The last frame is the flat 0.9 grid: its first image's corner pixel (after the 4 px
+    // pad at scale 2) is 0.9 grey.
+    let px = frames[3].buffer().get_pixel(5, 5).0;
+    assert!((px[0] as i32 - 230).abs() <= 2, "{px:?}");
 }
 
 /// A second checkpoint opened as the reference run: its curves join the plots under its
