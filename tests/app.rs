@@ -923,6 +923,19 @@ fn a_reference_run_overlays_curves_and_samples_and_decodes_the_same_latent() {
         h.query(by().label_contains("loss · before.llck")).is_some(),
         "the legend names the reference run's curve"
     );
+    // Latent health overlays its active units, KL and sample measures too.
+    h.state_mut().shared.tab = "health";
+    h.step();
+    h.step();
+    // (No test evaluation yet at step 30: no active-units points to draw.)
+    for what in ["training KL", "diversity", "coverage"] {
+        assert!(
+            h.query(by().label_contains(&format!("{what} · before.llck")))
+                .is_some(),
+            "{what} of the reference run in Latent health"
+        );
+    }
+    h.state_mut().shared.tab = "training";
     let saved = latent_lab::checkpoint::Checkpoint::load(&path).unwrap();
     let model = latent_lab::infer::Inference::from_checkpoint_on_cpu(&saved).unwrap();
 

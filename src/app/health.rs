@@ -18,6 +18,58 @@ pub struct Health {
     /// The health of the history of this length (points, test points), recomputed when it grows.
     cached: Option<((usize, usize), Option<VaeHealth>)>,
     strip: Option<((usize, usize), egui::TextureHandle)>,
+    /// The reference run's health and sample measures , per file.
+    reference: Option<(std::path::PathBuf, RefRun)>,
+}
+
+/// What the plots overlay of the reference run (dashed, named by its file).
+#[derive(Clone)]
+struct RefRun {
+    name: String,
+    health: Option<VaeHealth>,
+    diversity: Vec<[f64; 2]>,
+    coverage: Vec<[f64; 2]>,
+}
+
+impl RefRun {
+    fn of(r: &super::reference::Reference, real_diversity: f64) -> Self {
+        let frames = r.timeline.frames();
+        let diversity = if real_diversity > 0.0 {
+            frames
+                .iter()
+                .map(|f| [f.step as f64, f.diversity as f64 / real_diversity])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            name: r.name.clone(),
+            health: vae_health(&r.history),
+            diversity,
+            coverage: frames
+                .iter()
+                .filter_map(|f| f.coverage.map(|c| [f.step as f64, c as f64]))
+                .collect(),
+        }
+    }
+}
+
+/// A dashed line of the reference run named `what · file`.
+fn reference_line(
+    p: &mut egui_plot::PlotUi,
+    what: &str,
+    r: &RefRun,
+    pts: Vec<[f64; 2]>,
+    colour: egui::Color32,
+) {
+    p.line(
+        Line::new(
+            format!("{what} · {}", r.name),
+            PlotPoints::from(downsample(&pts, 2000)),
+        )
+        .color(colour.gamma_multiply(0.8))
+        .style(egui_plot::LineStyle::dashed_loose()),
+    );
 }
 
 impl Health {
@@ -68,13 +120,22 @@ impl Panel for Health {
             }
             None => {}
         }
+        // The reference run's measures, made once per file.
+        match &shared.reference {
+            Some(r) if self.reference.as_ref().is_none_or(|c| c.0 != r.path) => {
+                self.reference = Some((r.path.clone(), RefRun::of(r, shared.run.real_diversity)));
+            }
+            None => self.reference = None,
+            _ => {}
+        }
+        let reference = self.reference.as_ref().map(|c| &c.1);
         ui.separator();
         let plots = if health.is_some() { 3.0 } else { 1.0 };
         let w = (ui.available_width() / plots - 8.0).max(120.0);
         let ht = (ui.available_height() - 8.0).clamp(120.0, 260.0);
         ui.horizontal(|ui| {
             if let Some(health) = &health {
-                kl_plots(ui, health, w, ht);
+                kl_plots(ui, health, reference, w, ht);
             }
             Plot::new("health-diversity")
                 .width(w)
@@ -105,6 +166,10 @@ impl Panel for Health {
                                 .color(colour),
                         );
                     }
+                    if let Some(r) = reference {
+                        reference_line(p, "diversity", r, r.diversity.clone(), DIVERSITY);
+                        reference_line(p, "coverage", r, r.coverage.clone(), COVERAGE);
+                    }
                 });
         });
     }
@@ -113,15 +178,28 @@ impl Panel for Health {
 const DIVERSITY: egui::Color32 = egui::Color32::from_rgb(110, 170, 255);
 const COVERAGE: egui::Color32 = egui::Color32::from_rgb(150, 220, 90);
 
-/// Active units and KL over steps.
-fn kl_plots(ui: &mut egui::Ui, health: &VaeHealth, w: f32, ht: f32) {
+/// Active units and KL over steps (and the reference run's, when it has them).
+fn kl_plots(ui: &mut egui::Ui, health: &VaeHealth, reference: Option<&RefRun>, w: f32, ht: f32) {
+    let reference = reference.and_then(|r| Some((r, r.health.as_ref()?)));
+    let points = |h: &VaeHealth, v: &dyn Fn(usize) -> f64| -> Vec<[f64; 2]> {
+        h.steps
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| [s as f64, v(i)])
+            .collect()
+    };
     Plot::new("health-active")
         .width(w)
         .height(ht)
         .x_axis_label("step")
         .y_axis_label("active units")
         .include_y(0.0)
+        .legend(egui_plot::Legend::default())
         .show(ui, |p| {
+            if let Some((r, rh)) = reference {
+                let pts = points(rh, &|i| rh.active_units[i] as f64);
+                reference_line(p, "active units", r, pts, DIVERSITY);
+            }
             let pts: Vec<[f64; 2]> = health
                 .steps
                 .iter()
@@ -153,6 +231,10 @@ fn kl_plots(ui: &mut egui::Ui, health: &VaeHealth, w: f32, ht: f32) {
                 .map(|(&s, &k)| [s as f64, k])
                 .collect();
             p.points(Points::new("test KL", PlotPoints::from(test)).radius(3.0));
+            if let Some((r, rh)) = reference {
+                reference_line(p, "training KL", r, rh.train_kl.clone(), COVERAGE);
+                reference_line(p, "test KL", r, points(rh, &|i| rh.kl[i]), DIVERSITY);
+            }
         });
 }
 
