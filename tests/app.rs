@@ -857,6 +857,24 @@ fn the_step_cursor_moves_the_grid_through_the_sample_history() {
     h.step();
     assert_eq!(cursor(&h), None);
     assert!(h.query_by_label(&format!("step {now} (live)")).is_some());
+    // "play" walks the history from its first grid, one by one, and ends live.
+    h.get_by_label("play").click();
+    h.step();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cursor(&h).is_some() || seen.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still playing: {seen:?}"
+        );
+        seen.push(cursor(&h));
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen.dedup();
+    assert_eq!(seen, [Some(0), Some(10), Some(20)]);
+    assert!(h.query_by_label("play").is_some(), "stopped at the end");
+    assert!(h.query_by_label(&format!("step {now} (live)")).is_some());
     // The export the GIF… button asks a path for: every recorded grid, in order.
     let dir = tempfile::tempdir().unwrap();
     let gif = dir.path().join("history.gif");
