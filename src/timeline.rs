@@ -419,8 +419,23 @@ impl Timeline {
             .and_then(|t| t.checked_add(layout.recon as u64 * numel as u64))
             .filter(|&t| t <= MAX_DECODED && numel > 0 && layout.samples > 0 && layout.cols > 0)
             .ok_or("sample history sizes out of range")?;
+        // No more than this app ever writes: the budget (with room), or the frames it keeps
+        // whatever their size.
+        let most = (4 * DEFAULT_BUDGET as u64).max(
+            (MIN_FRAMES as u64 + 2) * layout.frame_bytes() as u64
+                + layout.recon as u64 * numel as u64,
+        );
+        if total > most {
+            return Err(format!(
+                "sample history of {total} bytes is larger than any this app writes"
+            ));
+        }
         let mut pixels = Vec::new();
-        z.read_to_end(&mut pixels).map_err(|e| e.to_string())?;
+        // Never more than the header describes (+1 to notice trailing data).
+        (&mut z)
+            .take(total + 1)
+            .read_to_end(&mut pixels)
+            .map_err(|e| e.to_string())?;
         if pixels.len() as u64 != total {
             return Err(format!(
                 "sample history holds {} bytes of pixels, its header describes {total}",
@@ -553,6 +568,18 @@ mod tests {
             b.push(s, &grid(0.1), 8, Some((&rec, &rec)), Measures::default());
         }
         assert_eq!(a.frames(), b.frames());
+        // A header that claims more than any budget allows is refused before inflating.
+        // (60 frames claiming 4 MB each: more than the budget and than 50 such frames.)
+        let mut big = Timeline::with_budget(usize::MAX);
+        for s in 0..60u64 {
+            big.push(s, &grid(0.1), 8, None, Measures::default());
+        }
+        big.layout = big.layout.map(|l| Layout {
+            samples: 1 << 18,
+            ..l
+        });
+        let e = Timeline::from_bytes(&big.to_bytes()).unwrap_err();
+        assert!(e.contains("larger than any"), "{e}");
         for cut in [0, 7, 9, bytes.len() / 2, bytes.len() - 1] {
             assert!(Timeline::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
         }
