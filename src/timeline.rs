@@ -252,6 +252,26 @@ impl Timeline {
         };
     }
 
+    /// `[step, diversity / real]` of every frame (`real`: the diversity of real images;
+    /// nothing when it is 0).
+    pub fn diversity_ratios(&self, real: f64) -> Vec<[f64; 2]> {
+        if real <= 0.0 {
+            return Vec::new();
+        }
+        self.frames
+            .iter()
+            .map(|f| [f.step as f64, f.diversity as f64 / real])
+            .collect()
+    }
+
+    /// `[step, label coverage]` of the frames that have one.
+    pub fn coverages(&self) -> Vec<[f64; 2]> {
+        self.frames
+            .iter()
+            .filter_map(|f| f.coverage.map(|c| [f.step as f64, c as f64]))
+            .collect()
+    }
+
     /// The frame shown at `step`: the last one at or before it (the first if none is).
     pub fn index_at(&self, step: u64) -> Option<usize> {
         if self.frames.is_empty() {

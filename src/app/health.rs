@@ -33,23 +33,11 @@ struct RefRun {
 
 impl RefRun {
     fn of(r: &super::reference::Reference, real_diversity: f64) -> Self {
-        let frames = r.timeline.frames();
-        let diversity = if real_diversity > 0.0 {
-            frames
-                .iter()
-                .map(|f| [f.step as f64, f.diversity as f64 / real_diversity])
-                .collect()
-        } else {
-            Vec::new()
-        };
         Self {
             name: r.name.clone(),
             health: vae_health(&r.history),
-            diversity,
-            coverage: frames
-                .iter()
-                .filter_map(|f| f.coverage.map(|c| [f.step as f64, c as f64]))
-                .collect(),
+            diversity: r.timeline.diversity_ratios(real_diversity),
+            coverage: r.timeline.coverages(),
         }
     }
 }

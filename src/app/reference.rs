@@ -51,6 +51,7 @@ pub struct Loading {
 /// Start reading `path` (a `.llck` or `.safetensors`) on a helper thread.
 pub fn load(path: &Path, waker: Option<Waker>) -> Loading {
     let (tx, rx) = mpsc::sync_channel(1);
+    let failed = tx.clone();
     let p = path.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("latent-lab-reference".into())
@@ -62,14 +63,9 @@ pub fn load(path: &Path, waker: Option<Waker>) -> Loading {
             }
         });
     if let Err(e) = spawned {
-        let (tx, rx2) = mpsc::sync_channel(1);
-        let _ = tx.send(Err(format!(
+        let _ = failed.send(Err(format!(
             "could not start reading the reference run: {e}"
         )));
-        return Loading {
-            rx: rx2,
-            path: path.to_path_buf(),
-        };
     }
     Loading {
         rx,

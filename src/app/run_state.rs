@@ -144,22 +144,8 @@ impl RunState {
 
     /// `sample_diversity` and `sample_coverage` from the timeline's frames.
     fn record_diversity(&mut self) {
-        self.sample_coverage = self
-            .timeline
-            .frames()
-            .iter()
-            .filter_map(|f| f.coverage.map(|c| [f.step as f64, c as f64]))
-            .collect();
-        self.sample_diversity.clear();
-        if self.real_diversity > 0.0 {
-            let real = self.real_diversity;
-            self.sample_diversity = self
-                .timeline
-                .frames()
-                .iter()
-                .map(|f| [f.step as f64, f.diversity as f64 / real])
-                .collect();
-        }
+        self.sample_coverage = self.timeline.coverages();
+        self.sample_diversity = self.timeline.diversity_ratios(self.real_diversity);
     }
 
     /// Apply one worker event. Snapshots are handled by the app (they go to the decoder).

@@ -564,33 +564,35 @@ impl Session {
 
     /// [`crate::health::label_coverage`] of `samples` against the first test images.
     fn coverage(&mut self, samples: &ImageBatch) -> Option<f32> {
-        let labels = self.data.labels.as_ref()?;
-        if self.sample_labels.is_some() {
+        if self.data.labels.is_none() || self.sample_labels.is_some() {
             return None;
         }
-        let (real, l) = self.coverage_ref.get_or_insert_with(|| {
-            let idx: Vec<usize> = self
-                .split
-                .test
-                .iter()
-                .take(COVERAGE_IMAGES)
-                .copied()
-                .collect();
-            let mut pixels = Vec::new();
-            self.data.gather_f32(&idx, &mut pixels);
-            let l = idx
-                .iter()
-                .map(|&i| labels.get(i).copied().unwrap_or(0))
-                .collect();
-            (
-                ImageBatch {
-                    shape: self.spec.shape,
-                    pixels,
-                },
-                l,
-            )
-        });
+        if self.coverage_ref.is_none() {
+            let (real, l) = self.first_test_images(COVERAGE_IMAGES);
+            self.coverage_ref = Some((real, l.unwrap_or_default()));
+        }
+        let (real, l) = self.coverage_ref.as_ref()?;
         crate::health::label_coverage(samples, real, l).map(|c| c as f32)
+    }
+
+    /// The first `n` images of the test split, and their labels if the data has them (the
+    /// app's test preview, and what label coverage is measured against).
+    pub fn first_test_images(&self, n: usize) -> (ImageBatch, Option<Vec<u32>>) {
+        let idx: Vec<usize> = self.split.test.iter().take(n).copied().collect();
+        let mut pixels = Vec::new();
+        self.data.gather_f32(&idx, &mut pixels);
+        let labels = self
+            .data
+            .labels
+            .as_ref()
+            .map(|l| idx.iter().map(|&i| l[i]).collect());
+        (
+            ImageBatch {
+                shape: self.spec.shape,
+                pixels,
+            },
+            labels,
+        )
     }
 
     /// The first test images and their reconstructions (VAE only).

@@ -429,19 +429,7 @@ impl Worker {
 
     fn ready(&mut self, session: Session) {
         let data = session.data();
-        let preview: Vec<usize> = session
-            .split()
-            .test
-            .iter()
-            .take(PREVIEW_IMAGES)
-            .copied()
-            .collect();
-        let mut pixels = Vec::new();
-        data.gather_f32(&preview, &mut pixels);
-        let test_preview_labels = match &data.labels {
-            Some(l) => preview.iter().map(|&i| l[i]).collect(),
-            None => Vec::new(),
-        };
+        let (test_preview, labels) = session.first_test_images(PREVIEW_IMAGES);
         let info = RunInfo {
             spec: session.spec().clone(),
             config: session.config().clone(),
@@ -457,11 +445,8 @@ impl Worker {
             step: session.step_count(),
             epoch: session.epoch(),
             history: session.history().clone(),
-            test_preview: crate::images::ImageBatch {
-                shape: session.spec().shape,
-                pixels,
-            },
-            test_preview_labels,
+            test_preview,
+            test_preview_labels: labels.unwrap_or_default(),
             directions: session.directions().to_vec(),
             timeline: session.timeline().clone(),
         };
