@@ -145,12 +145,19 @@ pub fn train_throughput(
     })
 }
 
+/// The nearest-rank `p`-th percentile of `sorted` (ascending).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The `ps`-th percentiles of the measurements `v` (in any order).
+fn percentiles<const N: usize>(mut v: Vec<f64>, ps: [f64; N]) -> [f64; N] {
+    v.sort_by(f64::total_cmp);
+    ps.map(|p| percentile(&v, p))
 }
 
 /// Decode latency on the app's path (decoder thread, CPU snapshot) while the VAE trains on
@@ -227,14 +234,14 @@ pub fn decode_latency(data_backend: BackendChoice, n: usize) -> Result<DecodeRes
     }
     drain(&decoder, &mut latest_ips);
     let _ = worker.send(Command::Stop);
-    lat.sort_by(f64::total_cmp);
-    grid.sort_by(f64::total_cmp);
+    let [p50_ms, p99_ms, max_ms] = percentiles(lat, [50.0, 99.0, 100.0]);
+    let [grid16_ms] = percentiles(grid, [50.0]);
     Ok(DecodeResult {
         n,
-        p50_ms: percentile(&lat, 50.0),
-        p99_ms: percentile(&lat, 99.0),
-        max_ms: percentile(&lat, 100.0),
-        grid16_ms: percentile(&grid, 50.0),
+        p50_ms,
+        p99_ms,
+        max_ms,
+        grid16_ms,
         training_images_per_s: latest_ips,
     })
 }
@@ -359,4 +366,21 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         soak,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_measurements_in_any_order() {
+        // 1..=200 ms, shuffled; one slow outlier of 900 ms.
+        let mut v: Vec<f64> = (1..=200).map(|i| ((i * 37) % 200 + 1) as f64).collect();
+        v.push(900.0);
+        let [p50, p99, max] = percentiles(v, [50.0, 99.0, 100.0]);
+        assert_eq!(p50, 101.0);
+        assert_eq!(p99, 199.0);
+        assert_eq!(max, 900.0);
+        assert!(percentiles(Vec::new(), [50.0])[0].is_nan());
+    }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod explore;
 pub mod export;
+pub mod fuzzing;
 pub mod health;
 pub mod images;
 pub mod import;

@@ -120,3 +120,22 @@ pub fn process_alive(_pid: u32) -> bool {
     // the user can dismiss is better than never offering one.
     false
 }
+
+thread_local! {
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs third-party decoding whose panics are caught and turned into
+/// errors (a panic hook can stay quiet about them).
+pub fn panic_is_contained() -> bool {
+    CONTAINING.with(|c| c.get())
+}
+
+/// Run `f`, turning a panic into an error: burn's record decoders panic on some malformed
+/// records (found by fuzzing) instead of returning an error, and image decoders may too.
+pub fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let before = CONTAINING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(before));
+    r.unwrap_or_else(|_| Err("malformed record (the decoder failed)".to_string()))
+}

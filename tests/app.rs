@@ -50,6 +50,18 @@ fn slider_changes_the_decoded_image_and_lr_changes_mid_run() {
     });
     h.state_mut().shared.tab = "explorer";
     pump(&mut h, "first decode", |a| explorer(a).image().is_some());
+    // While training runs, the same latent is decoded again with each newer snapshot of the
+    // weights (nobody touches a slider).
+    let mut steps = vec![explorer(h.state()).image_step()];
+    let z = h.state().shared.latent.z.clone();
+    while steps.len() < 3 {
+        pump(&mut h, "a decode with newer weights", |a| {
+            explorer(a).image_step() > *steps.last().unwrap()
+        });
+        steps.push(explorer(h.state()).image_step());
+    }
+    assert_eq!(h.state().shared.latent.z, z, "the latent stayed");
+    assert!(steps[0] > 0, "decoded with trained weights: {steps:?}");
     // Pause so that only the slider changes the image.
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
@@ -580,6 +592,165 @@ fn scatter_projects_with_tsne_and_pca_off_the_ui_thread() {
         "{:?}",
         h.state().shared.run.errors
     );
+}
+
+/// Click at `pos` with the primary button.
+fn click_at(
+    h: &mut egui_kittest::Harness<'static, latent_lab::app::LatentLabApp>,
+    pos: egui::Pos2,
+) {
+    h.hover_at(pos);
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        });
+        h.step();
+    }
+    h.step();
+}
+
+/// The latent the explorer shows equals `want` (an encode of one image alone may differ
+/// from the same image's row of a batch in the last float bits).
+fn latent_is(a: &latent_lab::app::LatentLabApp, want: &[f32]) -> bool {
+    let z = &a.shared.latent.z;
+    z.len() == want.len() && z.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-4)
+}
+
+/// The scatter encodes the run's own test images with the current weights and draws every
+/// one; a click on a point, a click on a thumbnail and a dropped image file each put that
+/// image's latent in the explorer.
+#[test]
+fn scatter_points_thumbnails_and_dropped_images_set_the_explorers_latent() {
+    use latent_lab::app::{LatentLabApp, Scatter};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = common::ui::paused_on(30, "scatter");
+    let drawn = |a: &LatentLabApp| a.panel::<Scatter>().unwrap().points_drawn;
+    // Paused: the views get the weights training stopped with.
+    pump(
+        &mut h,
+        "the test set encoded with the paused weights",
+        |a| {
+            a.shared
+                .analysis
+                .encoded()
+                .is_some_and(|e| e.step == a.shared.run.step)
+                && drawn(a) > 0
+        },
+    );
+    let enc = h.state().shared.analysis.encoded().unwrap().value.clone();
+    let preview = h
+        .state()
+        .shared
+        .run
+        .info
+        .as_ref()
+        .unwrap()
+        .test_preview
+        .clone();
+    assert_eq!(enc.n, preview.count());
+    assert_eq!(
+        drawn(h.state()),
+        enc.n,
+        "every encoded test image is a point"
+    );
+
+    // The same weights, saved and encoded by the library: the scatter's means are those.
+    let ckpt = dir.path().join("paused.llck");
+    h.state_mut()
+        .on_file_chosen(FileAction::SaveCheckpoint, ckpt.clone());
+    pump(&mut h, "saved", |a| {
+        a.shared.run.notices.iter().any(|n| n.starts_with("saved"))
+    });
+    let c = latent_lab::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    let inf = latent_lab::infer::Inference::from_checkpoint_on_cpu(&c).unwrap();
+    let (mu, _) = inf.encode(&preview.pixels).unwrap();
+    assert_eq!(mu.len(), enc.mu.len());
+    let worst = common::max_diff(&mu, &enc.mu);
+    assert!(
+        worst < 1e-4,
+        "scatter means differ from the model's by {worst}"
+    );
+
+    // A click on a point: the nearest point's latent, and the explorer opens.
+    let d = enc.d;
+    let t = h
+        .state()
+        .panel::<Scatter>()
+        .unwrap()
+        .plot_transform
+        .unwrap();
+    let (dx, dy) = {
+        let s = h.state().panel::<Scatter>().unwrap();
+        (s.dim_x, s.dim_y)
+    };
+    let screen = |i: usize| {
+        t.position_from_point(&egui_plot::PlotPoint::new(
+            enc.mu[i * d + dx] as f64,
+            enc.mu[i * d + dy] as f64,
+        ))
+    };
+    assert!(
+        (0..enc.n).all(|i| t.frame().contains(screen(i))),
+        "every point lies inside the plot"
+    );
+    let target = 7;
+    let at = screen(target);
+    click_at(&mut h, at);
+    let source = h.state().shared.latent.source.clone().unwrap_or_default();
+    let j: usize = source
+        .strip_prefix("test image ")
+        .and_then(|r| r.strip_suffix(" (scatter)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the click picked a test image: {source:?}"));
+    assert!(
+        screen(j).distance(at) <= screen(target).distance(at) + 0.5,
+        "picked image {j}, not the nearest to the click"
+    );
+    assert!(
+        latent_is(h.state(), enc.row(j)),
+        "the explorer has test image {j}'s latent"
+    );
+    assert_eq!(h.state().shared.tab, "explorer");
+
+    // A click on the first thumbnail: test image 0 is encoded and becomes the latent.
+    h.state_mut().shared.latent.set(vec![0.0; d]);
+    h.step();
+    let caption = h.get_by_label_contains("Click a test image").rect();
+    click_at(&mut h, caption.left_bottom() + egui::vec2(4.0, 8.0));
+    pump(&mut h, "thumbnail encoded", |a| {
+        a.shared
+            .latent
+            .source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("test image 0"))
+            && a.shared.latent.z.iter().any(|&v| v != 0.0)
+    });
+    assert!(
+        latent_is(h.state(), enc.row(0)),
+        "the explorer has test image 0's latent"
+    );
+
+    // A dropped PNG of test image 3: decoded, encoded, the latent.
+    let png = dir.path().join("three.png");
+    let px: Vec<u8> = preview.pixels[3 * 784..4 * 784]
+        .iter()
+        .map(|&v| (v * 255.0).round() as u8)
+        .collect();
+    image::GrayImage::from_raw(28, 28, px)
+        .unwrap()
+        .save(&png)
+        .unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(png.clone())));
+    h.step();
+    pump(&mut h, "dropped image encoded", |a| {
+        a.shared.latent.source.as_deref() == Some(png.to_str().unwrap()) && latent_is(a, enc.row(3))
+    });
 }
 
 /// Latent arithmetic: "mean of class 0 − mean of class 1" from the encoded test set becomes a

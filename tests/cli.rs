@@ -191,6 +191,49 @@ fn train_eval_sample_interpolate_info_export() {
         column(&slerp, 2 * cell, 4 * cell)
     );
 
+    // The endpoints are the decodes of test images 0 and 5, encoded: the strip's first and
+    // last cells (PNG), the GIF's first frame and its turning point (frame 6 of 6 forwards
+    // + 4 back) up to the GIF palette.
+    let (a, b) = endpoint_decodes(&ckpt, 0, 5);
+    // Equal up to `tol` levels (a batch of 6 decodes in other float order than 1 alone).
+    let close = |f: &[u8], e: &[u8], tol: u8, what: &str| {
+        assert_eq!(f.len(), e.len(), "{what}");
+        let d = f.iter().zip(e).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        assert!(d <= tol, "{what}: differs by up to {d} levels");
+    };
+    let cell = |img: &image::RgbaImage, i: u32| -> Vec<u8> {
+        // grid(6 columns, pad 2, scale 2): 56 px cells.
+        let (x0, y0) = (2 + i * 58, 2);
+        image::imageops::crop_imm(img, x0, y0, 56, 56)
+            .to_image()
+            .into_raw()
+    };
+    let strip = image::open(dir.path().join("strip-slerp.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(strip.dimensions(), (6 * 56 + 7 * 2, 56 + 4));
+    close(
+        &cell(&strip, 0),
+        a.single(0, 2).as_raw(),
+        1,
+        "the strip starts at image 0",
+    );
+    close(
+        &cell(&strip, 5),
+        b.single(0, 2).as_raw(),
+        1,
+        "the strip ends at image 5",
+    );
+    let frames = gif_all_frames(&dir.path().join("walk.gif"));
+    assert_eq!(frames.len(), 10, "6 steps forwards and 4 back");
+    assert!(
+        frames.iter().all(|f| f.dimensions() == (112, 112)),
+        "28 px at scale 4"
+    );
+    close(&frames[0], &a.single(0, 4), 8, "GIF frame 1 is image 0");
+    close(&frames[5], &b.single(0, 4), 8, "GIF frame 6 is image 5");
+    assert_ne!(frames[0].as_raw(), frames[5].as_raw());
+
     let o = run(&["info", p(&ckpt)]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("784-400-20"));
@@ -604,8 +647,9 @@ fn bench_reports_throughput_decode_latency_and_memory() {
     }
     let d = &v["decode"];
     assert_eq!(d["n"], 20);
-    let (p50, p99) = (d["p50_ms"].as_f64().unwrap(), d["p99_ms"].as_f64().unwrap());
-    assert!(p50 > 0.0 && p99 >= p50, "{d}");
+    // Real measurements (the percentiles themselves: `bench::tests`).
+    let (p50, max) = (d["p50_ms"].as_f64().unwrap(), d["max_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && max.is_finite(), "{d}");
     assert!(d["grid16_ms"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 10.0);
     // Bad arguments are refused in words.
@@ -733,6 +777,42 @@ fn score_judges_an_image_file_another_program_wrote() {
     assert_fails(&o, 1, "do not match");
     let o = run(&["score"]);
     assert!(!o.status.success());
+}
+
+/// Test images `i` and `j` of the run in `ckpt` (its own split), encoded (means) and decoded.
+fn endpoint_decodes(
+    ckpt: &Path,
+    i: usize,
+    j: usize,
+) -> (
+    latent_lab::images::ImageBatch,
+    latent_lab::images::ImageBatch,
+) {
+    let c = latent_lab::checkpoint::Checkpoint::load(ckpt).unwrap();
+    let inf = latent_lab::infer::Inference::from_checkpoint_on_cpu(&c).unwrap();
+    let data = c.header.data.load().unwrap();
+    let split = data.split(c.header.train.seed).unwrap();
+    let one = |k: usize| {
+        let mut px = Vec::new();
+        data.gather_f32(&[split.test[k]], &mut px);
+        let (mu, _) = inf.encode(&px).unwrap();
+        inf.decode(&mu).unwrap()
+    };
+    (one(i), one(j))
+}
+
+/// Every frame of a GIF, decoded.
+fn gif_all_frames(path: &Path) -> Vec<image::RgbaImage> {
+    use image::AnimationDecoder;
+    let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    image::codecs::gif::GifDecoder::new(f)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.into_buffer())
+        .collect()
 }
 
 /// GIF frames decoded: (count, width, height, first frame's RGBA, last frame's RGBA).

@@ -85,13 +85,34 @@ fn vae_trains_a_step_on_wgpu() {
 }
 
 #[test]
-fn auto_backend_never_panics() {
+fn auto_backend_picks_a_real_gpu_or_says_why_not() {
     let b = Backend::select(BackendChoice::Auto).unwrap();
-    assert!(b.is_gpu() || b.notice.is_some());
-    // A software adapter is never chosen automatically.
-    assert!(
-        b.adapter.as_ref().is_none_or(|a| a.device_type != "Cpu"),
-        "{:?}",
-        b.adapter
-    );
+    match &b.adapter {
+        Some(a) => {
+            // A software adapter is never chosen automatically.
+            assert_ne!(a.device_type, "Cpu", "{a:?}");
+            assert!(b.notice.is_none(), "{:?}", b.notice);
+        }
+        None => {
+            let why = b.notice.as_deref().expect("auto on the CPU says why");
+            assert!(
+                why.contains("software GPU adapter") || why.contains("no GPU adapter"),
+                "{why}"
+            );
+        }
+    }
+    // Where the only adapter is a software one (CI: lavapipe), auto trains on the CPU and
+    // names the adapter it passed over.
+    if std::env::var_os("LATENT_LAB_SKIP_WGPU").is_none() {
+        let w = Backend::select(BackendChoice::Wgpu).expect("a wgpu adapter");
+        let a = w.adapter.as_ref().expect("wgpu has an adapter");
+        if a.device_type == "Cpu" {
+            assert!(!b.is_gpu());
+            assert!(
+                b.notice.as_deref().is_some_and(|n| n.contains(&a.name)),
+                "{:?}",
+                b.notice
+            );
+        }
+    }
 }

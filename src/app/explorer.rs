@@ -31,6 +31,8 @@ pub struct Explorer {
     /// GAN truncation: latents are scaled by this before decoding.
     pub truncation: f32,
     image: Option<ImageBatch>,
+    /// The training step of the weights that decoded `image`.
+    image_step: u64,
     gray: Arc<Vec<f32>>,
     version: u64,
     /// When the newest pending request was made (for the latency measurement).
@@ -58,6 +60,7 @@ impl Default for Explorer {
             class: 0,
             truncation: 1.0,
             image: None,
+            image_step: 0,
             gray: Arc::new(Vec::new()),
             version: 0,
             requested_at: None,
@@ -117,6 +120,7 @@ impl Panel for Explorer {
             Output::Decoded {
                 images,
                 latency_secs,
+                model_step,
                 ..
             } => {
                 // Slider change → new pixels ready (the decoder's own clock) …
@@ -131,6 +135,7 @@ impl Panel for Explorer {
                     self.gray = Arc::new(images.pixels.clone());
                 }
                 self.image = Some(images);
+                self.image_step = model_step;
                 self.version += 1;
             }
             Output::Encoded { mu, .. } => shared.latent.set(mu),
@@ -281,6 +286,12 @@ impl Explorer {
         self.image.as_ref()
     }
 
+    /// The training step of the weights that decoded [`Self::image`] (while training runs,
+    /// each new snapshot decodes the latent again).
+    pub fn image_step(&self) -> u64 {
+        self.image_step
+    }
+
     /// A conditional model's "same style, every class" strip (one image per class).
     pub fn class_strip(&self) -> Option<&ImageBatch> {
         self.strip.as_ref()
@@ -361,9 +372,13 @@ impl Explorer {
                 for i in order {
                     ui.horizontal(|ui| {
                         let r = ui.add(
+                            // An encoded image's latent may lie beyond ±3 in some dimension:
+                            // kept as it is (the handle sits at the end) until dragged. Clamping
+                            // it here would also show another image than the one picked.
                             egui::Slider::new(&mut shared.latent.z[i], -3.0..=3.0)
                                 .text(format!("z{i}"))
-                                .fixed_decimals(2),
+                                .fixed_decimals(2)
+                                .clamping(egui::SliderClamping::Edits),
                         );
                         if r.changed() {
                             shared.latent.source = None;
@@ -453,7 +468,7 @@ impl Explorer {
         let latency = shared
             .decode_ms
             .last()
-            .map(|v| format!("decoded in {v:.1} ms"))
+            .map(|v| format!("weights of step {} · decoded in {v:.1} ms", self.image_step))
             .unwrap_or_default();
         ui.weak(match &shared.latent.source {
             Some(s) => format!("from {s} · {latency}"),

@@ -38,6 +38,7 @@ pub use files::FileAction;
 pub use health::Health;
 pub use panel::{AppCommand, Panel};
 pub use run_state::{RunState, Status};
+pub use scatter::Scatter;
 pub use settings::Settings;
 pub use training_view::TrainingView;
 pub use traversal::Traversal;
@@ -821,7 +822,8 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
                 Settings::default()
             } else {
                 cc.storage
-                    .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                    .and_then(|s| s.get_string(eframe::APP_KEY))
+                    .and_then(|text| Settings::from_ron(&text))
                     .unwrap_or_default()
             };
             let mut app = LatentLabApp::new(&cc.egui_ctx, settings, opts)?;

@@ -4,7 +4,7 @@
 //! save (every few minutes of progress, on the worker like any save) and shows the offer.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{AppCommand, Settings, Shared, Status};
 use crate::autosave::{Autosave, AutosaveEntry, PreviousSession};
@@ -87,7 +87,7 @@ impl Recovery {
             return;
         };
         let s = &shared.settings;
-        let interval = Duration::from_secs_f64((s.autosave_minutes * 60.0).max(0.01));
+        let interval = s.autosave_interval();
         let run = &shared.run;
         let has_model = run.info.is_some()
             && !matches!(
@@ -167,7 +167,7 @@ impl Recovery {
                         let l = ui.label("every");
                         ui.add(
                             egui::DragValue::new(&mut settings.autosave_minutes)
-                                .range(0.5..=240.0)
+                                .range(super::settings::AUTOSAVE_MINUTES)
                                 .speed(0.5)
                                 .suffix(" min"),
                         )
@@ -175,8 +175,11 @@ impl Recovery {
                     });
                     ui.horizontal(|ui| {
                         let l = ui.label("keep the last");
-                        ui.add(egui::DragValue::new(&mut settings.autosave_keep).range(1..=50))
-                            .labelled_by(l.id);
+                        ui.add(
+                            egui::DragValue::new(&mut settings.autosave_keep)
+                                .range(super::settings::AUTOSAVE_KEEP),
+                        )
+                        .labelled_by(l.id);
                     });
                 });
                 ui.label(

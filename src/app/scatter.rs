@@ -50,6 +50,10 @@ pub struct Scatter {
     hover_shown: Option<usize>,
     /// `view` was taken from the settings (the axes used last).
     view_restored: bool,
+    /// Where the plot was drawn last frame, and how many test images it showed (tests click
+    /// on points).
+    pub plot_transform: Option<egui_plot::PlotTransform>,
+    pub points_drawn: usize,
 }
 
 impl Default for Scatter {
@@ -65,6 +69,8 @@ impl Default for Scatter {
             box_start: None,
             hover_shown: None,
             view_restored: false,
+            plot_transform: None,
+            points_drawn: 0,
         }
     }
 }
@@ -265,7 +271,7 @@ impl Scatter {
         let mut finished_box = None;
         let groups = shared.groups.clone();
         let ends: Vec<usize> = self.first_end.into_iter().collect();
-        Plot::new("scatter")
+        let shown = Plot::new("scatter")
             .legend(Legend::default())
             .data_aspect(1.0)
             .allow_drag(!selecting)
@@ -365,6 +371,8 @@ impl Scatter {
                     }
                 }
             });
+        self.plot_transform = Some(shown.transform);
+        self.points_drawn = n;
         if let (Some((a, b)), DragMode::Select(g)) = (finished_box, self.drag) {
             let (x0, x1) = (a.x.min(b.x), a.x.max(b.x));
             let (y0, y1) = (a.y.min(b.y), a.y.max(b.y));

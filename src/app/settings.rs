@@ -86,12 +86,86 @@ impl Default for Settings {
     }
 }
 
+/// What the controls allow (the same ranges as their drag values).
+pub const LEARNING_RATE: std::ops::RangeInclusive<f64> = 1e-8..=1e4;
+pub const BETA: std::ops::RangeInclusive<f64> = 0.0..=1e4;
+pub const KL_WARMUP: std::ops::RangeInclusive<u64> = 0..=10_000_000;
+pub const BATCH_SIZE: std::ops::RangeInclusive<usize> = 1..=65_536;
+pub const EPOCHS: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+pub const AUTOSAVE_MINUTES: std::ops::RangeInclusive<f64> = 0.5..=240.0;
+pub const AUTOSAVE_KEEP: std::ops::RangeInclusive<usize> = 1..=50;
+/// Entries of the recent-files menu.
+pub const RECENT: usize = 8;
+/// Longest hidden-widths text kept from a settings file.
+const MAX_HIDDEN_TEXT: usize = 256;
+
+/// `v` inside `range`, or `fallback` when it is not a number.
+fn clamp_f64(v: f64, range: &std::ops::RangeInclusive<f64>, fallback: f64) -> f64 {
+    if v.is_nan() {
+        fallback
+    } else {
+        v.clamp(*range.start(), *range.end())
+    }
+}
+
 impl Settings {
+    /// The settings with every value inside what the controls allow: a settings file edited
+    /// by hand, written by another version or damaged must not start the app with values no
+    /// control can produce (an infinite autosave interval, a zero batch size).
+    pub fn sanitized(mut self) -> Self {
+        let d = Settings::default();
+        self.learning_rate = clamp_f64(self.learning_rate, &LEARNING_RATE, d.learning_rate);
+        self.beta = clamp_f64(self.beta, &BETA, d.beta);
+        self.autosave_minutes =
+            clamp_f64(self.autosave_minutes, &AUTOSAVE_MINUTES, d.autosave_minutes);
+        self.kl_warmup = self.kl_warmup.clamp(*KL_WARMUP.start(), *KL_WARMUP.end());
+        self.batch_size = self
+            .batch_size
+            .clamp(*BATCH_SIZE.start(), *BATCH_SIZE.end());
+        self.epochs = self.epochs.clamp(*EPOCHS.start(), *EPOCHS.end());
+        self.autosave_keep = self
+            .autosave_keep
+            .clamp(*AUTOSAVE_KEEP.start(), *AUTOSAVE_KEEP.end());
+        self.recent.truncate(RECENT);
+        if self.hidden.len() > MAX_HIDDEN_TEXT {
+            self.hidden.clear();
+        }
+        self
+    }
+
+    /// Settings from the RON text eframe's storage keeps under the app's key (`None` when it
+    /// does not parse: the app starts with the defaults), sanitised.
+    pub fn from_ron(text: &str) -> Option<Self> {
+        ron::from_str::<Settings>(text)
+            .ok()
+            .map(Settings::sanitized)
+    }
+
+    /// How often autosave writes.
+    pub fn autosave_interval(&self) -> std::time::Duration {
+        let minutes = clamp_f64(self.autosave_minutes, &AUTOSAVE_MINUTES, 5.0);
+        std::time::Duration::from_secs_f64(minutes * 60.0)
+    }
+
+    /// The training configuration of a new run with these settings (not yet validated).
+    pub fn train_config(&self) -> TrainConfig {
+        let mut config = TrainConfig::for_kind(self.model);
+        config.learning_rate = self.learning_rate;
+        config.beta = self.beta;
+        if self.model.capabilities().beta {
+            config.kl_warmup_steps = self.kl_warmup;
+        }
+        config.batch_size = self.batch_size;
+        config.epochs = self.epochs;
+        config.seed = self.seed;
+        config
+    }
+
     /// Remember `path` at the top of the recent-files list.
     pub fn add_recent(&mut self, path: PathBuf) {
         self.recent.retain(|p| p != &path);
         self.recent.insert(0, path);
-        self.recent.truncate(8);
+        self.recent.truncate(RECENT);
     }
 
     /// Switch model preset, resetting the optimiser defaults of that family.

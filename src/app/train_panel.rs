@@ -1,11 +1,11 @@
 //! Left panel: model, hyperparameters, dataset, backend and the run buttons.
 
 use super::files::FileAction;
+use super::settings;
 use super::{AppCommand, Panel, Shared, Status};
 use crate::backend::BackendChoice;
 use crate::data::DataSource;
 use crate::model::{ModelKind, ModelOverrides};
-use crate::train::TrainConfig;
 use crate::worker::{Command, TrainRequest};
 
 #[derive(Default)]
@@ -24,15 +24,7 @@ impl TrainPanel {
                 return None;
             }
         };
-        let mut config = TrainConfig::for_kind(s.model);
-        config.learning_rate = s.learning_rate;
-        config.beta = s.beta;
-        if s.model.capabilities().beta {
-            config.kl_warmup_steps = s.kl_warmup;
-        }
-        config.batch_size = s.batch_size;
-        config.epochs = s.epochs;
-        config.seed = s.seed;
+        let config = s.train_config();
         if let Err(e) = config.validate() {
             shared.run.errors.push(e.to_string());
             return None;
@@ -171,7 +163,7 @@ impl Panel for TrainPanel {
                     // Wide enough for any rate a loaded checkpoint may carry: a narrower
                     // range would clamp it, and the clamped value would be sent as a change.
                     egui::DragValue::new(&mut shared.settings.learning_rate)
-                        .range(1e-8..=1e4)
+                        .range(settings::LEARNING_RATE)
                         .speed(1e-5)
                         .custom_formatter(|v, _| format!("{v:.1e}")),
                 )
@@ -182,7 +174,7 @@ impl Panel for TrainPanel {
                 .add_enabled(
                     shared.settings.model.capabilities().beta,
                     egui::DragValue::new(&mut shared.settings.beta)
-                        .range(0.0..=1e4)
+                        .range(settings::BETA)
                         .speed(0.01),
                 )
                 .labelled_by(l.id);
@@ -195,20 +187,20 @@ impl Panel for TrainPanel {
                 );
             ui.add_enabled(
                 editable && vae,
-                egui::DragValue::new(&mut shared.settings.kl_warmup).range(0..=10_000_000),
+                egui::DragValue::new(&mut shared.settings.kl_warmup).range(settings::KL_WARMUP),
             )
             .labelled_by(l.id);
             ui.end_row();
             let l = ui.add_enabled(editable, egui::Label::new("batch size"));
             ui.add_enabled(
                 editable,
-                egui::DragValue::new(&mut shared.settings.batch_size).range(1..=65_536),
+                egui::DragValue::new(&mut shared.settings.batch_size).range(settings::BATCH_SIZE),
             )
             .labelled_by(l.id);
             ui.end_row();
             let l = ui.label("epochs");
             let epochs = ui
-                .add(egui::DragValue::new(&mut shared.settings.epochs).range(1..=1_000_000))
+                .add(egui::DragValue::new(&mut shared.settings.epochs).range(settings::EPOCHS))
                 .labelled_by(l.id);
             ui.end_row();
             let l = ui.add_enabled(editable, egui::Label::new("seed"));

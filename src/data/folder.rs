@@ -2,7 +2,6 @@
 //! (sub-folder name = label). Images are decoded in parallel, converted to gray or RGB,
 //! centre-cropped to a square and resized.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
@@ -91,18 +90,43 @@ fn not_an_image(path: PathBuf) -> SkippedFile {
     }
 }
 
+/// Largest image file read into memory (far above any real photo the app trains on).
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// Decode one image file and turn it into `channels`×`size`×`size` CHW bytes.
 pub fn decode_image(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>, String> {
     let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+    if file_len > MAX_FILE_BYTES {
+        return Err(format!(
+            "file too large for an image ({} MB; at most {} MB)",
+            file_len >> 20,
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode_image_bytes(&bytes, size, channels)
+}
+
+/// Decode an image file's bytes into `channels`×`size`×`size` CHW bytes. The decoder may
+/// allocate at most [`decode_alloc_limit`] for the file's size; a decoder that panics on a
+/// malformed file is an error, not a crash.
+pub fn decode_image_bytes(bytes: &[u8], size: usize, channels: usize) -> Result<Vec<u8>, String> {
+    crate::util::contained(|| decode_contained(bytes, size, channels))
+        .map_err(|e| e.replace("malformed record", "malformed image"))
+}
+
+fn decode_contained(bytes: &[u8], size: usize, channels: usize) -> Result<Vec<u8>, String> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
-    limits.max_alloc = Some(decode_alloc_limit(file_len));
+    limits.max_alloc = Some(decode_alloc_limit(bytes.len() as u64));
     reader.limits(limits);
+    if reader.format().is_none() {
+        return Err("not a PNG, JPEG, BMP or GIF image".to_string());
+    }
     let img = reader.decode().map_err(|e| e.to_string())?;
     let (w, h) = (img.width(), img.height());
     if w == 0 || h == 0 {
@@ -171,10 +195,7 @@ fn decode_all(paths: &[&Path], size: usize, channels: usize) -> Vec<Result<Vec<u
         .map_or(1, |n| n.get())
         .min(paths.len());
     let per = paths.len().div_ceil(threads);
-    let decode = |p: &Path| {
-        catch_unwind(AssertUnwindSafe(|| decode_image(p, size, channels)))
-            .unwrap_or_else(|_| Err("decoder panicked".to_string()))
-    };
+    let decode = |p: &Path| decode_image(p, size, channels);
     std::thread::scope(|scope| {
         let handles: Vec<_> = paths
             .chunks(per)

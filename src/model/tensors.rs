@@ -195,24 +195,7 @@ fn has_untrained_state<M: Module>(m: &M) -> bool {
     v.0
 }
 
-thread_local! {
-    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// True while this thread runs third-party decoding whose panics are caught and turned into
-/// errors (a panic hook can stay quiet about them).
-pub fn panic_is_contained() -> bool {
-    CONTAINING.with(|c| c.get())
-}
-
-/// Run `f`, turning a panic into an error: burn's record decoders panic on some malformed
-/// records (found by `tests/fuzz.rs`) instead of returning an error.
-pub fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    let before = CONTAINING.with(|c| c.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINING.with(|c| c.set(before));
-    r.unwrap_or_else(|_| Err("malformed record (the decoder failed)".to_string()))
-}
+pub use crate::util::{contained, panic_is_contained};
 
 /// A named float tensor, PyTorch layout.
 #[derive(Clone, Debug, PartialEq)]

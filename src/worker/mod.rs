@@ -77,6 +77,7 @@ impl WorkerHandle {
                     session: None,
                     running: false,
                     steps_left: None,
+                    snapshot_step: None,
                     fault: None,
                 }
                 .run()
@@ -141,6 +142,8 @@ struct Worker {
     running: bool,
     /// Steps still to run for `Command::Step`.
     steps_left: Option<u64>,
+    /// The step of the weights last sent as [`Event::Snapshot`].
+    snapshot_step: Option<u64>,
     /// A failure staged by `Command::InjectFault` for the next step.
     fault: Option<Fault>,
 }
@@ -276,6 +279,7 @@ impl Worker {
                 self.running = false;
                 self.steps_left = None;
                 self.flush_pending();
+                self.refresh_snapshot();
                 if let Some(s) = &self.session {
                     self.emit(Event::Paused {
                         step: s.step_count(),
@@ -479,7 +483,17 @@ impl Worker {
         }
         if let Some(s) = &self.session {
             let snap = s.inference(&Device::flex()).with_fast_decode();
+            self.snapshot_step = Some(s.step_count());
             self.offer(Event::Snapshot(Arc::new(snap)));
+        }
+    }
+
+    /// Where training stops (pause, a finished `Step(n)`, the end of the run), the views get
+    /// the weights it stopped with, not those of the last periodic snapshot.
+    fn refresh_snapshot(&mut self) {
+        let step = self.session.as_ref().map(Session::step_count);
+        if step.is_some() && step != self.snapshot_step {
+            self.send_snapshot();
         }
     }
 
@@ -495,6 +509,7 @@ impl Worker {
             let (step, epoch) = (session.step_count(), session.epoch());
             // The last weights belong in the sample history (a no-op at a recorded step).
             self.send_images();
+            self.refresh_snapshot();
             self.emit(Event::Finished { step, epoch });
             return;
         }
@@ -553,6 +568,7 @@ impl Worker {
             if left <= 1 {
                 self.steps_left = None;
                 self.flush_pending();
+                self.refresh_snapshot();
                 let step = self.session.as_ref().map_or(step, |s| s.step_count());
                 self.emit(Event::Paused { step });
             } else {

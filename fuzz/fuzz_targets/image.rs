@@ -1,0 +1,10 @@
+//! `cargo fuzz run image`: see `latent_lab::fuzzing::Target::Image`.
+#![no_main]
+use latent_lab::fuzzing::{check, Target, TrackingAlloc};
+
+#[global_allocator]
+static ALLOC: TrackingAlloc = TrackingAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    check(Target::Image, data);
+});

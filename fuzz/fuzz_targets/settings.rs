@@ -1,0 +1,10 @@
+//! `cargo fuzz run settings`: see `latent_lab::fuzzing::Target::Settings`.
+#![no_main]
+use latent_lab::fuzzing::{check, Target, TrackingAlloc};
+
+#[global_allocator]
+static ALLOC: TrackingAlloc = TrackingAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    check(Target::Settings, data);
+});
