@@ -145,7 +145,11 @@ fn autosave_rotates_and_a_crash_offers_the_newest_one() {
     // Pause and let the last autosave (of the paused step) land and be pruned.
     h.get_by_label("Pause").click();
     pump(&mut h, "paused", |a| a.shared.run.status == Status::Paused);
-    run_for(&mut h, Duration::from_secs(1));
+    pump(&mut h, "the paused step autosaved", |a| {
+        a.recovery.last_written.map(|(s, _)| s) == Some(a.shared.run.step)
+    });
+    // Nothing more to save: the list below is final.
+    run_for(&mut h, Duration::from_millis(300));
     let store = Autosave::new(&auto);
     let list = store.list();
     assert!(!list.is_empty() && list.len() <= 2, "{list:?}");
