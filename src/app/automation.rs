@@ -133,6 +133,11 @@ impl Automation {
             "frame_interval_ms_p50": pct(&s.frame_interval_ms, 50.0),
             "frame_interval_ms_p99": pct(&s.frame_interval_ms, 99.0),
             "training_step": s.run.step,
+            // What the UI holds that grows with the run (for a memory curve to be read
+            // against): the sample history (bounded by its budget) and the loss points.
+            "timeline_frames": s.run.timeline.len(),
+            "timeline_bytes": s.run.timeline.bytes(),
+            "history_points": s.run.history.points.len(),
             "images_per_sec": s.run.last_point.as_ref().map(|p| p.images_per_sec),
             "gpu_colormap": s.gpu_colormap,
             "analyses": s.analysis.timings_json(),
