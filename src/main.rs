@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     if std::env::var_os("BURN_DEVICE").is_none() {
         std::env::set_var("BURN_DEVICE", "flex");
     }
+    latent_lab::util::keep_large_blocks_out_of_the_heap();
     // A panic is a bug; tell the user in one line instead of a trace.
     // Worker threads catch their own panics and report them as events.
     std::panic::set_hook(Box::new(|info| {
