@@ -718,17 +718,30 @@ fn scatter_points_thumbnails_and_dropped_images_set_the_explorers_latent() {
 
     // A click on the first thumbnail: test image 0 is encoded and becomes the latent.
     h.state_mut().shared.latent.set(vec![0.0; d]);
-    h.step();
-    let caption = h.get_by_label_contains("Click a test image").rect();
-    click_at(&mut h, caption.left_bottom() + egui::vec2(4.0, 8.0));
-    pump(&mut h, "thumbnail encoded", |a| {
+    let picked = |a: &latent_lab::app::LatentLabApp| {
         a.shared
             .latent
             .source
             .as_deref()
             .is_some_and(|s| s.starts_with("test image 0"))
             && a.shared.latent.z.iter().any(|&v| v != 0.0)
-    });
+    };
+    // The thumbnails are found from their caption in the frame of the click (the image
+    // above them can change size between frames, e.g. when a notice closes); a click that
+    // landed while the layout moved is tried again, at most twice.
+    for _ in 0..3 {
+        h.step();
+        let caption = h.get_by_label_contains("Click a test image").rect();
+        click_at(&mut h, caption.left_bottom() + egui::vec2(4.0, 8.0));
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !picked(h.state()) && std::time::Instant::now() < until {
+            h.step();
+        }
+        if picked(h.state()) {
+            break;
+        }
+    }
+    pump(&mut h, "thumbnail encoded", picked);
     assert!(
         latent_is(h.state(), enc.row(0)),
         "the explorer has test image 0's latent"
