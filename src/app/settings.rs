@@ -142,9 +142,13 @@ impl Settings {
     }
 
     /// How often autosave writes.
+    /// Never past the controls' range; below it only where a test sets a fraction of a
+    /// second; a value that is not a number gives the default interval.
     pub fn autosave_interval(&self) -> std::time::Duration {
-        let minutes = clamp_f64(self.autosave_minutes, &AUTOSAVE_MINUTES, 5.0);
-        std::time::Duration::from_secs_f64(minutes * 60.0)
+        let secs = (self.autosave_minutes * 60.0).clamp(0.01, AUTOSAVE_MINUTES.end() * 60.0);
+        std::time::Duration::try_from_secs_f64(secs).unwrap_or_else(|_| {
+            std::time::Duration::from_secs_f64(Settings::default().autosave_minutes * 60.0)
+        })
     }
 
     /// The training configuration of a new run with these settings (not yet validated).
